@@ -1,0 +1,1 @@
+"""Run plumbing shared by every algorithm: run folders, atomic checkpoints, callbacks."""

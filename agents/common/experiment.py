@@ -1,0 +1,188 @@
+"""The experiment behind `train.py`: resolve algorithm, environment and hyperparameters, create the run folder,
+train with evaluation and checkpoints, and always leave a usable model behind (also on Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import tyro
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from agents.common.callbacks import CheckpointCallback, SaveBestCallback
+from agents.common.io import atomic_save, atomic_write
+from agents.common.run import new_run_dir, write_run_config
+from agents.hyperparams import RUN_KEYS, apply_overrides, default_hyperparams
+from agents.registry import ALGOS, get_algo
+from envs.registry import ENV_ALIASES, make_env, resolve_env_id
+
+
+@dataclass
+class TrainArgs:
+    """Train an agent and log it under runs/. Example: python train.py --algo sac --env HalfCheetah -n 20000"""
+
+    algo: str = "sac"
+    """Algorithm name, e.g. sac, td3, ppo (see --list)."""
+    env: str = "HalfCheetah"
+    """Environment: a short name (HalfCheetah) or a full Gymnasium id (HalfCheetah-v5)."""
+    total_timesteps: Annotated[int | None, tyro.conf.arg(aliases=["-n"])] = None
+    """Environment steps to train for; default: the algorithm's per-env default (agents/hyperparams.py)."""
+    seed: int | None = None
+    """Random seed; a run with the same seed on the same machine is repeatable. Default: drawn and recorded."""
+    eval_freq: int = 10_000
+    """Evaluate the deterministic policy every this many environment steps (<= 0 disables)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    n_envs: int | None = None
+    """Parallel training environments; default: per-env default, else 1."""
+    device: str = "auto"
+    """Torch device: auto, cpu, cuda, cuda:1, mps."""
+    num_threads: int | None = None
+    """Torch CPU threads (torch.set_num_threads); default: torch's own choice."""
+    hyperparams: dict[str, str] = field(default_factory=dict)
+    """Overrides as KEY VALUE pairs, e.g. --hyperparams learning_rate 1e-3 batch_size 128. Values are Python
+    literals; lin_3e-4 is a linear learning-rate schedule. Keys are checked against the algorithm's constructor."""
+    log_dir: Path = Path("runs")
+    """Root folder for runs: <log-dir>/<algo>/<env>__seed<seed>__<time>/."""
+    progress: bool = True
+    """Show a progress bar."""
+    save_freq: int = 0
+    """Save a checkpoint every this many environment steps under checkpoints/ (<= 0 disables)."""
+    save_replay_buffer: bool = False
+    """Also save the replay buffer (replay_buffer.pkl) so --trained-agent continues exactly (off-policy only)."""
+    trained_agent: Path | None = None
+    """Continue training from this model .zip (a replay_buffer.pkl beside it is loaded too)."""
+    verbose: int = 1
+    """0: quiet, 1: SB3 log tables and messages."""
+    list: bool = False
+    """Print the registered algorithms and environments, then exit."""
+
+
+def list_registry() -> str:
+    """Human-readable table of algorithms and environments for `--list`."""
+    lines = ["Algorithms:"]
+    lines += [f"  {spec.name:<10} {spec.kind:<8} {spec.description}" for spec in ALGOS.values()]
+    lines.append("Environments (short name -> id; any registered Gymnasium id also works):")
+    lines += [f"  {name:<28} {env_id}" for name, env_id in ENV_ALIASES.items()]
+    return "\n".join(lines)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _make_model(
+    algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: dict[str, Any], env: Any, seed: int
+) -> BaseAlgorithm:
+    """Build a new model, or load ``--trained-agent`` with the CLI overrides applied."""
+    ctor_kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
+    if args.trained_agent is None:
+        return algo_class(hyperparams["policy"], env, seed=seed, device=args.device, verbose=args.verbose, **ctor_kwargs)
+    if not args.trained_agent.is_file():
+        raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected a model .zip).")
+    overrides = {key: apply_overrides({}, {key: value}, algo_class)[key] for key, value in args.hyperparams.items()}
+    overrides = {key: value for key, value in overrides.items() if key not in RUN_KEYS and key != "policy_kwargs"}
+    model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
+    buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
+    if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
+        model.load_replay_buffer(buffer_path)
+    return model
+
+
+def train(args: TrainArgs) -> Path:
+    """Run one experiment and return its run folder."""
+    spec = get_algo(args.algo)
+    if spec.kind != "online":
+        raise NotImplementedError(f"train.py does not drive {spec.kind} algorithms such as {spec.name!r} yet.")
+    algo_class = spec.load_class()
+    env_id = resolve_env_id(args.env)
+    hyperparams = apply_overrides(default_hyperparams(spec.name, env_id), args.hyperparams, algo_class)
+    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 100_000)
+    n_envs = args.n_envs or hyperparams.get("n_envs", 1)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+
+    env_factory = partial(make_env, env_id, **hyperparams.get("env_kwargs", {}))
+    env = make_vec_env(env_factory, n_envs=n_envs, seed=seed)
+    model = _make_model(algo_class, args, hyperparams, env, seed)
+
+    run_dir = new_run_dir(args.log_dir, spec.name, env_id, seed)
+    config = {"algo": spec.name, "env": args.env, "env_id": env_id, "seed": seed, "total_timesteps": total_timesteps,
+              "n_envs": n_envs, "device": str(model.device), "hyperparams": hyperparams, "args": asdict(args)}  # fmt: skip
+    write_run_config(run_dir, config)
+    formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
+    model.set_logger(configure(str(run_dir), formats))
+
+    callbacks: list[BaseCallback] = []
+    if args.eval_freq > 0:
+        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 10_000)
+        callbacks.append(
+            EvalCallback(
+                eval_env,
+                callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
+                n_eval_episodes=args.eval_episodes,
+                eval_freq=max(args.eval_freq // n_envs, 1),
+                log_path=str(run_dir),
+                verbose=args.verbose,
+            )
+        )
+    if args.save_freq > 0:
+        callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+
+    # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
+    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        model.learn(
+            total_timesteps, callback=callbacks, progress_bar=args.progress, reset_num_timesteps=args.trained_agent is None
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        model_path = atomic_save(model, run_dir / "model.zip")
+        if args.save_replay_buffer and isinstance(model, OffPolicyAlgorithm):
+            atomic_write(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    wall_time = time.perf_counter() - start
+
+    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
+    if not interrupted and args.eval_episodes > 0:
+        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
+        results |= {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
+    atomic_write(run_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
+
+    status = "Interrupted: saved a checkpoint" if interrupted else "Done"
+    print(f"{status} after {model.num_timesteps} steps ({wall_time:.0f} s).")
+    print(f"  model:       {model_path}")
+    print(f"  run folder:  {run_dir}")
+    print(f"  TensorBoard: tensorboard --logdir {args.log_dir}")
+    if interrupted:
+        raise SystemExit(130)
+    return run_dir
+
+
+def main(args: TrainArgs) -> None:
+    """CLI entry: `--list`, or train."""
+    if args.list:
+        print(list_registry())
+        return
+    try:
+        train(args)
+    except (ValueError, FileNotFoundError, NotImplementedError) as error:
+        raise SystemExit(f"error: {error}") from None

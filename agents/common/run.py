@@ -1,0 +1,88 @@
+"""Run folders: ``<log_dir>/<algo>/<env>__seed<seed>__<timestamp>/`` with a ``config.yaml`` that makes the run
+reproducible (resolved config, exact command, seed, package versions, git commit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = (
+    "diffusion-baselines", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "gymnasium-robotics", "mujoco",
+    "minari", "numpy", "scipy", "pot", "tyro",
+)  # fmt: skip
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def new_run_dir(log_dir: str | Path, algo: str, env_name: str, seed: int) -> Path:
+    """Create and return a fresh run folder; a numeric suffix avoids clashes within the same second."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(log_dir) / algo / f"{env_name.replace('/', '_')}__seed{seed}__{stamp}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}_{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _yaml_safe(value: Any) -> Any:
+    """Turn classes, schedules and other objects into readable strings so the config stays plain YAML."""
+    if isinstance(value, dict):
+        return {str(k): _yaml_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
+    """Write ``config.yaml``: the given config plus the command line, versions, commit, host and start time."""
+    record = {
+        **config,
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "host": {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor()},
+        "versions": package_versions(),
+    }
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(_yaml_safe(record), sort_keys=False))
+    return path

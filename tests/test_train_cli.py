@@ -1,0 +1,127 @@
+"""End-to-end tests of train.py: tiny budgets, real environments, real files."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3 import SAC
+
+from agents.common.experiment import TrainArgs, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [32, 32]}"}
+
+
+def tiny_args(tmp_path: Path, **overrides) -> TrainArgs:
+    defaults = dict(
+        algo="sac", env="Pendulum", total_timesteps=300, seed=3, eval_freq=0, eval_episodes=1, log_dir=tmp_path,
+        progress=False, verbose=0, hyperparams=dict(TINY), num_threads=1,
+    )  # fmt: skip
+    return TrainArgs(**{**defaults, **overrides})
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_smoke_writes_events_config_and_loadable_model(tmp_path: Path):
+    hyper = [item for pair in TINY.items() for item in pair]
+    result = run_cli("--algo", "sac", "--env", "Pendulum", "-n", "300", "--seed", "0", "--eval-freq", "200",
+                     "--eval-episodes", "1", "--log-dir", str(tmp_path), "--num-threads", "1", "--hyperparams", *hyper)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    assert run_dir.name.startswith("Pendulum-v1__seed0__")
+    assert str(run_dir) in result.stdout and "tensorboard --logdir" in result.stdout
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["env_id"] == "Pendulum-v1" and "train.py" in config["command"]
+    assert config["versions"]["torch"] == torch.__version__ and config["hyperparams"]["learning_starts"] == 100
+    assert (run_dir / "best_model.zip").is_file() and (run_dir / "evaluations.npz").is_file()
+    assert "final_eval_mean_reward" in json.loads((run_dir / "results.json").read_text())
+    model = SAC.load(run_dir / "model.zip")
+    assert model.num_timesteps == 300
+    action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
+    assert action.shape == (1,)
+
+
+def test_tensorboard_has_sb3_tags(tmp_path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = train(tiny_args(tmp_path, total_timesteps=1000, eval_freq=500))  # rollout/ logs every 4 episodes
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"rollout/ep_rew_mean", "time/fps", "train/actor_loss", "train/critic_loss", "eval/mean_reward"} <= tags
+
+
+def test_same_seed_is_repeatable_and_other_seed_differs(tmp_path: Path):
+    def final_params(seed: int) -> torch.Tensor:
+        run_dir = train(tiny_args(tmp_path, seed=seed))
+        return torch.nn.utils.parameters_to_vector(SAC.load(run_dir / "model.zip").policy.parameters())
+
+    first, second, other = final_params(5), final_params(5), final_params(6)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_trained_agent_continues_with_replay_buffer(tmp_path: Path):
+    first = train(tiny_args(tmp_path, save_replay_buffer=True))
+    assert (first / "replay_buffer.pkl").is_file()
+    second = train(tiny_args(tmp_path, total_timesteps=200, trained_agent=first / "model.zip",
+                             hyperparams={"learning_rate": "1e-4"}))  # fmt: skip
+    model = SAC.load(second / "model.zip")
+    assert model.num_timesteps == 500
+    assert model.learning_rate == 1e-4
+
+
+def test_periodic_checkpoints(tmp_path: Path):
+    run_dir = train(tiny_args(tmp_path, save_freq=100))
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["model_100_steps.zip", "model_200_steps.zip", "model_300_steps.zip"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"env": "HalfCheeta"}, "Did you mean: HalfCheetah"),
+        ({"algo": "sacc"}, "Did you mean: sac"),
+        ({"hyperparams": {"learnin_rate": "1e-3"}}, "did you mean learning_rate"),
+        ({"trained_agent": Path("missing.zip")}, "does not exist"),
+    ],
+)
+def test_bad_input_exits_with_clear_message(tmp_path: Path, overrides: dict, message: str):
+    with pytest.raises(SystemExit, match=message):
+        main(tiny_args(tmp_path, **overrides))
+    assert not (tmp_path / "sac").exists()
+
+
+def test_list_shows_algorithms_and_environments():
+    result = run_cli("--list")
+    assert result.returncode == 0
+    for name in ("sac", "ppo", "crossq", "HalfCheetah-v5", "FetchReach-v4", "PointMaze_UMaze-v3"):
+        assert name in result.stdout
+
+
+def test_sigint_leaves_loadable_checkpoint(tmp_path: Path):
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--env", "Pendulum", "-n", "1000000", "--seed", "0", "--no-progress",
+         "--verbose", "0", "--log-dir", str(tmp_path), "--num-threads", "1", "--hyperparams", "learning_starts", "100"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("sac/*/progress.csv")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # past learning_starts: gradient updates are running
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Interrupted: saved a checkpoint" in stdout
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    model = SAC.load(run_dir / "model.zip")
+    assert 0 < model.num_timesteps < 1_000_000
+    assert json.loads((run_dir / "results.json").read_text())["interrupted"] is True
