@@ -8,6 +8,7 @@ arguments of the algorithm, plus the run keys in `RUN_KEYS`.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import fnmatch
 import inspect
@@ -49,6 +50,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "crossq": {"default": _OFF_POLICY_DEFAULT, **_OFF_POLICY_ENVS},
     "ppo": {"default": _ON_POLICY_DEFAULT, "Pendulum-v1": {"n_envs": 4, "n_steps": 1024, "gae_lambda": 0.95}},
     "a2c": {"default": _ON_POLICY_DEFAULT},
+    # Samplers: per-target settings are the presets in samplers/idem.py; the budget counts gradient steps.
+    "idem": {"default": {"n_timesteps": 10_000}},
 }
 
 
@@ -75,7 +78,11 @@ def parse_value(text: str) -> Any:
 
 
 def constructor_keys(algo_class: type) -> set[str]:
-    """Keyword arguments accepted by an algorithm's constructor, minus the ones `train.py` sets itself."""
+    """Keyword arguments accepted by an algorithm's constructor, minus the ones `train.py` sets itself. Algorithms
+    configured by a dataclass (``config_class``) accept its fields."""
+    config_class = getattr(algo_class, "config_class", None)
+    if config_class is not None:
+        return {f.name for f in dataclasses.fields(config_class)}
     params = inspect.signature(algo_class.__init__).parameters
     return {name for name in params if name not in {"self", "env", "seed", "device", "tensorboard_log", "_init_setup_model"}}
 
@@ -90,7 +97,6 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class:
             close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
             hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         raise ValueError(
-            f"Unknown hyperparameter {'; '.join(hints)} for {algo_class.__name__}. "
-            f"Accepted: {', '.join(sorted(allowed))}."
+            f"Unknown hyperparameter {'; '.join(hints)} for {algo_class.__name__}. Accepted: {', '.join(sorted(allowed))}."
         )
     return {**base, **{key: parse_value(value) for key, value in overrides.items()}}

@@ -58,3 +58,6 @@ register_algo("ppo", "stable_baselines3:PPO", description="Proximal Policy Optim
 register_algo("a2c", "stable_baselines3:A2C", description="Advantage Actor-Critic (SB3)")
 register_algo("tqc", "sb3_contrib:TQC", description="Truncated Quantile Critics (sb3-contrib)")
 register_algo("crossq", "sb3_contrib:CrossQ", description="CrossQ, batch-normalised critics without targets (sb3-contrib)")
+
+# The library's own algorithms.
+register_algo("idem", "samplers.idem:IDEM", kind="sampler", description="Iterated Denoising Energy Matching sampler")

@@ -7,11 +7,13 @@ import json
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 import tyro
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -28,6 +30,8 @@ from agents.hyperparams import RUN_KEYS, apply_overrides, default_hyperparams
 from agents.registry import ALGOS, get_algo
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
 
+DEFAULT_EVAL_FREQ = 10_000  # environment steps between evaluations of RL agents
+
 
 @dataclass
 class TrainArgs:
@@ -41,8 +45,9 @@ class TrainArgs:
     """Environment steps to train for; default: the algorithm's per-env default (agents/hyperparams.py)."""
     seed: int | None = None
     """Random seed; a run with the same seed on the same machine is repeatable. Default: drawn and recorded."""
-    eval_freq: int = 10_000
-    """Evaluate the deterministic policy every this many environment steps (<= 0 disables)."""
+    eval_freq: int | None = None
+    """Evaluate every this many environment steps (sampler algorithms: gradient steps); <= 0 disables. Default: 10000
+    for RL algorithms, the algorithm's own default for samplers."""
     eval_episodes: int = 5
     """Episodes per evaluation."""
     n_envs: int | None = None
@@ -64,6 +69,8 @@ class TrainArgs:
     """Also save the replay buffer (replay_buffer.pkl) so --trained-agent continues exactly (off-policy only)."""
     trained_agent: Path | None = None
     """Continue training from this model .zip (a replay_buffer.pkl beside it is loaded too)."""
+    n_samples: int = 1000
+    """Sampler algorithms: samples written to samples.npy (and evaluated) at the end of training."""
     verbose: int = 1
     """0: quiet, 1: SB3 log tables and messages."""
     list: bool = False
@@ -101,40 +108,81 @@ def _make_model(
     return model
 
 
+def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) -> tuple[bool, float, Path]:
+    """Run ``learn``; on Ctrl-C or SIGTERM stop it, and in every case ``save``. Returns (interrupted, seconds, path)."""
+    # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
+    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        learn()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        model_path = save()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    return interrupted, time.perf_counter() - start, model_path
+
+
+def _finish(args: TrainArgs, run_dir: Path, model_path: Path, results: dict[str, Any]) -> Path:
+    """Write results.json, print where everything is, and exit with 130 after an interruption."""
+    atomic_write(run_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
+    status = "Interrupted: saved a checkpoint" if results["interrupted"] else "Done"
+    print(f"{status} after {results['num_timesteps']} steps ({results['wall_time_s']:.0f} s).")
+    print(f"  model:       {model_path}")
+    print(f"  run folder:  {run_dir}")
+    print(f"  TensorBoard: tensorboard --logdir {args.log_dir}")
+    if results["interrupted"]:
+        raise SystemExit(130)
+    return run_dir
+
+
+def _start_run(args: TrainArgs, algo: str, target: str, seed: int, config: dict[str, Any], model: Any) -> Path:
+    """Create the run folder, write config.yaml and point the model's logger at it."""
+    run_dir = new_run_dir(args.log_dir, algo, target, seed)
+    write_run_config(run_dir, {"algo": algo, "env": args.env, "seed": seed, **config, "args": asdict(args)})
+    formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
+    model.set_logger(configure(str(run_dir), formats))
+    return run_dir
+
+
 def train(args: TrainArgs) -> Path:
     """Run one experiment and return its run folder."""
     spec = get_algo(args.algo)
-    if spec.kind != "online":
-        raise NotImplementedError(f"train.py does not drive {spec.kind} algorithms such as {spec.name!r} yet.")
     algo_class = spec.load_class()
-    env_id = resolve_env_id(args.env)
-    hyperparams = apply_overrides(default_hyperparams(spec.name, env_id), args.hyperparams, algo_class)
-    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 100_000)
-    n_envs = args.n_envs or hyperparams.get("n_envs", 1)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    if spec.kind == "online":
+        return _train_online(args, spec.name, algo_class, seed)
+    if spec.kind == "sampler":
+        return _train_sampler(args, spec.name, algo_class, seed)
+    raise NotImplementedError(f"train.py does not drive {spec.kind} algorithms such as {spec.name!r} yet.")
 
+
+def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
+    """An SB3-style algorithm on a Gym environment, with evaluation, checkpoints and a final evaluation."""
+    env_id = resolve_env_id(args.env)
+    hyperparams = apply_overrides(default_hyperparams(algo, env_id), args.hyperparams, algo_class)
+    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 100_000)
+    n_envs = args.n_envs or hyperparams.get("n_envs", 1)
+    eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
     env_factory = partial(make_env, env_id, **hyperparams.get("env_kwargs", {}))
-    env = make_vec_env(env_factory, n_envs=n_envs, seed=seed)
-    model = _make_model(algo_class, args, hyperparams, env, seed)
-
-    run_dir = new_run_dir(args.log_dir, spec.name, env_id, seed)
-    config = {"algo": spec.name, "env": args.env, "env_id": env_id, "seed": seed, "total_timesteps": total_timesteps,
-              "n_envs": n_envs, "device": str(model.device), "hyperparams": hyperparams, "args": asdict(args)}  # fmt: skip
-    write_run_config(run_dir, config)
-    formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
-    model.set_logger(configure(str(run_dir), formats))
+    model = _make_model(algo_class, args, hyperparams, make_vec_env(env_factory, n_envs=n_envs, seed=seed), seed)
+    config = {"env_id": env_id, "total_timesteps": total_timesteps, "n_envs": n_envs, "device": str(model.device),
+              "hyperparams": hyperparams}  # fmt: skip
+    run_dir = _start_run(args, algo, env_id, seed, config, model)
 
     callbacks: list[BaseCallback] = []
-    if args.eval_freq > 0:
+    if eval_freq > 0:
         eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 10_000)
         callbacks.append(
             EvalCallback(
                 eval_env,
                 callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
                 n_eval_episodes=args.eval_episodes,
-                eval_freq=max(args.eval_freq // n_envs, 1),
+                eval_freq=max(eval_freq // n_envs, 1),
                 log_path=str(run_dir),
                 verbose=args.verbose,
             )
@@ -142,39 +190,51 @@ def train(args: TrainArgs) -> Path:
     if args.save_freq > 0:
         callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
 
-    # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
-    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    interrupted = False
-    start = time.perf_counter()
-    try:
-        model.learn(
-            total_timesteps, callback=callbacks, progress_bar=args.progress, reset_num_timesteps=args.trained_agent is None
-        )
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        model_path = atomic_save(model, run_dir / "model.zip")
+    def save() -> Path:
         if args.save_replay_buffer and isinstance(model, OffPolicyAlgorithm):
             atomic_write(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-    wall_time = time.perf_counter() - start
+        return atomic_save(model, run_dir / "model.zip")
 
+    learn = partial(model.learn, total_timesteps, callback=callbacks, progress_bar=args.progress,
+                    reset_num_timesteps=args.trained_agent is None)  # fmt: skip
+    interrupted, wall_time, model_path = _run_interruptibly(learn, save)
     results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
     if not interrupted and args.eval_episodes > 0:
         eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
         results |= {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
-    atomic_write(run_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
+    return _finish(args, run_dir, model_path, results)
 
-    status = "Interrupted: saved a checkpoint" if interrupted else "Done"
-    print(f"{status} after {model.num_timesteps} steps ({wall_time:.0f} s).")
-    print(f"  model:       {model_path}")
-    print(f"  run folder:  {run_dir}")
-    print(f"  TensorBoard: tensorboard --logdir {args.log_dir}")
-    if interrupted:
-        raise SystemExit(130)
-    return run_dir
+
+def _train_sampler(args: TrainArgs, algo: str, algo_class: type, seed: int) -> Path:
+    """A sampler trained from an energy target (``--env DW4``); writes samples.npy and their metrics at the end."""
+    from samplers.energies import make_energy
+
+    make_energy(args.env)  # validates the target name, suggesting close ones
+    hyperparams = apply_overrides(default_hyperparams(algo, args.env), args.hyperparams, algo_class)
+    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 10_000)
+    ctor_kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
+    if args.eval_freq is not None:
+        ctor_kwargs["eval_freq"] = args.eval_freq
+    if args.trained_agent is not None:
+        if not args.trained_agent.is_file():
+            raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected a checkpoint .pt).")
+        model = algo_class.load(args.trained_agent, device=args.device)
+    else:
+        model = algo_class(args.env, seed=seed, device=args.device, **ctor_kwargs)
+    config = {"env_id": args.env, "total_timesteps": total_timesteps, "device": str(model.device),
+              "hyperparams": {**hyperparams, **asdict(model.config)}}  # fmt: skip
+    run_dir = _start_run(args, algo, args.env, seed, config, model)
+    learn = partial(model.learn, total_timesteps, progress_bar=args.progress, reset_num_timesteps=args.trained_agent is None,
+                    checkpoint_dir=run_dir / "checkpoints", checkpoint_freq=max(args.save_freq, 0))  # fmt: skip
+    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: model.save(run_dir / "model.pt"))
+    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted,
+                               "energy_evaluations": model.energy_evaluations, "best_eval": model.best_metrics}  # fmt: skip
+    if not interrupted and args.n_samples > 0:
+        samples = model.sample(args.n_samples).cpu()
+        atomic_write(run_dir / "samples.npy", lambda p: np.save(p, samples.numpy()))
+        results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(args.n_samples))
+    return _finish(args, run_dir, model_path, results)
 
 
 def main(args: TrainArgs) -> None:

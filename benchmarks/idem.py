@@ -1,0 +1,222 @@
+"""iDEM against MALA at an equal number of energy(+gradient) evaluations, on GMM-40, DW-4 and LJ-13 (LJ-55: GPU).
+
+For each task: train iDEM for a fixed number of gradient steps (checkpointed, so an interrupted run resumes), draw
+samples, then run MALA chains from the same prior with the energy-evaluation budget iDEM consumed, and compare both
+(and an independent reference set, the noise floor of the metric) with the reference samples. Metrics are those of
+`samplers.metrics.sampler_metrics`: true (not squared) energy W2, aligned and unaligned position W2, distance W2/TV.
+
+    python -m benchmarks.idem                       # CPU profile, all three tasks, resumes finished tasks
+    python -m benchmarks.idem --profile gpu --tasks DW4 LJ13 LJ55 --device cuda
+
+The CPU profile shrinks the reference configs (spec idem §2) so each task fits in roughly 20-40 minutes on 2 cores;
+the changes are listed per task in `PROFILES` and recorded in the JSON. The GPU profile is the reference config.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import tyro
+
+from benchmarks.common import RESULTS_DIR, write_results
+from samplers.energies import Energy
+from samplers.geometry import remove_com
+from samplers.idem import IDEM
+from samplers.mcmc import mala
+from samplers.metrics import sampler_metrics
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """Budget and config changes of one task in one profile."""
+
+    steps: int  # iDEM gradient steps
+    overrides: dict[str, Any] = field(default_factory=dict)  # IDEMConfig fields changed from the reference preset
+    n_samples: int = 2000  # samples compared with as many reference rows
+    aligned_samples: int = 500  # rows used by the (N x M alignments) aligned W2
+    mcmc_chains: int = 10_000  # parallel MALA chains; n_samples of their final states are evaluated
+
+
+# Reference configs use K=1000 MC samples, 1000 SDE steps and 1000 samples per refresh, which costs about a minute
+# (DW-4) to half an hour (LJ-13) per refresh on 2 CPU cores; the CPU profile trades these for more gradient steps.
+PROFILES: dict[str, dict[str, TaskProfile]] = {
+    "cpu": {
+        "GMM40": TaskProfile(steps=8_000, overrides={"integration_steps": 500, "init_samples": 1024}),
+        "DW4": TaskProfile(
+            steps=8_000, overrides={"num_mc_samples": 200, "integration_steps": 200, "samples_per_refresh": 500}
+        ),
+        "LJ13": TaskProfile(
+            steps=6_000,
+            overrides={
+                "num_mc_samples": 100,
+                "batch_size": 128,
+                "integration_steps": 100,
+                "samples_per_refresh": 200,
+                "hidden_dim": 64,
+                "n_layers": 3,
+            },
+            n_samples=1000,
+            aligned_samples=200,
+        ),
+    },
+    "gpu": {
+        "GMM40": TaskProfile(steps=100_000),
+        "DW4": TaskProfile(steps=100_000),
+        "LJ13": TaskProfile(steps=100_000, n_samples=2000, aligned_samples=500),
+        "LJ55": TaskProfile(steps=200_000, n_samples=1000, aligned_samples=200, mcmc_chains=12_800),
+    },
+}
+
+
+@dataclass
+class IDEMBenchArgs:
+    tasks: list[str] = field(default_factory=lambda: ["GMM40", "DW4", "LJ13"])
+    """Targets to run (GMM40, DW4, LJ13, LJ55)."""
+    profile: Literal["cpu", "gpu"] = "cpu"
+    """Budget profile (see PROFILES)."""
+    seed: int = 0
+    """Seed of iDEM, MALA and the reference subsets."""
+    device: str = "auto"
+    """Torch device."""
+    threads: int | None = None
+    """Torch CPU threads (default: torch's choice)."""
+    chunk_steps: int = 500
+    """iDEM steps between checkpoints (resume granularity)."""
+    work_dir: Path = Path("runs/benchmarks/idem")
+    """Checkpoints and samples of the benchmark runs."""
+    force: bool = False
+    """Re-run tasks already present in the results file."""
+    name: str = "idem"
+    """Results file: benchmarks/results/<name>.json (merged task by task)."""
+
+
+def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, aligned: int) -> dict[str, float]:
+    energy64 = copy.deepcopy(energy).cpu().double()
+    return sampler_metrics(
+        samples.cpu().double(), reference.cpu().double(), energy_fn=energy64.energy, n_particles=energy.n_particles,
+        spatial_dim=energy.spatial_dim, aligned_samples=aligned,
+    )  # fmt: skip
+
+
+def _references(model: IDEM, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint reference sets: the one compared against, and an independent one giving the metric's floor."""
+    target = model.target
+    generator = torch.Generator().manual_seed(seed)
+    if hasattr(target, "sample"):
+        both = copy.deepcopy(target).cpu().sample(2 * n, generator=generator)
+    else:
+        data = target.reference_samples("val")
+        if len(data) < 2 * n:
+            raise ValueError(f"{model.target_name} val split has {len(data)} rows, fewer than 2 x {n}")
+        both = data[torch.randperm(len(data), generator=generator)[: 2 * n]]
+    return both[:n], both[n:]
+
+
+def train_idem(task: str, profile: TaskProfile, args: IDEMBenchArgs) -> tuple[IDEM, float, list[dict[str, float]]]:
+    """Train (or resume) iDEM for ``profile.steps``; returns the model, the wall time and the eval curve."""
+    run_dir = args.work_dir / args.profile / task
+    checkpoint = run_dir / "model.pt"
+    curve_path = run_dir / "curve.json"
+    if checkpoint.is_file():
+        model = IDEM.load(checkpoint, device=args.device)
+        state = json.loads(curve_path.read_text())
+        print(f"[{task}] resuming at step {model.num_timesteps}")
+    else:
+        model = IDEM(task, seed=args.seed, device=args.device, eval_freq=0, **profile.overrides)
+        state = {"wall_time_s": 0.0, "curve": []}
+    while model.num_timesteps < profile.steps:
+        start = time.perf_counter()
+        model.learn(min(args.chunk_steps, profile.steps - model.num_timesteps), reset_num_timesteps=False)
+        state["wall_time_s"] += time.perf_counter() - start
+        quick = model.evaluate()  # eval_samples fresh samples vs as many reference rows, for the learning curve
+        state["curve"].append({"step": model.num_timesteps, "wall_time_s": state["wall_time_s"],
+                               "energy_evaluations": model.energy_evaluations, **quick})  # fmt: skip
+        model.save(checkpoint)
+        curve_path.write_text(json.dumps(state))
+        print(
+            f"[{task}] step {model.num_timesteps}/{profile.steps}  {state['wall_time_s']:.0f}s  "
+            f"energy_w2={quick.get('energy_w2', math.nan):.3f}  x_w2={quick['x_w2_unaligned']:.3f}",
+            flush=True,
+        )
+    return model, state["wall_time_s"], state["curve"]
+
+
+def run_mcmc(model: IDEM, budget: int, profile: TaskProfile, seed: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """MALA chains started from iDEM's prior, using ``budget`` energy+gradient evaluations in total."""
+    torch.manual_seed(seed)
+    chains = profile.mcmc_chains
+    n_steps = max(budget // chains - 1, 1)
+    x0 = model._prior(chains) * model.config.data_scale
+    start = time.perf_counter()
+    result = mala(model.target, x0, n_steps=n_steps, adapt_steps=min(n_steps // 2, 2000))
+    wall = time.perf_counter() - start
+    pick = torch.randperm(chains)[: profile.n_samples]
+    info = {"chains": chains, "steps": n_steps, "energy_evaluations": int(result.n_energy_evals), "wall_time_s": wall,
+            "acceptance_rate": float(result.acceptance_rate), "step_size": float(result.step_size.mean())}  # fmt: skip
+    return result.samples[pick], info
+
+
+def run_task(task: str, args: IDEMBenchArgs) -> dict[str, Any]:
+    profile = PROFILES[args.profile][task]
+    model, idem_wall, curve = train_idem(task, profile, args)
+    reference, independent = _references(model, profile.n_samples, args.seed)
+    start = time.perf_counter()
+    samples = model.sample(profile.n_samples)
+    sample_wall = time.perf_counter() - start
+    if model.is_particle_system:
+        samples = remove_com(samples, model.target.n_particles, model.target.spatial_dim)
+    idem_metrics = _metrics(samples, reference, model.target, profile.aligned_samples)
+    mcmc_samples, mcmc_info = run_mcmc(model, model.energy_evaluations, profile, args.seed)
+    mcmc_metrics = _metrics(mcmc_samples, reference, model.target, profile.aligned_samples)
+    floor_metrics = _metrics(independent, reference, model.target, profile.aligned_samples)
+    return {
+        "profile": asdict(profile),
+        "config": asdict(model.config),
+        "idem": {"metrics": idem_metrics, "steps": model.num_timesteps, "energy_evaluations": model.energy_evaluations,
+                 "train_wall_time_s": idem_wall, "sample_wall_time_s": sample_wall, "curve": curve},
+        "mcmc": {"metrics": mcmc_metrics, **mcmc_info},
+        "reference_floor": {"metrics": floor_metrics},
+    }  # fmt: skip
+
+
+METRIC_KEYS = ("energy_w2", "x_w2_aligned", "x_w2_unaligned", "dist_w2", "dist_tv")
+
+
+def print_table(tasks: dict[str, Any]) -> None:
+    print(f"\n{'task':<7}{'method':<10}" + "".join(f"{k:>16}" for k in METRIC_KEYS) + f"{'energy evals':>15}{'wall s':>9}")
+    for task, result in tasks.items():
+        rows = [
+            ("iDEM", result["idem"]["metrics"], result["idem"]["energy_evaluations"], result["idem"]["train_wall_time_s"]),
+            ("MALA", result["mcmc"]["metrics"], result["mcmc"]["energy_evaluations"], result["mcmc"]["wall_time_s"]),
+            ("ref", result["reference_floor"]["metrics"], 0, 0.0),
+        ]
+        for method, metrics, evals, wall in rows:
+            values = "".join(f"{metrics.get(k, math.nan):>16.4f}" for k in METRIC_KEYS)
+            print(f"{task:<7}{method:<10}{values}{evals:>15.3g}{wall:>9.0f}")
+
+
+def main(args: IDEMBenchArgs) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = RESULTS_DIR / f"{args.name}.json"
+    previous = json.loads(path.read_text()).get("tasks", {}) if path.is_file() else {}
+    tasks = {} if args.force else {k: v for k, v in previous.items() if v.get("profile_name") == args.profile}
+    for task in args.tasks:
+        if task in tasks and not args.force:
+            print(f"[{task}] already in {path}; --force re-runs it")
+            continue
+        tasks[task] = {"profile_name": args.profile, **run_task(task, args)}
+        write_results(args.name, {"profile": args.profile, "seed": args.seed, "tasks": tasks})
+    print_table(tasks)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(IDEMBenchArgs))

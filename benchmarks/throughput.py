@@ -1,0 +1,86 @@
+"""Training throughput (environment steps per second once learning has started), algorithms side by side.
+
+The first algorithm is the baseline; every other one is reported as a ratio to it, measured in the same process
+with interleaved repeats so machine noise hits all of them alike.
+
+    python -m benchmarks.throughput --algos sac --env HalfCheetah --steps 3000 --repeats 3 --threads 1 2
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+import tyro
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
+
+from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.registry import get_algo
+from benchmarks.common import write_results
+from envs.registry import make_env, resolve_env_id
+
+
+@dataclass
+class ThroughputArgs:
+    algos: list[str] = field(default_factory=lambda: ["sac"])
+    """Algorithms to time; the first is the baseline for the ratios."""
+    env: str = "HalfCheetah"
+    """Environment (short name or id)."""
+    steps: int = 3000
+    """Timed environment steps per measurement (each with the algorithm's gradient updates)."""
+    learning_starts: int = 1000
+    """Random-action steps before timing starts (the replay buffer needs data)."""
+    repeats: int = 3
+    """Measurements per algorithm and thread count, interleaved across algorithms."""
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    """Torch thread counts to measure."""
+    device: str = "auto"
+    """Torch device."""
+    name: str = "throughput"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: str, seed: int) -> float:
+    """Steps per second of ``learn`` after ``learning_starts`` random steps, with the algorithm's default settings."""
+    spec = get_algo(algo)
+    hyperparams = default_hyperparams(spec.name, env_id)
+    kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
+    kwargs["learning_starts"] = learning_starts
+    env = make_vec_env(lambda: make_env(env_id), n_envs=1, seed=seed)
+    model = spec.load_class()(hyperparams.get("policy", "MlpPolicy"), env, seed=seed, device=device, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    model.learn(learning_starts + 1)  # fill the buffer; the first update also warms up kernels
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def main(args: ThroughputArgs) -> None:
+    env_id = resolve_env_id(args.env)
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        samples: dict[str, list[float]] = {algo: [] for algo in args.algos}
+        for repeat in range(args.repeats):
+            for algo in args.algos:
+                samples[algo].append(measure(algo, env_id, args.steps, args.learning_starts, args.device, seed=repeat))
+        baseline = statistics.median(samples[args.algos[0]])
+        for algo, values in samples.items():
+            median = statistics.median(values)
+            row = {"algo": algo, "threads": threads, "steps_per_s": values, "median_steps_per_s": median}
+            rows.append(row | {"ratio_to_baseline": median / baseline})
+    print(f"\nTraining throughput on {env_id} ({args.steps} steps after {args.learning_starts} random steps)")
+    print(f"{'algo':<10}{'threads':>8}{'median steps/s':>16}{'ratio':>8}   runs")
+    for row in rows:
+        runs = ", ".join(f"{v:.1f}" for v in row["steps_per_s"])
+        median, ratio = row["median_steps_per_s"], row["ratio_to_baseline"]
+        print(f"{row['algo']:<10}{row['threads']:>8}{median:>16.1f}{ratio:>8.2f}   {runs}")
+    path = write_results(args.name, {"env_id": env_id, "baseline": args.algos[0], "config": vars(args), "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(ThroughputArgs))
