@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from samplers.geometry import as_particles, remove_com
+from equivariant.geometry import as_particles, remove_com
 from samplers.networks import SinusoidalEmbedding, check_score_inputs
 
 Aggregation = Literal["sum", "mean"]

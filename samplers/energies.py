@@ -1,7 +1,7 @@
 """Energy functions E(x) = -log p(x) + const for Boltzmann-type targets, batched and differentiable.
 
 Conventions: inputs are flat ``(N, dim)`` tensors (particle systems store ``n_particles * spatial_dim`` coordinates
-per row, see :mod:`samplers.geometry`), outputs are ``(N,)``. An optional ``context`` of shape ``(N, context_dim)``
+per row, see :mod:`equivariant.geometry`), outputs are ``(N,)``. An optional ``context`` of shape ``(N, context_dim)``
 is row-aligned with ``x``; this is how a conditional target such as DQS's -Q(s, a)/T is expressed.
 Definitions follow the iDEM reference code (spec idem §6), which is also what reproduces the reference data.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from samplers.geometry import as_particles, pairwise_distances, remove_com
+from equivariant.geometry import as_particles, pairwise_distances, remove_com
 
 BOLTZMANN_DIR_ENV = "DIFFUSION_BASELINES_BOLTZMANN_DIR"
 

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch.special import ndtr, ndtri
 
+from equivariant.geometry import as_particles, remove_com
 from samplers.energies import energy_and_grad
-from samplers.geometry import as_particles, remove_com
 from samplers.schedules import NoiseSchedule
 
 EnergyFn = Callable[[Tensor, Tensor | None], Tensor]

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from agents.common.io import atomic_write
 from equivariant.egnn import EGNNScore
+from equivariant.geometry import remove_com
 from samplers.energies import Energy, energy_and_grad, make_energy
 from samplers.estimators import clip_norm, mc_score_estimate
-from samplers.geometry import remove_com
 from samplers.integrators import euler_maruyama
 from samplers.metrics import sampler_metrics
 from samplers.networks import TimeMLPScore

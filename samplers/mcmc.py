@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from equivariant.geometry import remove_com
 from samplers.energies import energy_and_grad
-from samplers.geometry import remove_com
 
 EnergyFn = Callable[[Tensor, Tensor | None], Tensor]
 

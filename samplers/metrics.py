@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from samplers.geometry import as_particles, pairwise_distances, remove_com
+from equivariant.geometry import as_particles, pairwise_distances, remove_com
 
 ArrayLike = Tensor | np.ndarray
 # Exhaustive permutation search (exact alignment) up to this many particles: 5! = 120 candidates per pair.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from equivariant.geometry import as_particles
 from samplers.energies import (
     BOLTZMANN_DIR_ENV,
     ENERGIES,
@@ -20,7 +21,6 @@ from samplers.energies import (
     energy_and_grad,
     make_energy,
 )
-from samplers.geometry import as_particles
 
 needs_data = pytest.mark.skipif(
     not (boltzmann_data_dir() / "dw4_val.npy").is_file(), reason="Boltzmann reference data not available"

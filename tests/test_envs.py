@@ -29,7 +29,7 @@ def test_fetch_reach_constructs_and_steps():
     assert set(obs) == {"observation", "achieved_goal", "desired_goal"}
     # mujoco 3.11 places the gripper here; mujoco >= 3.12 breaks gymnasium-robotics 1.4.2 before this point.
     np.testing.assert_allclose(obs["observation"][:3], [1.342, 0.749, 0.535], atol=2e-3)
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    obs, _, _, _, info = env.step(env.action_space.sample())
     assert "is_success" in info
     # HER relabels with a vectorised compute_reward reached through the wrappers.
     goals = np.stack([obs["achieved_goal"]] * 3)

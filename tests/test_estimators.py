@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from equivariant.geometry import as_particles
 from samplers.energies import DW4Energy, FunctionEnergy, GaussianEnergy
 from samplers.estimators import clip_norm, mc_score_estimate, softmax_score_estimate
-from samplers.geometry import as_particles
 from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
 
 MU = torch.tensor([1.0, -2.0], dtype=torch.float64)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from samplers.geometry import as_particles, remove_com
+from equivariant.geometry import as_particles, remove_com
 from samplers.integrators import euler_maruyama, log_likelihood, make_time_grid, probability_flow_ode
 from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
 

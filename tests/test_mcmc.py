@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from equivariant.geometry import as_particles
 from samplers.energies import DW4Energy, FunctionEnergy, GaussianEnergy, GaussianMixtureEnergy
-from samplers.geometry import as_particles
 from samplers.mcmc import mala
 
 

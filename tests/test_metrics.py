@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 import samplers.metrics as metrics_module
+from equivariant.geometry import pairwise_distances, remove_com
 from samplers.evaluate import EvaluateConfig, evaluate_run, main
-from samplers.geometry import pairwise_distances, remove_com
 from samplers.metrics import (
     aligned_cost_matrix,
     dist_tv,

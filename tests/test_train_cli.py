@@ -33,8 +33,10 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_cli_smoke_writes_events_config_and_loadable_model(tmp_path: Path):
     hyper = [item for pair in TINY.items() for item in pair]
-    result = run_cli("--algo", "sac", "--env", "Pendulum", "-n", "300", "--seed", "0", "--eval-freq", "200",
-                     "--eval-episodes", "1", "--log-dir", str(tmp_path), "--num-threads", "1", "--hyperparams", *hyper)  # fmt: skip
+    result = run_cli(
+        *("--algo", "sac", "--env", "Pendulum", "-n", "300", "--seed", "0", "--eval-freq", "200", "--eval-episodes", "1"),
+        *("--log-dir", str(tmp_path), "--num-threads", "1", "--hyperparams", *hyper),
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "sac").iterdir()
     assert run_dir.name.startswith("Pendulum-v1__seed0__")
@@ -103,7 +105,7 @@ def test_bad_input_exits_with_clear_message(tmp_path: Path, overrides: dict, mes
 def test_list_shows_algorithms_and_environments():
     result = run_cli("--list")
     assert result.returncode == 0
-    for name in ("sac", "ppo", "crossq", "HalfCheetah-v5", "FetchReach-v4", "PointMaze_UMaze-v3"):
+    for name in ("sac", "ppo", "crossq", "idem", "HalfCheetah-v5", "FetchReach-v4", "PointMaze_UMaze-v3", "DW4", "LJ13"):
         assert name in result.stdout
 
 

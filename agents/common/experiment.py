@@ -83,6 +83,10 @@ def list_registry() -> str:
     lines += [f"  {spec.name:<10} {spec.kind:<8} {spec.description}" for spec in ALGOS.values()]
     lines.append("Environments (short name -> id; any registered Gymnasium id also works):")
     lines += [f"  {name:<28} {env_id}" for name, env_id in ENV_ALIASES.items()]
+    from samplers.energies import ENERGIES
+
+    lines.append("Energy targets (for sampler algorithms, e.g. --algo idem --env DW4):")
+    lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     return "\n".join(lines)
 
 
