@@ -15,6 +15,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -181,6 +182,7 @@ class IDEM:
         self.energy_evaluations = 0
         self.best_metrics: dict[str, float] = {}
         self._refresh_losses: list[float] = []
+        self._reference_missing = False
         self._logger = Logger(folder=None, output_formats=[])
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -344,7 +346,7 @@ class IDEM:
                 self.logger.record("time/fps", fps)
                 self.logger.record("time/energy_evaluations", self.energy_evaluations)
                 self.logger.dump(step)
-            if cfg.eval_freq and (step % cfg.eval_freq == 0 or step == end):
+            if cfg.eval_freq and not self._reference_missing and (step % cfg.eval_freq == 0 or step == end):
                 self._evaluate_and_log(step, checkpoint_dir)
             if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
                 self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
@@ -352,7 +354,12 @@ class IDEM:
         return self
 
     def _evaluate_and_log(self, step: int, checkpoint_dir: str | Path | None) -> None:
-        metrics = self.evaluate()
+        try:
+            metrics = self.evaluate()
+        except FileNotFoundError as error:  # no reference samples on this machine: train on, without evaluations
+            self._reference_missing = True
+            warnings.warn(f"iDEM evaluation disabled: {error}", stacklevel=2)
+            return
         for key, value in metrics.items():
             self.logger.record(f"eval/{key}", value)
         self.logger.dump(step)

@@ -1,5 +1,6 @@
 """iDEM trainer: learning on a small mixture, exact resume, CLI integration and input errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from samplers.energies import GaussianMixtureEnergy
+from samplers.energies import BOLTZMANN_DIR_ENV, GaussianMixtureEnergy, boltzmann_data_dir
 from samplers.idem import IDEM, SampleBuffer
 from samplers.metrics import x_w2_unaligned
 
@@ -71,6 +72,15 @@ def test_nan_loss_is_reported_clearly():
         model.learn(1)
 
 
+def test_missing_reference_data_disables_evaluation_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(BOLTZMANN_DIR_ENV, str(tmp_path))
+    model = IDEM("DW4", seed=0, num_mc_samples=8, batch_size=8, integration_steps=3, samples_per_refresh=8,
+                 init_samples=8, inner_steps=2, hidden_dim=8, n_layers=1, eval_freq=2)  # fmt: skip
+    with pytest.warns(UserWarning, match="evaluation disabled: reference samples not found"):
+        model.learn(4)
+    assert model.num_timesteps == 4 and model.best_metrics == {}
+
+
 def test_buffer_is_fifo():
     buffer = SampleBuffer(capacity=4, dim=1, device=torch.device("cpu"))
     buffer.add(torch.arange(3.0)[:, None])
@@ -92,7 +102,12 @@ def test_train_py_runs_idem_on_dw4(tmp_path: Path):
     samples = np.load(run_dir / "samples.npy")
     assert samples.shape == (64, 8)
     np.testing.assert_allclose(samples.reshape(64, 4, 2).mean(1), 0.0, atol=1e-4)  # zero centre of mass
-    assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / "model.pt").is_file()
+    results = json.loads((run_dir / "results.json").read_text())
+    if (boltzmann_data_dir() / "dw4_val.npy").is_file():
+        assert (run_dir / "checkpoints" / "best.pt").is_file() and "energy_w2" in results["final_eval"]
+    else:
+        assert results["final_eval"].startswith("skipped: reference samples not found")
     assert list(run_dir.glob("events.out.tfevents.*"))
     loaded = IDEM.load(run_dir / "model.pt")
     assert loaded.num_timesteps == 4 and loaded.config.hidden_dim == 16

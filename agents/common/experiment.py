@@ -237,7 +237,11 @@ def _train_sampler(args: TrainArgs, algo: str, algo_class: type, seed: int) -> P
     if not interrupted and args.n_samples > 0:
         samples = model.sample(args.n_samples).cpu()
         atomic_write(run_dir / "samples.npy", lambda p: np.save(p, samples.numpy()))
-        results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(args.n_samples))
+        try:
+            results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(args.n_samples))
+        except FileNotFoundError as error:
+            results["final_eval"] = f"skipped: {error}"
+            print(f"Final evaluation skipped: {error}")
     return _finish(args, run_dir, model_path, results)
 
 
