@@ -61,3 +61,4 @@ register_algo("crossq", "sb3_contrib:CrossQ", description="CrossQ, batch-normali
 
 # The library's own algorithms.
 register_algo("idem", "samplers.idem:IDEM", kind="sampler", description="Iterated Denoising Energy Matching sampler")
+register_algo("dqs", "agents.dqs:DQS", description="Diffusion Q-Sampling: a diffusion actor sampling exp(Q/T)")

@@ -36,7 +36,13 @@ ENV_ALIASES: dict[str, str] = {
     **{f"PointMaze_{layout}": f"PointMaze_{layout}-v3" for layout in MAZE_LAYOUTS},
     **{f"PointMaze_{layout}Dense": f"PointMaze_{layout}Dense-v3" for layout in MAZE_LAYOUTS},
     **{f"AntMaze_{layout}": f"AntMaze_{layout}-v5" for layout in ("UMaze", "Medium", "Large")},
+    "GMMNav": "GMMNav-v0",
+    "MultiGoal": "MultiGoal-v0",
 }
+
+# The library's multimodal tasks (envs/multimodal.py); GMMNav terminates after 100 steps by itself.
+gym.register("GMMNav-v0", entry_point="envs.multimodal:GMMNavEnv")
+gym.register("MultiGoal-v0", entry_point="envs.multimodal:MultiGoalEnv", max_episode_steps=30)
 
 #: Wrappers applied by `make_env` to ids matching a glob pattern (after ``gym.make``).
 ENV_WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {

@@ -1,0 +1,472 @@
+"""Diffusion Q-Sampling (DQS; Jain, Akhound-Sadegh & Ravanbakhsh, RLC 2025) as an SB3 off-policy algorithm.
+
+The policy is the Boltzmann distribution pi_T(a|s) ∝ exp(Q(s, a)/T) of the critic, represented by a diffusion model
+whose score network regresses Monte-Carlo estimates of the noised score of exp(Q/T) (no likelihoods needed).
+``mode="faithful"`` reproduces the reference code (spec dqs §2-§8); ``mode="improved"`` (default) is the fast and
+principled variant of docs/dqs.md. Every knob whose default is ``None`` takes the mode's value (`MODES`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import (
+    DictReplayBufferSamples,
+    GymEnv,
+    MaybeCallback,
+    ReplayBufferSamples,
+    Schedule,
+)
+from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
+from torch import Tensor
+
+from agents.dqs.policies import DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
+from samplers.estimators import mc_score_estimate, softmax_score_estimate
+
+SelfDQS = TypeVar("SelfDQS", bound="DQS")
+Mode = Literal["improved", "faithful"]
+Batch = ReplayBufferSamples | DictReplayBufferSamples
+
+#: Resolved value of every mode-dependent knob (constructor argument left at ``None``). See docs/dqs.md.
+MODES: dict[str, dict[str, Any]] = {
+    "faithful": {
+        "learning_starts": 10_000,
+        "critic_learning_rate": 1e-3,
+        "policy_delay": 1,
+        "ema_decay": 0.0,
+        "schedule": "ve_geometric",
+        "schedule_kwargs": {"sigma_min": 1e-5, "sigma_max": 1.0},
+        "sampler_steps": 500,
+        "denoise_last_step": False,
+        "squash": "tanh",
+        "score_parameterization": "score",
+        "score_estimator": "mc",
+        "n_mc_samples": 1000,
+        "backup": "hard",
+        "temperature": 1.0,
+        "deterministic_mode": "drift",
+        "n_action_candidates": 1,
+    },
+    "improved": {
+        "learning_starts": 1_000,
+        "critic_learning_rate": None,  # same as learning_rate
+        "policy_delay": 2,
+        "ema_decay": 0.99,
+        "schedule": "ve_geometric",
+        "schedule_kwargs": {"sigma_min": 1e-2, "sigma_max": 1.0},
+        "sampler_steps": 20,
+        "denoise_last_step": True,
+        "squash": "clip",
+        "score_parameterization": "noise",
+        "score_estimator": "softmax",
+        "n_mc_samples": 16,
+        "backup": "soft",
+        "temperature": 0.1,
+        "deterministic_mode": "ode",
+        "n_action_candidates": 10,
+    },
+}
+#: Knobs that configure the policy's sampler; DQS owns them and passes them on as policy kwargs.
+POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "denoise_last_step", "squash", "score_parameterization",
+                "deterministic_mode", "n_action_candidates", "n_explore_candidates")  # fmt: skip
+#: Smallest diffusion time of score training with the softmax estimator, whose target divides by sigma(t) > 0.
+SOFTMAX_T_MIN = 1e-3
+#: Offset of the reference loss weight lambda(t) = h(t) + 1e-3 (score parameterisation, spec dqs §4).
+LAMBDA_OFFSET = 1e-3
+
+
+def latin_hypercube(n: int, m: int, dim: int, device: th.device) -> Tensor:
+    """``n`` independent Latin-hypercube sets of ``m`` points in [0, 1]^dim, shape (n * m, dim).
+
+    Each point is marginally uniform (so importance-sampling estimates stay unbiased), and in every dimension the
+    ``m`` points of a set fall into ``m`` different strata, which lowers the variance of the soft-value estimate.
+    """
+    strata = th.rand(n, dim, m, device=device).argsort(dim=2)
+    points = (strata + th.rand(n, dim, m, device=device)) / m
+    return points.transpose(1, 2).reshape(n * m, dim)
+
+
+def check_action_space(action_space: spaces.Space) -> None:
+    """Raise a ValueError unless the action space is a bounded Box (the score is learned on [-1, 1]^d)."""
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"DQS supports only continuous Box action spaces with finite bounds, got {action_space}. "
+            "For discrete actions use DQN or PPO (train.py --algo ppo)."
+        )
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(
+            f"DQS needs finite action bounds, got low={action_space.low}, high={action_space.high}. Wrap the environment "
+            "so that it declares the physical action range, e.g. gymnasium.wrappers.RescaleAction over a bounded Box."
+        )
+
+
+class DQS(OffPolicyAlgorithm):
+    """Diffusion Q-Sampling: off-policy actor-critic whose actor samples exp(Q/T) with a learned diffusion model.
+
+    Each gradient step updates the critic ensemble first, then regresses the score network onto score targets of
+    exp(Q/T) computed from the updated online critic (spec dqs §6).
+
+    :param policy: The policy model (MlpPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param mode: ``"improved"`` (default) or ``"faithful"``; sets every knob left at ``None`` (see `MODES`)
+    :param learning_rate: Learning rate of the score network (Adam), a float or a schedule of the remaining progress
+    :param critic_learning_rate: Learning rate of the critics; ``None``: faithful 1e-3, improved = ``learning_rate``
+    :param buffer_size: Size of the replay buffer
+    :param learning_starts: Uniform-random steps before learning; ``None``: faithful 10000, improved 1000
+    :param batch_size: Minibatch size of each gradient step
+    :param tau: Polyak coefficient of the target critics
+    :param gamma: Discount factor
+    :param train_freq: Update the model every ``train_freq`` steps (or ``(n, "episode")``)
+    :param gradient_steps: Gradient steps after each rollout (-1: as many as environment steps)
+    :param action_noise: Optional extra action noise (not needed: sampling is stochastic)
+    :param replay_buffer_class: Replay buffer class (e.g. ``HerReplayBuffer``); ``None`` selects automatically
+    :param replay_buffer_kwargs: Keyword arguments of the replay buffer
+    :param optimize_memory_usage: Memory-efficient replay buffer variant
+    :param n_steps: n-step returns (only with the default replay buffer)
+    :param target_update_interval: Polyak-update the target critics every this many gradient steps
+    :param policy_delay: Update the score network every this many critic updates (as TD3); faithful 1, improved 2
+    :param ema_decay: Actions are sampled with an exponential moving average of the score network's weights with this
+        decay (as Diffusion-QL); 0 samples with the trained weights. Faithful 0, improved 0.99
+    :param schedule: Noise schedule, ``"ve_geometric"`` (both modes) or ``"vp_cosine"``
+    :param schedule_kwargs: Schedule parameters; ``None``: the mode's (VE sigma_max 1 with sigma_min 1e-5 faithful,
+        1e-2 improved) when the schedule is the mode's, else the schedule's defaults
+    :param sampler_steps: Reverse-SDE steps per sample; faithful 500, improved 20
+    :param denoise_last_step: Omit the noise of the last SDE step; faithful False (as the reference), improved True
+    :param squash: ``"tanh"`` after sampling (faithful; not part of the modelled density) or ``"clip"`` to the box
+        (improved; the score is then learned for the box-restricted Boltzmann density)
+    :param score_parameterization: Network predicts the score with loss weight h(t) + 1e-3 (``"score"``, faithful) or
+        the noise, i.e. an eps-MSE = weight h(t) (``"noise"``, improved)
+    :param score_estimator: ``"mc"``: iDEM estimator through grad Q (faithful); ``"softmax"``: gradient-free
+        posterior-mean estimator with proposals truncated to the action box (improved)
+    :param n_mc_samples: Monte-Carlo samples K per score target; faithful 1000, improved 16
+    :param backup: ``"hard"``: y = r + gamma min_j Q'_j(s', a') with a' ~ pi_T (faithful, no entropy term);
+        ``"soft"``: y = r + gamma V_soft(s'), V_soft = T log of the box integral of exp(Q'/T), estimated by
+        uniform importance sampling (improved)
+    :param n_backup_samples: Uniform actions M per next state of the soft backup (a Latin hypercube per state)
+    :param temperature: Initial temperature T0; faithful 1.0, improved 0.1
+    :param final_temperature: Final temperature T1 of the exponential annealing; ``None`` keeps T constant
+    :param temperature_anneal_steps: Gradient steps over which T goes from T0 to T1 (geometrically)
+    :param deterministic_mode: Integrator of deterministic predict from a fixed prior draw: ``"drift"`` (reverse SDE
+        with eta = 0, the reference's requested evaluation; faithful) or ``"ode"`` (PF-ODE; improved)
+    :param n_action_candidates: Fixed prior draws of deterministic predict, argmax-Q among them; faithful 1,
+        improved 10
+    :param n_explore_candidates: Stochastic samples per exploration step, argmax-Q among them when > 1
+    :param stats_window_size: Window size of the rollout statistics
+    :param tensorboard_log: TensorBoard log folder (None: no TensorBoard)
+    :param policy_kwargs: Policy keyword arguments (network sizes, features extractor; the sampler knobs are set here)
+    :param verbose: 0 silent, 1 info (also prints the resolved configuration), 2 debug
+    :param seed: Seed of the pseudo-random generators
+    :param device: Torch device ("auto", "cpu", "cuda", ...)
+    :param _init_setup_model: Build the networks at creation (False when loading)
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": DiffusionPolicy,
+        "MultiInputPolicy": MultiInputDiffusionPolicy,
+    }
+    policy: DiffusionPolicy
+    actor: ScoreNetwork
+    actor_target: ScoreNetwork
+    critic: EnsembleCritic
+    critic_target: EnsembleCritic
+    # Mode-dependent knobs, resolved in __init__ (see MODES).
+    critic_learning_rate: float | Schedule | None
+    policy_delay: int
+    ema_decay: float
+    schedule: str
+    schedule_kwargs: dict[str, float]
+    sampler_steps: int
+    denoise_last_step: bool
+    squash: str
+    score_parameterization: str
+    score_estimator: str
+    n_mc_samples: int
+    backup: str
+    temperature: float
+    deterministic_mode: str
+    n_action_candidates: int
+
+    def __init__(
+        self,
+        policy: str | type[DiffusionPolicy],
+        env: GymEnv | str,
+        mode: Mode = "improved",
+        learning_rate: float | Schedule = 3e-4,
+        critic_learning_rate: float | Schedule | None = None,
+        buffer_size: int = 1_000_000,
+        learning_starts: int | None = None,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        target_update_interval: int = 1,
+        policy_delay: int | None = None,
+        ema_decay: float | None = None,
+        schedule: Literal["ve_geometric", "vp_cosine"] | None = None,
+        schedule_kwargs: dict[str, float] | None = None,
+        sampler_steps: int | None = None,
+        denoise_last_step: bool | None = None,
+        squash: Literal["tanh", "clip"] | None = None,
+        score_parameterization: Literal["score", "noise"] | None = None,
+        score_estimator: Literal["mc", "softmax"] | None = None,
+        n_mc_samples: int | None = None,
+        backup: Literal["hard", "soft"] | None = None,
+        n_backup_samples: int = 8,
+        temperature: float | None = None,
+        final_temperature: float | None = None,
+        temperature_anneal_steps: int = 1_000_000,
+        deterministic_mode: Literal["ode", "drift"] | None = None,
+        n_action_candidates: int | None = None,
+        n_explore_candidates: int = 1,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        given = {"learning_starts": learning_starts, "critic_learning_rate": critic_learning_rate,
+                 "policy_delay": policy_delay, "ema_decay": ema_decay, "schedule": schedule, "sampler_steps": sampler_steps,
+                 "denoise_last_step": denoise_last_step, "squash": squash, "score_parameterization": score_parameterization,
+                 "score_estimator": score_estimator, "n_mc_samples": n_mc_samples, "backup": backup,
+                 "temperature": temperature, "deterministic_mode": deterministic_mode,
+                 "n_action_candidates": n_action_candidates}  # fmt: skip
+        resolved = {key: MODES[mode][key] if value is None else value for key, value in given.items()}
+        if schedule_kwargs is None:  # the mode's parameters belong to the mode's schedule only
+            schedule_kwargs = dict(MODES[mode]["schedule_kwargs"]) if resolved["schedule"] == MODES[mode]["schedule"] else {}
+        resolved["schedule_kwargs"] = schedule_kwargs
+        if score_estimator is not None and score_estimator not in ("mc", "softmax"):
+            raise ValueError(f"score_estimator must be 'mc' or 'softmax', got {score_estimator!r}")
+        if backup is not None and backup not in ("hard", "soft"):
+            raise ValueError(f"backup must be 'hard' or 'soft', got {backup!r}")
+        clashes = sorted(set(POLICY_KNOBS) & set(policy_kwargs or {}))
+        if clashes:
+            raise ValueError(f"Set {', '.join(clashes)} as DQS arguments, not in policy_kwargs.")
+        if env is not None:
+            env = maybe_make_env(env, verbose)
+            check_action_space(env.action_space)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            resolved.pop("learning_starts"),
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Box,),
+            support_multi_env=True,
+        )
+        self.mode = mode
+        for key, value in resolved.items():
+            setattr(self, key, value)
+        self.target_update_interval = target_update_interval
+        self.n_backup_samples = n_backup_samples
+        self.final_temperature = final_temperature
+        self.temperature_anneal_steps = temperature_anneal_steps
+        self.n_explore_candidates = n_explore_candidates
+        if _init_setup_model:
+            self._setup_model()
+
+    @property
+    def dqs_config(self) -> dict[str, Any]:
+        """The resolved DQS-specific configuration (mode knobs and the fixed-default extras)."""
+        keys = [*MODES[self.mode], "n_backup_samples", "final_temperature", "temperature_anneal_steps",
+                "n_explore_candidates"]  # fmt: skip
+        return {"mode": self.mode, **{key: getattr(self, key) for key in keys}}
+
+    def _setup_model(self) -> None:
+        self.policy_kwargs = {**self.policy_kwargs, **{key: getattr(self, key) for key in POLICY_KNOBS}}
+        super()._setup_model()
+        self._create_aliases()
+        critic_lr = self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
+        self.critic_lr_schedule = FloatSchedule(critic_lr)
+        update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
+        self.policy.temperature.fill_(self.temperature_at(self._n_updates))
+        if self.verbose >= 1:
+            print("DQS configuration: " + ", ".join(f"{key}={value}" for key, value in self.dqs_config.items()))
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.actor_target = self.policy.actor_target
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    def temperature_at(self, n_updates: int) -> float:
+        """T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates (spec dqs §7)."""
+        if self.final_temperature is None:
+            return float(self.temperature)
+        progress = min(n_updates / self.temperature_anneal_steps, 1.0) if self.temperature_anneal_steps > 0 else 1.0
+        log_t0, log_t1 = math.log(self.temperature), math.log(self.final_temperature)
+        return math.exp(log_t0 + (log_t1 - log_t0) * progress)
+
+    # --- losses ---------------------------------------------------------------------------------------------------
+
+    def _next_state_value(self, next_observations: Any, temperature: float) -> Tensor:
+        """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft")."""
+        features = self.critic_target.features(next_observations)
+        if self.backup == "hard":
+            next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
+            return self.critic_target.min_q(features, next_actions).unsqueeze(1)
+        # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m Q(s', a_m)/T - log M + d log 2), a_m ~ U[-1, 1]^d.
+        m, dim = self.n_backup_samples, self.policy.action_dim
+        actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
+        q = self.critic_target.min_q(features.repeat_interleave(m, dim=0), actions).view(-1, m)
+        log_partition = th.logsumexp(q / temperature, dim=1, keepdim=True) - math.log(m) + dim * math.log(2.0)
+        return temperature * log_partition
+
+    def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
+        """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC)."""
+        with th.no_grad():
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            next_value = self._next_state_value(data.next_observations, temperature)
+            target = data.rewards + (1.0 - data.dones) * discounts * next_value
+        q = self.critic.q_values(self.critic.features(data.observations), data.actions)
+        return 0.5 * (q - target).pow(2).mean(dim=0).sum()
+
+    def _score_loss(self, data: Batch, temperature: float) -> tuple[Tensor, Tensor]:
+        """Denoising regression of the score network onto MC targets of grad log p_t for exp(Q/T) (spec dqs §3-4).
+
+        One noised point a_t = alpha(t) a + sigma(t) eps per buffer action, t ~ U(t_min, 1). Returns (loss, mean
+        norm of the score targets).
+        """
+        actions, schedule = data.actions, self.policy.schedule
+        n = len(actions)
+        with th.no_grad():
+            critic_features = self.critic.features(data.observations)
+            features = self.actor.features(data.observations)
+        t_min = SOFTMAX_T_MIN if self.score_estimator == "softmax" else 0.0
+        t = t_min + (1.0 - t_min) * th.rand(n, device=self.device)
+        sigma = schedule.sigma(t).unsqueeze(1)
+        noisy_actions = schedule.alpha(t).unsqueeze(1) * actions + sigma * th.randn_like(actions)
+
+        def energy(a: Tensor, context: Tensor) -> Tensor:
+            return -self.critic.min_q(context, a) / temperature
+
+        if self.score_estimator == "mc":
+            target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
+        else:
+            target = softmax_score_estimate(
+                energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features, bounds=(-1.0, 1.0)
+            )
+        output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
+        if self.score_parameterization == "noise":
+            # score = -eps / sigma, so sigma^2 |score - S|^2 = |eps_theta + sigma S|^2: an eps-prediction MSE.
+            loss = (output + sigma * target).pow(2).mean()
+        else:
+            weight = schedule.h(t) + LAMBDA_OFFSET
+            loss = (weight * (output - target).pow(2).mean(dim=1)).mean()
+        return loss, target.norm(dim=1).mean()
+
+    # --- SB3 hooks ------------------------------------------------------------------------------------------------
+
+    def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer])
+        critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.critic.optimizer, critic_lr)
+        metrics: dict[str, list[float]] = defaultdict(list)
+        for _ in range(gradient_steps):
+            start = time.perf_counter()
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            temperature = self.temperature_at(self._n_updates)
+            self.policy.temperature.fill_(temperature)
+
+            critic_loss = self._critic_loss(data, temperature)
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+
+            metrics["critic_loss"].append(critic_loss.item())
+
+            self._n_updates += 1
+            if self._n_updates % self.policy_delay == 0:
+                actor_loss, target_norm = self._score_loss(data, temperature)
+                self.actor.optimizer.zero_grad()
+                actor_loss.backward()
+                self.actor.optimizer.step()
+                polyak_update(self.actor.parameters(), self.actor_target.parameters(), 1.0 - self.ema_decay)
+                metrics["actor_loss"].append(actor_loss.item())
+                metrics["score_target_norm"].append(target_norm.item())
+            if self._n_updates % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+            metrics["update_ms"].append(1e3 * (time.perf_counter() - start))
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/temperature", temperature)
+        self.policy.temperature.fill_(self.temperature_at(self._n_updates))  # acting uses the current temperature
+        self.logger.record("train/critic_learning_rate", critic_lr)
+        for key, values in metrics.items():
+            self.logger.record(f"train/{key}", float(np.mean(values)))
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        for key, value in self.dqs_config.items():  # the resolved configuration, as TensorBoard text once per run
+            self.logger.record(f"config/{key}", str(value), exclude=("stdout", "log", "json", "csv"))
+        return result
+
+    def learn(
+        self: SelfDQS,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DQS",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDQS:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "critic_lr_schedule"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "actor.optimizer", "critic.optimizer"], []

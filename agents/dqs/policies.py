@@ -1,0 +1,384 @@
+"""DQS policy: a temperature-conditioned score network over actions, a critic ensemble and its target, in SB3's
+SACPolicy layout (the policy owns every network; ``actor`` is the score network).
+
+Actions live in [-1, 1]^d (``squash_output=True``): SB3's ``predict`` rescales them to the env's bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Literal
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BaseModel, BasePolicy, ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from samplers.integrators import euler_maruyama, probability_flow_ode
+from samplers.networks import SinusoidalEmbedding
+from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
+
+ScheduleName = Literal["ve_geometric", "vp_cosine"]
+Squash = Literal["tanh", "clip"]
+Parameterization = Literal["score", "noise"]
+DeterministicMode = Literal["ode", "drift"]
+
+#: Schedule name -> (class, default keyword arguments). VE: the improved mode's sigma_min (the reference's 1e-5 wastes
+#: steps of a short sampler, docs/dqs.md) and the reference's sigma_max.
+SCHEDULES: dict[str, tuple[type[NoiseSchedule], dict[str, float]]] = {
+    "ve_geometric": (GeometricVESchedule, {"sigma_min": 1e-2, "sigma_max": 1.0}),
+    "vp_cosine": (CosineVPSchedule, {"s": 0.008, "max_beta": 20.0}),
+}
+#: Seed of the fixed prior draw used by deterministic predict (drawn on the CPU, so identical on every device).
+DETERMINISTIC_PRIOR_SEED = 0
+
+
+def make_schedule(name: str, kwargs: dict[str, float] | None = None) -> NoiseSchedule:
+    """Build a noise schedule by name; ``kwargs`` override the defaults in `SCHEDULES`."""
+    if name not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}.")
+    schedule_class, defaults = SCHEDULES[name]
+    return schedule_class(**{**defaults, **(kwargs or {})})
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+class ScoreNetwork(BaseModel):
+    """DQS ScoreMLP on concat(features(s), a_t, emb(t), emb(T)) -> Dense -> GELU -> ``n_blocks`` x
+    [h + GELU(Dense(h))] -> Dense(|A|) (spec dqs §4). The output is the score itself or the noise prediction,
+    depending on the policy's parameterisation; t and the raw temperature T share one 1000-period embedding.
+
+    :param features_extractor: Network mapping observations to a flat feature vector
+    :param features_dim: Size of that feature vector
+    :param hidden_dim: Width of every hidden layer
+    :param n_blocks: Number of residual blocks
+    :param embedding_dim: Size of each sinusoidal embedding (t and T)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        hidden_dim: int = 256,
+        n_blocks: int = 2,
+        embedding_dim: int = 128,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
+        action_dim = get_action_dim(action_space)
+        self.embedding = SinusoidalEmbedding(embedding_dim, max_period=1000.0)
+        self.input = nn.Linear(features_dim + action_dim + 2 * embedding_dim, hidden_dim)
+        self.blocks = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(n_blocks))
+        self.output = nn.Linear(hidden_dim, action_dim)
+
+    def features(self, obs: PyTorchObs) -> Tensor:
+        """Flat features of a batch of observations."""
+        return self.extract_features(obs, self.features_extractor)
+
+    def forward(self, features: Tensor, noisy_actions: Tensor, t: Tensor, temperature: Tensor) -> Tensor:
+        """Raw network output for row-aligned ``features`` (N, F), ``noisy_actions`` (N, |A|), ``t`` and
+        ``temperature`` (both (N,))."""
+        inputs = [features, noisy_actions, self.embedding(t), self.embedding(temperature)]
+        h = F.gelu(self.input(th.cat(inputs, dim=1)))
+        for block in self.blocks:
+            h = h + F.gelu(block(h))
+        return self.output(h)
+
+
+class EnsembleCritic(ContinuousCritic):
+    """SB3's critic ensemble with feature-level access, so that many actions per state reuse one feature pass."""
+
+    def features(self, obs: PyTorchObs) -> Tensor:
+        """Flat features of a batch of observations."""
+        return self.extract_features(obs, self.features_extractor)
+
+    def q_values(self, features: Tensor, actions: Tensor) -> Tensor:
+        """Every member's Q for row-aligned features and actions, shape (N, n_critics)."""
+        inputs = th.cat([features, actions], dim=1)
+        return th.cat([q_net(inputs) for q_net in self.q_networks], dim=1)
+
+    def min_q(self, features: Tensor, actions: Tensor) -> Tensor:
+        """Pessimistic ensemble value min_j Q_j, shape (N,)."""
+        return self.q_values(features, actions).min(dim=1).values
+
+
+class DiffusionPolicy(BasePolicy):
+    """Policy of DQS: samples a ~ pi_T(a|s) ∝ exp(Q(s, a)/T) by integrating the reverse SDE of a learned score.
+
+    ``actor`` is the trained score network and ``actor_target`` the copy that samples (the algorithm keeps it an
+    exponential moving average of ``actor``, or an exact copy).
+
+    Stochastic predict integrates the reverse SDE (eta = 1) from a fresh prior draw. Deterministic predict is
+    noise-free and independent of the global RNG: it integrates from ``n_action_candidates`` fixed prior draws
+    (seeded, shared by every state) with the PF-ODE (``"ode"``) or the noise-free reverse-SDE drift (``"drift"``)
+    and, with more than one candidate, returns the one with the highest min-ensemble Q.
+
+    :param observation_space: Observation space
+    :param action_space: Bounded Box action space
+    :param lr_schedule: Learning-rate schedule (the optimisers' initial rate)
+    :param net_arch: Hidden layer sizes of each critic
+    :param activation_fn: Activation of the critics
+    :param n_critics: Number of critics in the ensemble
+    :param score_hidden_dim: Width of the score network
+    :param score_n_blocks: Residual blocks of the score network
+    :param embedding_dim: Size of the time and temperature embeddings
+    :param schedule: Noise schedule name, see `SCHEDULES`
+    :param schedule_kwargs: Overrides of the schedule's defaults
+    :param sampler_steps: Integration steps of the reverse SDE / PF-ODE
+    :param denoise_last_step: Skip the noise of the final SDE step (the reference adds it)
+    :param squash: Map samples into the box with ``"tanh"`` (original DQS) or ``"clip"``
+    :param score_parameterization: Network output is the score (``"score"``) or the noise eps (``"noise"``,
+        score = -eps / sigma(t)); the noise predictor's output layer starts at zero, everything else is orthogonal
+    :param deterministic_mode: Integrator of deterministic predict: ``"ode"`` or ``"drift"``
+    :param n_action_candidates: Fixed prior draws of deterministic predict (argmax-Q over them when > 1)
+    :param n_explore_candidates: Stochastic samples per state; when > 1 stochastic predict returns the one with the
+        highest Q (greedier exploration; the samples then no longer follow pi_T)
+    :param features_extractor_class: Features extractor (one per network, never shared)
+    :param features_extractor_kwargs: Its keyword arguments
+    :param normalize_images: Divide image observations by 255
+    :param optimizer_class: Optimiser of the score network and of the critics
+    :param optimizer_kwargs: Its keyword arguments, excluding the learning rate
+    """
+
+    actor: ScoreNetwork
+    actor_target: ScoreNetwork
+    critic: EnsembleCritic
+    critic_target: EnsembleCritic
+    temperature: Tensor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        n_critics: int = 2,
+        score_hidden_dim: int = 256,
+        score_n_blocks: int = 2,
+        embedding_dim: int = 128,
+        schedule: ScheduleName = "ve_geometric",
+        schedule_kwargs: dict[str, float] | None = None,
+        sampler_steps: int = 20,
+        denoise_last_step: bool = True,
+        squash: Squash = "clip",
+        score_parameterization: Parameterization = "noise",
+        deterministic_mode: DeterministicMode = "ode",
+        n_action_candidates: int = 10,
+        n_explore_candidates: int = 1,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+            normalize_images=normalize_images,
+        )
+        _check_choice("squash", squash, ("tanh", "clip"))
+        _check_choice("score_parameterization", score_parameterization, ("score", "noise"))
+        _check_choice("deterministic_mode", deterministic_mode, ("ode", "drift"))
+        if min(sampler_steps, n_action_candidates, n_explore_candidates) < 1:
+            raise ValueError("sampler_steps, n_action_candidates and n_explore_candidates must be >= 1")
+        self.net_arch = [256, 256] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        self.n_critics = n_critics
+        self.score_hidden_dim = score_hidden_dim
+        self.score_n_blocks = score_n_blocks
+        self.embedding_dim = embedding_dim
+        self.schedule_name = schedule
+        self.schedule_kwargs = schedule_kwargs
+        self.schedule = make_schedule(schedule, schedule_kwargs)
+        self.sampler_steps = sampler_steps
+        self.denoise_last_step = denoise_last_step
+        self.squash = squash
+        self.score_parameterization = score_parameterization
+        self.deterministic_mode = deterministic_mode
+        self.n_action_candidates = n_action_candidates
+        self.n_explore_candidates = n_explore_candidates
+        self.action_dim = get_action_dim(action_space)
+        # The temperature the score network is conditioned on; set by the algorithm, saved with the weights.
+        self.register_buffer("temperature", th.tensor(1.0))
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.actor = self.make_actor()
+        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.actor_target = self.make_actor()
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.actor_target.set_training_mode(False)
+        self.critic = self.make_critic()
+        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic_target = self.make_critic()
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.set_training_mode(False)
+
+    def _orthogonal_init(self, module: nn.Module) -> nn.Module:
+        """Orthogonal weights with gain sqrt(2) and zero biases on every layer, as the reference (spec dqs §4, §6)."""
+        module.apply(partial(self.init_weights, gain=math.sqrt(2)))
+        return module.to(self.device)
+
+    def make_actor(self) -> ScoreNetwork:
+        kwargs = self._update_features_extractor({"normalize_images": self.normalize_images})
+        network = ScoreNetwork(
+            self.observation_space,
+            self.action_space,
+            hidden_dim=self.score_hidden_dim,
+            n_blocks=self.score_n_blocks,
+            embedding_dim=self.embedding_dim,
+            **kwargs,
+        )
+        network = self._orthogonal_init(network)
+        if self.score_parameterization == "noise":
+            # An untrained noise predictor then predicts no noise: the first policy samples the (clipped) prior.
+            nn.init.zeros_(network.output.weight)
+        return network
+
+    def make_critic(self) -> EnsembleCritic:
+        kwargs = self._update_features_extractor({"normalize_images": self.normalize_images})
+        critic = EnsembleCritic(
+            self.observation_space,
+            self.action_space,
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            share_features_extractor=False,
+            **kwargs,
+        )
+        return self._orthogonal_init(critic)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            score_hidden_dim=self.score_hidden_dim,
+            score_n_blocks=self.score_n_blocks,
+            embedding_dim=self.embedding_dim,
+            schedule=self.schedule_name,
+            schedule_kwargs=self.schedule_kwargs,
+            sampler_steps=self.sampler_steps,
+            denoise_last_step=self.denoise_last_step,
+            squash=self.squash,
+            score_parameterization=self.score_parameterization,
+            deterministic_mode=self.deterministic_mode,
+            n_action_candidates=self.n_action_candidates,
+            n_explore_candidates=self.n_explore_candidates,
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
+        )
+        return data
+
+    # --- the score and the samplers -------------------------------------------------------------------------------
+
+    def score(self, noisy_actions: Tensor, t: Tensor, features: Tensor) -> Tensor:
+        """Score grad_a log p_t(a_t | s) at the current temperature (``score_fn`` of the integrators), from the
+        sampling copy ``actor_target`` of the score network (an EMA of ``actor``, or ``actor`` itself)."""
+        temperature = self.temperature.expand(len(noisy_actions))
+        output = self.actor_target(features, noisy_actions, t, temperature)
+        if self.score_parameterization == "score":
+            return output
+        return -output / self.schedule.sigma(t).unsqueeze(-1)
+
+    def squash_actions(self, actions: Tensor) -> Tensor:
+        """Map integrator output into [-1, 1]."""
+        return th.tanh(actions) if self.squash == "tanh" else actions.clamp(-1.0, 1.0)
+
+    def _integrate(self, prior: Tensor, features: Tensor, method: Literal["sde", "ode", "drift"]) -> Tensor:
+        """Run the reverse process from ``prior`` (row-aligned with ``features``) and squash the result."""
+        if method == "ode":
+            # Euler evaluates the score only at the step's upper time >= 1/n, never at t = 0 (sigma = 0).
+            steps = self.sampler_steps
+            actions = probability_flow_ode(self.score, prior, self.schedule, steps, context=features, method="euler")
+        else:
+            actions = euler_maruyama(
+                self.score,
+                prior,
+                self.schedule,
+                self.sampler_steps,
+                context=features,
+                diffusion_scale=1.0 if method == "sde" else 0.0,
+                denoise_last_step=self.denoise_last_step,
+            )
+        return self.squash_actions(actions)
+
+    def sample_actions(self, features: Tensor) -> Tensor:
+        """One stochastic sample a ~ pi_T(.|s) per row of ``features`` (reverse SDE, eta = 1), in [-1, 1]."""
+        prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
+        return self._integrate(prior, features, "sde")
+
+    def _best_of(self, observation: PyTorchObs, candidates: Tensor, n: int) -> Tensor:
+        """Per state, the candidate with the highest min-ensemble Q; ``candidates`` holds n consecutive rows per state."""
+        features = self.critic.features(observation).repeat_interleave(n, dim=0)
+        q = self.critic.min_q(features, candidates).view(-1, n)
+        best = q.argmax(dim=1)
+        return candidates.view(-1, n, self.action_dim)[th.arange(len(best), device=best.device), best]
+
+    def _deterministic_actions(self, observation: PyTorchObs, features: Tensor) -> Tensor:
+        n = self.n_action_candidates
+        generator = th.Generator().manual_seed(DETERMINISTIC_PRIOR_SEED)
+        prior = self.schedule.sample_prior(n, self.action_dim, generator=generator).to(features)
+        rows = features.repeat_interleave(n, dim=0)
+        actions = self._integrate(prior.repeat(len(features), 1), rows, self.deterministic_mode)
+        return actions if n == 1 else self._best_of(observation, actions, n)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> Tensor:
+        features = self.actor_target.features(observation)
+        if deterministic:
+            return self._deterministic_actions(observation, features)
+        n = self.n_explore_candidates
+        actions = self.sample_actions(features.repeat_interleave(n, dim=0))
+        return actions if n == 1 else self._best_of(observation, actions, n)
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.actor.set_training_mode(mode)  # the targets always stay in evaluation mode
+        self.critic.set_training_mode(mode)
+        self.training = mode
+
+
+MlpPolicy = DiffusionPolicy
+
+
+class MultiInputDiffusionPolicy(DiffusionPolicy):
+    """`DiffusionPolicy` for Dict observations: each network flattens and concatenates the keys (CombinedExtractor)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
+
+
+MultiInputPolicy = MultiInputDiffusionPolicy

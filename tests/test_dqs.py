@@ -1,0 +1,190 @@
+"""DQS: learning a known Boltzmann policy, configuration modes, backups, determinism, save/load, errors, train.py."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from agents.dqs import DQS, MODES
+from agents.dqs.policies import DiffusionPolicy, MultiInputDiffusionPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_NETS = {"net_arch": [32, 32], "score_hidden_dim": 32, "embedding_dim": 16}
+TINY = {"learning_starts": 50, "batch_size": 16, "policy_kwargs": SMALL_NETS, "seed": 0}
+
+# 1-step bandit whose reward is the log-density of a bimodal mixture: at T = 1, pi_T = exp(r) is that mixture.
+MEANS, WEIGHTS, STD = np.array([-0.5, 0.5]), np.array([0.7, 0.3]), 0.15
+
+
+def bandit_log_density(a: np.ndarray) -> np.ndarray:
+    comps = WEIGHTS * np.exp(-0.5 * ((a[..., None] - MEANS) / STD) ** 2) / (STD * math.sqrt(2 * math.pi))
+    return np.log(comps.sum(-1))
+
+
+class BimodalBandit(gym.Env):
+    observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        reward = float(bandit_log_density(np.asarray(action, dtype=np.float64)[0]))
+        return np.zeros(1, np.float32), reward, True, False, {}
+
+
+class DictObsBandit(BimodalBandit):
+    observation_space = spaces.Dict({"x": spaces.Box(-1.0, 1.0, (1,), np.float32), "y": spaces.Box(-1.0, 1.0, (2,))})
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), *super().step(action)[1:]
+
+
+def test_learns_the_boltzmann_policy_of_a_bimodal_bandit():
+    model = DQS("MlpPolicy", BimodalBandit(), learning_starts=1000, batch_size=128, learning_rate=1e-3, gamma=0.0,
+                temperature=1.0, policy_delay=1, seed=0, policy_kwargs={"net_arch": [64, 64], "score_hidden_dim": 64,
+                                                                        "embedding_dim": 32})  # fmt: skip
+    model.learn(1000)  # uniform actions only: fills the buffer
+    model.train(gradient_steps=1500, batch_size=128)
+    probe = torch.tensor([[-0.5], [0.0], [0.5]])
+    with torch.no_grad():
+        q = model.critic.min_q(model.critic.features(torch.zeros(3, 1)), probe).numpy()
+        actions = model.policy._predict(torch.zeros(4000, 1)).numpy()[:, 0]
+    np.testing.assert_allclose(q, bandit_log_density(probe.numpy()[:, 0]), atol=0.3)
+    edges = np.linspace(-1, 1, 11)
+    grid = np.linspace(-1, 1, 20_001)
+    density = np.exp(bandit_log_density(grid))
+    exact = np.histogram(grid, edges, weights=density)[0] / density.sum()
+    tv = 0.5 * np.abs(np.histogram(actions, edges)[0] / len(actions) - exact).sum()
+    # A uniform policy is at TV 0.42, a policy on the main mode only at 0.3.
+    assert tv < 0.15
+    assert 0.58 < np.mean(actions < 0) < 0.8
+    assert np.all(np.abs(actions) <= 1.0)
+
+
+def test_mode_resolution_and_mixing():
+    env = BimodalBandit()
+    faithful = DQS("MlpPolicy", env, mode="faithful", _init_setup_model=False)
+    assert faithful.dqs_config["mode"] == "faithful"
+    for key, value in MODES["faithful"].items():
+        assert getattr(faithful, key) == value, key
+    assert faithful.learning_starts == 10_000 and faithful.sampler_steps == 500 and faithful.n_mc_samples == 1000
+    mixed = DQS("MlpPolicy", env, mode="faithful", sampler_steps=20, schedule="vp_cosine", _init_setup_model=False)
+    assert mixed.sampler_steps == 20 and mixed.score_estimator == "mc" and mixed.schedule_kwargs == {}
+    improved = DQS("MlpPolicy", env, **TINY)
+    assert improved.mode == "improved" and improved.sampler_steps <= 20 and improved.backup == "soft"
+    assert improved.policy.sampler_steps == improved.sampler_steps and improved.policy.squash == "clip"
+    assert improved.policy.schedule.sigma_min == improved.schedule_kwargs["sigma_min"] == 1e-2
+    with pytest.raises(ValueError, match="mode must be"):
+        DQS("MlpPolicy", env, mode="fast")
+    with pytest.raises(ValueError, match="not in policy_kwargs"):
+        DQS("MlpPolicy", env, policy_kwargs={"sampler_steps": 3})
+
+
+def test_temperature_annealing_is_geometric_in_agent_updates():
+    model = DQS("MlpPolicy", BimodalBandit(), temperature=10.0, final_temperature=1.0, temperature_anneal_steps=4,
+                **TINY)  # fmt: skip
+    assert [model.temperature_at(n) for n in (0, 2, 4, 100)] == pytest.approx([10.0, math.sqrt(10.0), 1.0, 1.0])
+    model.learn(52)  # two updates after the warm-up
+    assert model.logger.name_to_value["train/temperature"] == pytest.approx(10**0.75, rel=1e-6)
+    assert float(model.policy.temperature) == pytest.approx(math.sqrt(10.0))
+
+
+@pytest.mark.parametrize("backup", ["soft", "hard"])
+def test_backup_of_a_constant_critic(backup):
+    """With Q' = c everywhere: hard backup c; soft backup T log of the box integral of e^{c/T} = c + T d log 2."""
+    model = DQS("MlpPolicy", "Pendulum-v1", backup=backup, temperature=0.5, **TINY)
+    for q_net in model.critic_target.q_networks:
+        torch.nn.init.zeros_(q_net[-1].weight)
+        torch.nn.init.constant_(q_net[-1].bias, 3.0)
+    with torch.no_grad():
+        value = model._next_state_value(torch.randn(5, 3), temperature=0.5)
+    expected = 3.0 + (0.5 * math.log(2.0) if backup == "soft" else 0.0)
+    np.testing.assert_allclose(value.numpy(), np.full((5, 1), expected), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["improved", "faithful"])
+def test_deterministic_predict_save_load_and_logging(mode, tmp_path):
+    overrides = {"sampler_steps": 8, "n_mc_samples": 8} if mode == "faithful" else {}
+    model = DQS("MlpPolicy", "Pendulum-v1", mode=mode, **TINY, **overrides)
+    model.learn(80)
+    logged = model.logger.name_to_value
+    for key in ("train/actor_loss", "train/critic_loss", "train/temperature", "train/score_target_norm",
+                "train/learning_rate"):  # fmt: skip
+        assert np.isfinite(logged[key]), key
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(6, 3)).astype(np.float32)
+    torch.manual_seed(1)
+    action, _ = model.predict(obs, deterministic=True)
+    torch.manual_seed(2)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], action)
+    # A state's action does not depend on the rest of the batch (up to float rounding of batched matmuls).
+    np.testing.assert_allclose(model.predict(obs[3], deterministic=True)[0], action[3], atol=1e-5)
+    assert np.all(np.abs(action) <= 2.0)  # Pendulum's torque bounds, via squash_output
+    assert not np.array_equal(model.predict(obs)[0], model.predict(obs)[0])
+
+    model.save(tmp_path / "dqs.zip")
+    loaded = DQS.load(tmp_path / "dqs.zip")
+    assert loaded.dqs_config == model.dqs_config
+    assert isinstance(loaded.policy, DiffusionPolicy) and loaded.policy.sampler_steps == model.sampler_steps
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
+
+
+def test_faithful_update_with_the_reference_sample_and_step_counts():
+    """One update with K = 1000 Monte-Carlo samples and 500 Euler-Maruyama steps (batch 8)."""
+    model = DQS("MlpPolicy", "Pendulum-v1", mode="faithful", learning_starts=20, batch_size=8, seed=0,
+                policy_kwargs=SMALL_NETS)  # fmt: skip
+    assert (model.n_mc_samples, model.sampler_steps, model.policy.sampler_steps) == (1000, 500, 500)
+    model.learn(20)  # warm-up only
+    before = [p.detach().clone() for p in (*model.actor.parameters(), *model.critic.parameters())]
+    model.train(gradient_steps=1, batch_size=8)
+    after = [*model.actor.parameters(), *model.critic.parameters()]
+    assert all(not torch.equal(b, a) for b, a in zip(before, after))
+    assert model._n_updates == 1 and np.isfinite(model.logger.name_to_value["train/actor_loss"])
+    # The sampling copy follows the trained network exactly (no EMA in faithful mode).
+    for online, sampling in zip(model.actor.parameters(), model.actor_target.parameters()):
+        assert torch.equal(online, sampling)
+
+
+def test_dict_observations_use_the_multi_input_policy():
+    model = DQS("MultiInputPolicy", DictObsBandit(), **TINY)
+    assert isinstance(model.policy, MultiInputDiffusionPolicy)
+    model.learn(60)
+    obs = DictObsBandit().observation_space.sample()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+class UnboundedActions(BimodalBandit):
+    action_space = spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+
+def test_rejects_discrete_and_unbounded_action_spaces():
+    with pytest.raises(ValueError, match=r"only continuous Box action spaces.*DQN or PPO"):
+        DQS("MlpPolicy", "CartPole-v1")
+    with pytest.raises(ValueError, match=r"finite action bounds.*RescaleAction"):
+        DQS("MlpPolicy", UnboundedActions())
+
+
+def test_train_py_writes_a_model_that_dqs_loads(tmp_path):
+    hyper = ["learning_starts", "100", "batch_size", "32", "policy_kwargs", str(SMALL_NETS)]
+    result = subprocess.run(
+        [sys.executable, "train.py", "--algo", "dqs", "--env", "Pendulum", "-n", "300", "--seed", "0", "--eval-freq", "150",
+         "--eval-episodes", "1", "--log-dir", str(tmp_path), "--num-threads", "1", "--no-progress", "--hyperparams", *hyper],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "dqs").iterdir()
+    model = DQS.load(run_dir / "model.zip")
+    assert model.num_timesteps == 300 and model.mode == "improved"
+    header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"train/actor_loss", "train/critic_loss", "train/temperature", "train/score_target_norm"} <= set(header)
