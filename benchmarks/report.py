@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -40,24 +41,103 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
-def sac_throughput(result: dict[str, Any]) -> str:
+def throughput(result: dict[str, Any]) -> str:
+    config = result["config"]
     lines = [
-        "## SAC training throughput (baseline for every speed ratio)",
+        "## Training throughput (SAC is the baseline of every speed ratio)",
         "",
-        f"`python -m benchmarks.throughput --algos sac --env HalfCheetah --steps {result['config']['steps']} "
-        f"--repeats {result['config']['repeats']} --threads {' '.join(map(str, result['config']['threads']))} "
-        "--name sac_throughput`",
+        f"`python -m benchmarks.throughput --algos {' '.join(config['algos'])} --env {config['env']} "
+        f"--steps {config['steps']} --repeats {config['repeats']} --threads {' '.join(map(str, config['threads']))}`",
         "",
-        f"Machine: {_machine(result)}. SB3 SAC defaults (batch 256, [256, 256], one gradient step per env step), "
-        f"timed over {result['config']['steps']} env steps after {result['config']['learning_starts']} random steps.",
+        f"Machine: {_machine(result)}. Environment steps per second including one gradient step per env step (each "
+        f"algorithm's defaults), timed over {config['steps']} steps after {config['learning_starts']} random steps; "
+        "repeats interleaved across algorithms; ratio = median / median of the first algorithm.",
         "",
-        "| algo | torch threads | median env steps/s | runs |",
-        "|---|---|---|---|",
+        "| algo | torch threads | median env steps/s | ratio to baseline | runs |",
+        "|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         runs = ", ".join(f"{v:.1f}" for v in row["steps_per_s"])
-        lines.append(f"| {row['algo']} | {row['threads']} | {row['median_steps_per_s']:.1f} | {runs} |")
+        lines.append(
+            f"| {row['algo']} | {row['threads']} | {row['median_steps_per_s']:.1f} | {row['ratio_to_baseline']:.2f} | {runs} |"
+        )
     return "\n".join(lines)
+
+
+def dqs_multimodal(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    lines = [
+        "## DQS vs SAC: multimodality on MultiGoal",
+        "",
+        f"`python -m benchmarks.dqs_multimodal --steps {runs[0]['steps']} --seeds "
+        f"{' '.join(str(s) for s in sorted({r['seed'] for r in runs}))}`",
+        "",
+        f"Machine: {_machine(result)}. Episodes ending at each goal over {runs[0]['episodes']} stochastic-policy "
+        "episodes per run. Target: DQS reaches at least 3 of the 4 goals, each in at least 10% of episodes.",
+        "",
+        "| algo | seed | +x | -x | +y | -y | no goal | goals in >= 10% of episodes | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["algo"], r["seed"])):
+        counts = " | ".join(str(c) for c in r["goal_counts"])
+        lines.append(f"| {r['algo']} | {r['seed']} | {counts} | {r['no_goal']} | {r['goals_reached_10pct']} | "
+                     f"{r['train_wall_time_s']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def dqs_mujoco(result: dict[str, Any]) -> str:
+    config = result["config"]
+    lines = [
+        "## DQS vs SAC on MuJoCo",
+        "",
+        f"`python -m benchmarks.dqs_mujoco --profile {result['profile']}"
+        + "".join(f" --{key.replace('_', '-')} {config[key]}" for key in ("steps", "eval_freq") if config.get(key))
+        + "` (resumable; runs are added as they finish).",
+        "",
+        f"Machine: {_machine(result)}. Deterministic evaluation, {config['eval_episodes']} episodes; mean ± std over "
+        "seeds of the final evaluation and of the mean over all evaluations (area under the curve).",
+        "",
+        "| env | algo | seeds | final return | mean eval return |",
+        "|---|---|---|---|---|",
+    ]
+    for env, algos in result["summary"].items():
+        for algo, s in algos.items():
+            lines.append(f"| {env} | {algo} | {s['seeds']} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
+                         f"{s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} |")  # fmt: skip
+    if result["throughput"]:
+        lines += ["", "| env | median env steps/s | ratio " + "/".join(config["algos"][:2]) + " |", "|---|---|---|"]
+        for env, t in result["throughput"].items():
+            medians = ", ".join(f"{algo} {v:.1f}" for algo, v in t["median_steps_per_s"].items())
+            lines.append(f"| {env} | {medians} | {t['ratio']:.2f} |")
+    figure = _mujoco_curves(result)
+    lines += ["", f"![DQS vs SAC learning curves]({figure.relative_to(DOCS)})"]
+    return "\n".join(lines)
+
+
+def _mujoco_curves(result: dict[str, Any]) -> Path:
+    envs = list(result["summary"])
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.5), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for color, algo in enumerate(result["summary"][env]):
+            runs = [r for r in result["runs"] if r["env"] == env and r["algo"] == algo]
+            length = min(len(r["eval_returns"]) for r in runs)
+            curves = np.array([r["eval_returns"][:length] for r in runs])
+            steps = runs[0]["eval_timesteps"][:length]
+            mean, std = curves.mean(0), curves.std(0)
+            ax.plot(steps, mean, color=f"C{color}", label=f"{algo} ({len(runs)} seeds)")
+            ax.fill_between(steps, mean - std, mean + std, color=f"C{color}", alpha=0.2)
+        ax.set(title=env, xlabel="environment steps", ylabel="evaluation return")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save_figure(fig, "dqs_mujoco_curves.png")
+
+
+def _save_figure(fig: Any, name: str) -> Path:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / name
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 IDEM_METRICS = ("energy_w2", "x_w2_aligned", "x_w2_unaligned", "dist_w2", "dist_tv")
@@ -111,14 +191,15 @@ def _idem_curves(result: dict[str, Any]) -> Path:
         ax.set(title=task, xlabel="energy evaluations", ylabel=key, yscale="log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / "idem_curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, "idem_curves.png")
 
 
-SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {"sac_throughput": sac_throughput, "idem": idem}
+SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "throughput": throughput,
+    "idem": idem,
+    "dqs_multimodal": dqs_multimodal,
+    "dqs_mujoco": dqs_mujoco,
+}
 
 
 def main() -> None:

@@ -1,0 +1,180 @@
+"""DQS against SB3 SAC on MuJoCo: same seeds, same step budget, same evaluation, plus their throughput ratio.
+
+Every (env, algo, seed) run goes through `train.py`'s experiment with the default hyperparameters of
+`agents/hyperparams.py` and is stored in the results file as soon as it finishes, so an interrupted benchmark resumes
+where it stopped. The throughput ratio DQS/SAC is measured per env in the same process (interleaved repeats of
+`benchmarks.throughput.measure`).
+
+    python -m benchmarks.dqs_mujoco                                  # CPU: 30k steps x 3 seeds, HalfCheetah + Hopper
+    python -m benchmarks.dqs_mujoco --profile gpu --device cuda      # 1M steps
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tyro
+
+from agents.common.experiment import TrainArgs, train
+from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.throughput import measure
+from envs import resolve_env_id
+
+PROFILES: dict[str, dict[str, int]] = {
+    "cpu": {"steps": 30_000, "eval_freq": 5_000},
+    "gpu": {"steps": 1_000_000, "eval_freq": 10_000},
+}
+
+
+@dataclass
+class MujocoArgs:
+    envs: list[str] = field(default_factory=lambda: ["HalfCheetah", "Hopper"])
+    """Environments."""
+    algos: list[str] = field(default_factory=lambda: ["dqs", "sac"])
+    """Algorithms; the ratio is first / second."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds, one run per (env, algo, seed)."""
+    profile: Literal["cpu", "gpu"] = "cpu"
+    """Step budget and evaluation frequency (see PROFILES)."""
+    steps: int | None = None
+    """Override the profile's training steps per run."""
+    eval_freq: int | None = None
+    """Override the profile's evaluation frequency."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic policy)."""
+    throughput_steps: int = 1_000
+    """Timed steps per throughput measurement (after 1000 random steps); 0 skips the throughput phase."""
+    throughput_repeats: int = 2
+    """Interleaved throughput measurements per algorithm."""
+    threads: int | None = 1
+    """Torch threads (the same for every run)."""
+    device: str = "auto"
+    """Torch device."""
+    work_dir: Path = Path("runs/benchmarks/dqs_mujoco")
+    """Where the training runs are written."""
+    name: str = "dqs_mujoco"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+def train_run(env: str, algo: str, seed: int, args: MujocoArgs) -> dict[str, Any]:
+    """One training run; returns its evaluation curve and timing."""
+    steps = args.steps or PROFILES[args.profile]["steps"]
+    eval_freq = args.eval_freq or PROFILES[args.profile]["eval_freq"]
+    run_dir = train(
+        TrainArgs(
+            algo=algo,
+            env=env,
+            total_timesteps=steps,
+            seed=seed,
+            eval_freq=eval_freq,
+            eval_episodes=args.eval_episodes,
+            log_dir=args.work_dir / args.profile,
+            progress=False,
+            verbose=0,
+            num_threads=args.threads,
+            device=args.device,
+        )
+    )
+    evaluations = np.load(run_dir / "evaluations.npz")
+    results = json.loads((run_dir / "results.json").read_text())
+    returns = evaluations["results"].mean(axis=1)
+    return {
+        "env": env,
+        "algo": algo,
+        "seed": seed,
+        "steps": steps,
+        "run_dir": str(run_dir),
+        "eval_timesteps": evaluations["timesteps"].tolist(),
+        "eval_returns": returns.tolist(),
+        "final_return": results["final_eval_mean_reward"],
+        "mean_eval_return": float(returns.mean()),
+        "train_wall_time_s": results["wall_time_s"],
+    }
+
+
+def throughput(env: str, args: MujocoArgs) -> dict[str, Any]:
+    """Median steps/s of each algorithm (interleaved) and the ratio first/second."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    samples: dict[str, list[float]] = {algo: [] for algo in args.algos}
+    for repeat in range(args.throughput_repeats):
+        for algo in args.algos:
+            samples[algo].append(measure(algo, resolve_env_id(env), args.throughput_steps, 1000, args.device, repeat))
+    medians = {algo: statistics.median(values) for algo, values in samples.items()}
+    first, second = args.algos[:2]
+    return {"steps_per_s": samples, "median_steps_per_s": medians, "ratio": medians[first] / medians[second]}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per env and algo: mean ± std over seeds of the final and the mean evaluation return."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        summary.setdefault(run["env"], {}).setdefault(run["algo"], {})
+    for env, algos in summary.items():
+        for algo in algos:
+            chosen = [r for r in runs if r["env"] == env and r["algo"] == algo]
+            finals = [r["final_return"] for r in chosen]
+            means = [r["mean_eval_return"] for r in chosen]
+            algos[algo] = {
+                "seeds": len(chosen),
+                "final_mean": float(np.mean(finals)),
+                "final_std": float(np.std(finals)),
+                "mean_eval_mean": float(np.mean(means)),
+                "mean_eval_std": float(np.std(means)),
+            }
+    return summary
+
+
+def main(args: MujocoArgs) -> None:
+    path = RESULTS_DIR / f"{args.name}.json"
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    if state.get("profile") not in (None, args.profile):
+        raise SystemExit(f"{path} holds the {state['profile']} profile; use another --name")
+    runs: list[dict[str, Any]] = state.get("runs", [])
+    ratios: dict[str, Any] = state.get("throughput", {})
+
+    def save() -> None:
+        write_results(
+            args.name,
+            {
+                "profile": args.profile,
+                "config": vars(args) | {"work_dir": str(args.work_dir)},
+                "throughput": ratios,
+                "runs": runs,
+                "summary": summarize(runs),
+            },
+        )
+
+    for env in args.envs:
+        if args.throughput_steps and env not in ratios:
+            ratios[env] = throughput(env, args)
+            save()
+            print(f"{env}: throughput {ratios[env]['median_steps_per_s']} ratio {ratios[env]['ratio']:.2f}", flush=True)
+        for seed in args.seeds:
+            for algo in args.algos:
+                if any(r["env"] == env and r["algo"] == algo and r["seed"] == seed for r in runs):
+                    continue
+                runs.append(train_run(env, algo, seed, args))
+                save()
+                print(
+                    f"{env} {algo} seed {seed}: final {runs[-1]['final_return']:.1f} ({runs[-1]['train_wall_time_s']:.0f} s)",
+                    flush=True,
+                )
+    for env, algos in summarize(runs).items():
+        for algo, s in algos.items():
+            print(
+                f"{env:<12}{algo:<6} final {s['final_mean']:9.1f} ± {s['final_std']:7.1f}   "
+                f"mean eval {s['mean_eval_mean']:9.1f} ± {s['mean_eval_std']:7.1f}   ({s['seeds']} seeds)"
+            )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(MujocoArgs))
