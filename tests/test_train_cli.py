@@ -127,3 +127,8 @@ def test_sigint_leaves_loadable_checkpoint(tmp_path: Path):
     model = SAC.load(run_dir / "model.zip")
     assert 0 < model.num_timesteps < 1_000_000
     assert json.loads((run_dir / "results.json").read_text())["interrupted"] is True
+
+
+def test_budget_below_learning_starts_warns(tmp_path: Path):
+    with pytest.warns(UserWarning, match="50 steps do not exceed learning_starts=100"):
+        train(tiny_args(tmp_path, total_timesteps=50))

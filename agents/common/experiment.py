@@ -7,6 +7,7 @@ import json
 import random
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -177,6 +178,13 @@ def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], s
     config = {"env_id": env_id, "total_timesteps": total_timesteps, "n_envs": n_envs, "device": str(model.device),
               "hyperparams": hyperparams}  # fmt: skip
     run_dir = _start_run(args, algo, env_id, seed, config, model)
+    learning_starts = getattr(model, "learning_starts", 0)
+    if args.trained_agent is None and total_timesteps <= learning_starts:
+        warnings.warn(
+            f"{total_timesteps} steps do not exceed learning_starts={learning_starts}: the agent takes random actions "
+            f"and never updates. Train longer or pass --hyperparams learning_starts N.",
+            stacklevel=2,
+        )
 
     callbacks: list[BaseCallback] = []
     if eval_freq > 0:
