@@ -33,6 +33,8 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "platform": platform.platform(),
+        # Other work on the machine distorts timings (ratios measured side by side survive it better).
+        "load_average_1_5_15min": list(os.getloadavg()),
     }
 
 

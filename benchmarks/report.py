@@ -32,7 +32,10 @@ produced its JSON. Numbers come from one machine and one run unless stated other
 def _machine(result: dict[str, Any]) -> str:
     machine = result["machine"]
     gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
-    return f"{machine['cpu']} ({machine['cpu_count']} cores{gpu}), {result['date'][:10]}, commit `{result['git_commit']}`"
+    load = machine.get("load_average_1_5_15min")
+    load_text = f", load average {load[0]:.1f} when written" if load else ", machine load not recorded"
+    cores = f"{machine['cpu_count']} cores{gpu}{load_text}"
+    return f"{machine['cpu']} ({cores}), {result['date'][:10]}, commit `{result['git_commit']}`"
 
 
 def _fmt(value: float | None) -> str:
@@ -51,7 +54,8 @@ def throughput(result: dict[str, Any]) -> str:
         "",
         f"Machine: {_machine(result)}. Environment steps per second including one gradient step per env step (each "
         f"algorithm's defaults), timed over {config['steps']} steps after {config['learning_starts']} random steps; "
-        "repeats interleaved across algorithms; ratio = median / median of the first algorithm.",
+        "repeats interleaved across algorithms; ratio = median / median of the first algorithm. Absolute rates need an "
+        "otherwise idle machine (the 2-thread rows suffer most from other load); the ratio survives load better.",
         "",
         "| algo | torch threads | median env steps/s | ratio to baseline | runs |",
         "|---|---|---|---|---|",
