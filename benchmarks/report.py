@@ -156,8 +156,9 @@ def idem(result: dict[str, Any]) -> str:
         f"Machine: {_machine(result)}.",
         "Metrics (`samplers.metrics`): `energy_w2` is a true W2 (DEM reports its square); `x_w2_aligned` aligns "
         "translation, rotation/reflection and permutation; `ref` compares two independent reference sets of the same "
-        "size (the metric's noise floor). MALA chains start from iDEM's prior and use the same number of "
-        "energy+gradient evaluations as iDEM's training.",
+        "size (the metric's noise floor). MALA chains (per-chain step sizes adapted by dual averaging towards 0.574 "
+        "acceptance) start from iDEM's prior and use the same number of energy+gradient evaluations as iDEM's "
+        "training; the evaluated samples are final states of randomly chosen chains.",
         "",
         "| task | method | " + " | ".join(IDEM_METRICS) + " | energy evals | wall time (s) | samples |",
         "|---|---|" + "---|" * (len(IDEM_METRICS) + 3),
