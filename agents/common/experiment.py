@@ -104,7 +104,8 @@ def _make_model(
         return algo_class(hyperparams["policy"], env, seed=seed, device=args.device, verbose=args.verbose, **ctor_kwargs)
     if not args.trained_agent.is_file():
         raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected a model .zip).")
-    overrides = {key: apply_overrides({}, {key: value}, algo_class)[key] for key, value in args.hyperparams.items()}
+    # Only what the user asked for on the command line; the network layout (policy_kwargs) is fixed by the zip.
+    overrides = apply_overrides({}, args.hyperparams, algo_class)
     overrides = {key: value for key, value in overrides.items() if key not in RUN_KEYS and key != "policy_kwargs"}
     model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
     buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
