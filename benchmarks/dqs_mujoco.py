@@ -22,7 +22,7 @@ import tyro
 
 from agents.common.experiment import TrainArgs, train
 from benchmarks.common import RESULTS_DIR, write_results
-from benchmarks.throughput import measure
+from benchmarks.throughput import measure_interleaved
 from envs import resolve_env_id
 
 PROFILES: dict[str, dict[str, int]] = {
@@ -103,10 +103,8 @@ def throughput(env: str, args: MujocoArgs) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
-    samples: dict[str, list[float]] = {algo: [] for algo in args.algos}
-    for repeat in range(args.throughput_repeats):
-        for algo in args.algos:
-            samples[algo].append(measure(algo, resolve_env_id(env), args.throughput_steps, 1000, args.device, repeat))
+    env_id = resolve_env_id(env)
+    samples = measure_interleaved(args.algos, env_id, args.throughput_steps, 1000, args.throughput_repeats, args.device)
     medians = {algo: statistics.median(values) for algo, values in samples.items()}
     first, second = args.algos[:2]
     return {"steps_per_s": samples, "median_steps_per_s": medians, "ratio": medians[first] / medians[second]}

@@ -108,15 +108,7 @@ def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, ali
 
 def _references(model: IDEM, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Two disjoint reference sets: the one compared against, and an independent one giving the metric's floor."""
-    target = model.target
-    generator = torch.Generator().manual_seed(seed)
-    if hasattr(target, "sample"):
-        both = copy.deepcopy(target).cpu().sample(2 * n, generator=generator)
-    else:
-        data = target.reference_samples("val")
-        if len(data) < 2 * n:
-            raise ValueError(f"{model.target_name} val split has {len(data)} rows, fewer than 2 x {n}")
-        both = data[torch.randperm(len(data), generator=generator)[: 2 * n]]
+    both = model.reference_samples(2 * n, seed=seed)
     return both[:n], both[n:]
 
 

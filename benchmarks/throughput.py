@@ -58,15 +58,23 @@ def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: st
     return steps / (time.perf_counter() - start)
 
 
+def measure_interleaved(
+    algos: list[str], env_id: str, steps: int, learning_starts: int, repeats: int, device: str
+) -> dict[str, list[float]]:
+    """``repeats`` measurements per algorithm, interleaved (a, b, a, b, ...) so machine noise hits all alike."""
+    samples: dict[str, list[float]] = {algo: [] for algo in algos}
+    for repeat in range(repeats):
+        for algo in algos:
+            samples[algo].append(measure(algo, env_id, steps, learning_starts, device, seed=repeat))
+    return samples
+
+
 def main(args: ThroughputArgs) -> None:
     env_id = resolve_env_id(args.env)
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        samples: dict[str, list[float]] = {algo: [] for algo in args.algos}
-        for repeat in range(args.repeats):
-            for algo in args.algos:
-                samples[algo].append(measure(algo, env_id, args.steps, args.learning_starts, args.device, seed=repeat))
+        samples = measure_interleaved(args.algos, env_id, args.steps, args.learning_starts, args.repeats, args.device)
         baseline = statistics.median(samples[args.algos[0]])
         for algo, values in samples.items():
             median = statistics.median(values)

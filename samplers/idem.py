@@ -301,14 +301,16 @@ class IDEM:
             spatial_dim=energy.spatial_dim,
         )  # fmt: skip
 
-    def reference_samples(self, n: int) -> Tensor:
-        """``n`` reference samples on the CPU: exact draws where the target can sample (fixed seed), else ``n``
-        random rows of its val split."""
+    def reference_samples(self, n: int, seed: int = 12345) -> Tensor:
+        """``n`` reference samples on the CPU: exact draws where the target can sample, else ``n`` random rows of its
+        val split (an error if it has fewer). ``seed`` fixes the draw, so repeated evaluations compare alike."""
         target = copy.deepcopy(self.target).cpu()
-        generator = torch.Generator().manual_seed(12345)
+        generator = torch.Generator().manual_seed(seed)
         if hasattr(target, "sample"):
             return target.sample(n, generator=generator)
         data = target.reference_samples("val")
+        if len(data) < n:
+            raise ValueError(f"{self.target_name} val split has {len(data)} rows, fewer than the {n} requested")
         return data[torch.randperm(len(data), generator=generator)[:n]]
 
     def learn(
