@@ -38,11 +38,18 @@ ENV_ALIASES: dict[str, str] = {
     **{f"AntMaze_{layout}": f"AntMaze_{layout}-v5" for layout in ("UMaze", "Medium", "Large")},
     "GMMNav": "GMMNav-v0",
     "MultiGoal": "MultiGoal-v0",
+    "PointReach": "PointReach-v0",
+    "PointRooms": "PointRooms-v0",
+    "ReacherGoal": "ReacherGoal-v0",
 }
 
 # The library's multimodal tasks (envs/multimodal.py); GMMNav terminates after 100 steps by itself.
 gym.register("GMMNav-v0", entry_point="envs.multimodal:GMMNavEnv")
 gym.register("MultiGoal-v0", entry_point="envs.multimodal:MultiGoalEnv", max_episode_steps=30)
+# The goal-reaching tasks of the Merlin/WGCSL benchmark (envs/goal_envs.py): 50-step episodes, sparse -1/0 rewards.
+gym.register("PointReach-v0", entry_point="envs.goal_envs:PointReachEnv", max_episode_steps=50)
+gym.register("PointRooms-v0", entry_point="envs.goal_envs:PointRoomsEnv", max_episode_steps=50)
+gym.register("ReacherGoal-v0", entry_point="envs.goal_envs:ReacherGoalEnv", max_episode_steps=50)
 
 #: Wrappers applied by `make_env` to ids matching a glob pattern (after ``gym.make``).
 ENV_WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {

@@ -352,7 +352,7 @@ class DQS(OffPolicyAlgorithm):
 
     def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
         """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC)."""
-        with th.no_grad():
+        with th.no_grad(), th.profiler.record_function("dqs/critic_target"):
             discounts = data.discounts if data.discounts is not None else self.gamma
             next_value = self._next_state_value(data.next_observations, temperature)
             target = data.rewards + (1.0 - data.dones) * discounts * next_value
@@ -378,12 +378,13 @@ class DQS(OffPolicyAlgorithm):
         def energy(a: Tensor, context: Tensor) -> Tensor:
             return -self.critic.min_q(context, a) / temperature
 
-        if self.score_estimator == "mc":
-            target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
-        else:
-            target = softmax_score_estimate(
-                energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features, bounds=(-1.0, 1.0)
-            )
+        with th.profiler.record_function("dqs/score_target"):
+            if self.score_estimator == "mc":
+                target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
+            else:
+                target = softmax_score_estimate(
+                    energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features, bounds=(-1.0, 1.0)
+                )
         output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
         if self.score_parameterization == "noise":
             # score = -eps / sigma, so sigma^2 |score - S|^2 = |eps_theta + sigma S|^2: an eps-prediction MSE.
