@@ -42,6 +42,40 @@ _OFF_POLICY_ENVS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3},
 }
 
+_OFFLINE_GOAL_DEFAULT: dict[str, Any] = {"policy": "MultiInputPolicy", "n_timesteps": 500_000}
+
+
+def _by_kind(expert: float, random: float) -> dict[str, float]:
+    return {"expert": expert, "random": random}
+
+
+#: Merlin's tuned values per task (expert / random datasets), hard-coded in the reference's train_offline.py.
+_MERLIN_TUNED: dict[str, dict[str, Any]] = {
+    env_id: {"her_ratio": _by_kind(*her), "test_horizon": _by_kind(*horizon)}
+    for env_id, her, horizon in [
+        ("PointReach-v0", (1.0, 1.0), (1, 1)),
+        ("PointRooms-v0", (0.2, 1.0), (1, 1)),
+        ("ReacherGoal-v0", (0.2, 1.0), (5, 5)),
+        ("FetchReach-v4", (1.0, 1.0), (1, 1)),
+        ("FetchPush-v4", (0.0, 0.2), (20, 20)),
+        ("FetchPickAndPlace-v4", (0.0, 0.5), (10, 50)),
+        ("FetchSlide-v4", (0.2, 0.8), (10, 10)),
+        ("HandReach-v3", (1.0, 1.0), (1, 1)),
+    ]
+}
+#: WGCSL's per-task settings in YangRui2015/AWGCSL (wgcsl/algo/config.py): baw_delta, and its n_batches (the
+#: updates between target-network updates).
+_WGCSL_TUNED: dict[str, dict[str, Any]] = {
+    "PointReach-v0": {"baw_delta": 0.15, "target_update_interval": 1},
+    "PointRooms-v0": {"baw_delta": 0.15, "target_update_interval": 1},
+    "ReacherGoal-v0": {"baw_delta": 0.15, "target_update_interval": 10},
+    "FetchReach-v4": {"baw_delta": 0.15, "target_update_interval": 5},
+    **{
+        env_id: {"baw_delta": 0.01, "target_update_interval": 20}
+        for env_id in ("FetchPush-v4", "FetchPickAndPlace-v4", "FetchSlide-v4", "HandReach-v3")
+    },
+}
+
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "sac": {"default": _OFF_POLICY_DEFAULT, **_OFF_POLICY_ENVS},
     "td3": {"default": _OFF_POLICY_DEFAULT, **_OFF_POLICY_ENVS},
@@ -62,6 +96,11 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Samplers: per-target settings are the presets in samplers/idem.py; the budget counts gradient steps.
     "idem": {"default": {"n_timesteps": 10_000}},
+    # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
+    # test_horizon are the reference's per-task tuning, chosen by the dataset kind in the dataset id (spec merlin §4).
+    "merlin": {"default": _OFFLINE_GOAL_DEFAULT, **_MERLIN_TUNED},
+    "gcsl": {"default": _OFFLINE_GOAL_DEFAULT},
+    "wgcsl": {"default": _OFFLINE_GOAL_DEFAULT, **_WGCSL_TUNED},
 }
 
 

@@ -73,14 +73,22 @@ def full_dataset_id(dataset: str) -> str:
     return dataset if "/" in dataset else f"{NAMESPACE}/{dataset}"
 
 
-def build_command(dataset: str) -> str | None:
-    """The CLI command that builds ``dataset`` when its id follows our naming rule, else None."""
+def parse_dataset_id(dataset: str) -> tuple[str, str] | None:
+    """(task, kind) of an id that follows our naming rule (`dataset_id`), else None."""
     match = re.fullmatch(rf"{NAMESPACE}/([a-z]+)-({'|'.join(KINDS)})-v0", full_dataset_id(dataset))
     tasks = {name.lower(): name for name in GOAL_TASKS}
     if match is None or match[1] not in tasks:
         return None
-    task = tasks[match[1]]
-    return f"python -m envs.datasets build --env {task} --kind {match[2]} --episodes {default_episodes(task)} --seed 0"
+    return tasks[match[1]], match[2]
+
+
+def build_command(dataset: str) -> str | None:
+    """The CLI command that builds ``dataset`` when its id follows our naming rule, else None."""
+    parsed = parse_dataset_id(dataset)
+    if parsed is None:
+        return None
+    task, kind = parsed
+    return f"python -m envs.datasets build --env {task} --kind {kind} --episodes {default_episodes(task)} --seed 0"
 
 
 def _requirements(env_id: str) -> list[str]:

@@ -132,3 +132,19 @@ def test_sigint_leaves_loadable_checkpoint(tmp_path: Path):
 def test_budget_below_learning_starts_warns(tmp_path: Path):
     with pytest.warns(UserWarning, match="50 steps do not exceed learning_starts=100"):
         train(tiny_args(tmp_path, total_timesteps=50))
+
+
+def test_offline_run_builds_missing_dataset_on_request_and_reports_goal_metrics(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv("DIFFUSION_BASELINES_CACHE", str(tmp_path / "cache"))
+    args = tiny_args(tmp_path, algo="merlin", env="PointReach", total_timesteps=60, eval_freq=30, eval_episodes=2,
+                     hyperparams={"batch_size": "64"})  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"python -m envs\.datasets build --env PointReach --kind expert"):
+        train(args)
+    monkeypatch.setattr("envs.datasets.default_episodes", lambda task: 20)
+    run_dir = train(tiny_args(tmp_path, **{**vars(args), "build_dataset": True}))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["num_timesteps"] == 60 and (run_dir / "best_model.zip").is_file()
+    assert set(results["final_eval"]) >= {"success_rate", "final_distance", "discounted_return"}
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["hyperparams"]["dataset"] == "diffusion-baselines/pointreach-expert-v0"

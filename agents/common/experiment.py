@@ -72,6 +72,8 @@ class TrainArgs:
     """Continue training from this model .zip (a replay_buffer.pkl beside it is loaded too)."""
     n_samples: int = 1000
     """Sampler algorithms: samples written to samples.npy (and evaluated) at the end of training."""
+    build_dataset: bool = False
+    """Offline algorithms: build the dataset first when it is missing (the library's goal tasks only)."""
     verbose: int = 1
     """0: quiet, 1: SB3 log tables and messages."""
     list: bool = False
@@ -164,7 +166,7 @@ def train(args: TrainArgs) -> Path:
         return _train_online(args, spec.name, algo_class, seed)
     if spec.kind == "sampler":
         return _train_sampler(args, spec.name, algo_class, seed)
-    raise NotImplementedError(f"train.py does not drive {spec.kind} algorithms such as {spec.name!r} yet.")
+    return _train_offline(args, spec.name, algo_class, seed)
 
 
 def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
@@ -216,6 +218,73 @@ def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], s
         eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
         results |= {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
+    return _finish(args, run_dir, model_path, results)
+
+
+def _offline_dataset(hyperparams: dict[str, Any], env_id: str, build: bool) -> str:
+    """The dataset id of an offline run: ``--hyperparams dataset ID``, else the task's expert dataset; built when
+    missing and ``build`` is set, otherwise a missing dataset fails with the command that builds it."""
+    from envs.datasets import (
+        GOAL_TASKS,
+        build_command,
+        build_dataset,
+        dataset_id,
+        default_episodes,
+        open_dataset,
+        parse_dataset_id,
+    )
+
+    dataset = hyperparams.get("dataset")
+    if dataset is None:
+        if env_id not in {ENV_ALIASES[name] for name in GOAL_TASKS}:
+            raise ValueError(f"{env_id} has no default dataset: pass one with --hyperparams dataset MINARI_ID.")
+        dataset = dataset_id(env_id, "expert")
+    try:
+        open_dataset(dataset)
+    except FileNotFoundError:
+        parsed = parse_dataset_id(dataset)
+        if not build or parsed is None:
+            raise
+        task, kind = parsed
+        print(f"Dataset {dataset} is missing: building it ({build_command(dataset)}).")
+        build_dataset(task, kind, default_episodes(task), seed=0)
+    return dataset
+
+
+def _train_offline(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
+    """An offline goal-conditioned algorithm on a Minari dataset; timesteps are gradient steps, and evaluation
+    episodes in the env report success rate, final distance and the shifted discounted return (agents/merlin)."""
+    from agents.merlin import GoalEvalCallback, evaluate_goal_policy
+
+    env_id = resolve_env_id(args.env)
+    hyperparams = apply_overrides(default_hyperparams(algo, env_id), args.hyperparams, algo_class)
+    hyperparams["dataset"] = _offline_dataset(hyperparams, env_id, args.build_dataset)
+    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 500_000)
+    eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
+    env_factory = partial(make_env, env_id, **hyperparams.get("env_kwargs", {}))
+    model = _make_model(algo_class, args, hyperparams, make_vec_env(env_factory, n_envs=1, seed=seed), seed)
+    config = {"env_id": env_id, "total_timesteps": total_timesteps, "device": str(model.device), "hyperparams": hyperparams}
+    run_dir = _start_run(args, algo, env_id, seed, config, model)
+
+    callbacks: list[BaseCallback] = []
+    evaluation = None
+    if eval_freq > 0 and args.eval_episodes > 0:
+        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 10_000)
+        evaluation = GoalEvalCallback(
+            eval_env, eval_freq, args.eval_episodes, best_model_save_path=run_dir, verbose=args.verbose
+        )
+        callbacks.append(evaluation)
+    if args.save_freq > 0:
+        callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+    learn = partial(model.learn, total_timesteps, callback=callbacks, progress_bar=args.progress,
+                    reset_num_timesteps=args.trained_agent is None)  # fmt: skip
+    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: atomic_save(model, run_dir / "model.zip"))
+    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
+    if evaluation is not None:
+        results |= {"best_eval": evaluation.best_metrics, "best_eval_timestep": evaluation.best_timestep}
+    if not interrupted and args.eval_episodes > 0:
+        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
+        results["final_eval"] = evaluate_goal_policy(model, eval_env, args.eval_episodes)
     return _finish(args, run_dir, model_path, results)
 
 
