@@ -31,12 +31,20 @@ def fully_connected_edges(n_nodes: int, device: torch.device | str | None = None
     return adjacency.nonzero().T.contiguous()
 
 
-def _mlp(in_dim: int, hidden_dim: int, out_dim: int, act: type[nn.Module], final_act: bool) -> nn.Sequential:
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, act: type[nn.Module], final_act: bool) -> nn.Sequential:
     """Two-layer MLP ``Linear → act → Linear [→ act]``, the building block of every EGNN sub-network."""
     layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), act(), nn.Linear(hidden_dim, out_dim)]
     if final_act:
         layers.append(act())
     return nn.Sequential(*layers)
+
+
+def coordinate_head(hidden_dim: int, out_dim: int, act: type[nn.Module]) -> nn.Sequential:
+    """``Linear → act → Linear`` mapping messages to coordinate weights; the bias-free last layer starts near zero
+    (xavier gain 0.001, as EGNN), so a fresh layer barely moves coordinates."""
+    last = nn.Linear(hidden_dim, out_dim, bias=False)
+    nn.init.xavier_uniform_(last.weight, gain=0.001)
+    return nn.Sequential(nn.Linear(hidden_dim, hidden_dim), act(), last)
 
 
 class EGNNLayer(nn.Module):
@@ -78,12 +86,10 @@ class EGNNLayer(nn.Module):
         self.tanh = tanh
         self.coords_range = float(coords_range)
         self.aggregation = aggregation
-        self.edge_mlp = _mlp(2 * hidden_dim + 1 + edge_attr_dim, hidden_dim, hidden_dim, act, final_act=True)
+        self.edge_mlp = mlp(2 * hidden_dim + 1 + edge_attr_dim, hidden_dim, hidden_dim, act, final_act=True)
         self.att_mlp = nn.Sequential(nn.Linear(hidden_dim, 1), nn.Sigmoid()) if attention else None
-        self.node_mlp = _mlp(2 * hidden_dim, hidden_dim, hidden_dim, act, final_act=False)
-        coord_out = nn.Linear(hidden_dim, 1, bias=False)
-        nn.init.xavier_uniform_(coord_out.weight, gain=0.001)  # near-identity coordinate map at initialisation
-        self.coord_mlp = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), act(), coord_out)
+        self.node_mlp = mlp(2 * hidden_dim, hidden_dim, hidden_dim, act, final_act=False)
+        self.coord_mlp = coordinate_head(hidden_dim, 1, act)
 
     def _aggregate(self, values: Tensor, row: Tensor, n_nodes: int) -> Tensor:
         """Sum (or average) per-edge ``values`` (B, E, k) onto their receiving node ``row``: (B, n, k)."""
