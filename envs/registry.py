@@ -41,6 +41,7 @@ ENV_ALIASES: dict[str, str] = {
     "PointReach": "PointReach-v0",
     "PointRooms": "PointRooms-v0",
     "ReacherGoal": "ReacherGoal-v0",
+    "ParticleReach": "ParticleReach-v0",
 }
 
 # The library's multimodal tasks (envs/multimodal.py); GMMNav terminates after 100 steps by itself.
@@ -50,6 +51,7 @@ gym.register("MultiGoal-v0", entry_point="envs.multimodal:MultiGoalEnv", max_epi
 gym.register("PointReach-v0", entry_point="envs.goal_envs:PointReachEnv", max_episode_steps=50)
 gym.register("PointRooms-v0", entry_point="envs.goal_envs:PointRoomsEnv", max_episode_steps=50)
 gym.register("ReacherGoal-v0", entry_point="envs.goal_envs:ReacherGoalEnv", max_episode_steps=50)
+gym.register("ParticleReach-v0", entry_point="envs.particle_reach:ParticleReachEnv", max_episode_steps=50)
 
 #: Wrappers applied by `make_env` to ids matching a glob pattern (after ``gym.make``).
 ENV_WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {
