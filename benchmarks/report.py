@@ -199,11 +199,80 @@ def _idem_curves(result: dict[str, Any]) -> Path:
     return _save_figure(fig, "idem_curves.png")
 
 
+def _mean_std(stats: dict[str, float] | None, digits: int = 2) -> str:
+    return "-" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def merlin(result: dict[str, Any]) -> str:
+    profile, versions = result["profile_config"], result["versions"]
+    lines = [
+        "## Merlin vs GCSL/WGCSL (offline goal reaching)",
+        "",
+        f"`python -m benchmarks.merlin --profile {result['profile']} --threads {result['config']['threads']}` (resumable; "
+        "the tables are rebuilt from every finished run).",
+        "",
+        f"Machine: {_machine(result)}; MuJoCo {versions.get('mujoco')}, gymnasium-robotics "
+        f"{versions.get('gymnasium-robotics')}. Per run: {profile['steps']} gradient steps (batch 512) on a "
+        f"{profile['dataset_episodes']}-episode dataset; {profile['eval_episodes']} evaluation episodes every "
+        f"{profile['eval_freq']} steps, then {profile['final_episodes']} fresh episodes for the final model. Mean ± std "
+        "over seeds. Success: `is_success` at the last step; final distance: |achieved - desired goal| at the last step; "
+        "discounted return: sum of 0.98^t (r_t + 1). The best checkpoint is the training evaluation with the highest "
+        "discounted return, i.e. model selection on evaluation episodes (spec merlin §5): the final model is the "
+        "unselected number.",
+        "",
+        "| task | dataset | method | seeds | success | final distance | discounted return | best ckpt: success "
+        "| best ckpt: discounted return | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, kinds in result["summary"].items():
+        for kind, methods in kinds.items():
+            for method, s in methods.items():
+                final, best = s["final"], s["best"]
+                lines.append(f"| {task} | {kind} | {method} | {len(s['seeds'])} | {_mean_std(final['success_rate'])} | "
+                             f"{_mean_std(final['final_distance'], 3)} | {_mean_std(final['discounted_return'])} | "
+                             f"{_mean_std(best['success_rate'])} | {_mean_std(best['discounted_return'])} | "
+                             f"{s['train_s']['mean']:.0f} |")  # fmt: skip
+    lines += ["", "Targets (final model; the best checkpoint in brackets):", ""]
+    statuses: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in result["targets"]:
+        statuses.setdefault(target["target"], {})[target["selection"]] = target
+    for description, by_selection in statuses.items():
+        final, best = by_selection["final"], by_selection["best"]
+        misses = [f"{c['task']}-{c['kind']} {c['value']:.3g} < {c['reference']:.3g}" for c in final["checks"] if not c["met"]]
+        detail = f"; misses: {', '.join(misses)}" if misses else ""
+        lines.append(f"- {description}: **{final['status']}** ({len(final['checks'])} of {final['cells']} cells run; "
+                     f"best checkpoint: {best['status']}){detail}")  # fmt: skip
+    lines += [
+        "",
+        "| method | runs | train time per run (s) | gradient steps/s | noise-model generation per dataset and seed (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for method, t in result["training_time"].items():
+        noise = f"{_mean_std(t['noise_s'], 1)} ({t['noise_generations']} fits)" if t["noise_s"] else "-"
+        lines.append(f"| {method} | {t['runs']} | {_mean_std(t['train_s'], 1)} | {_mean_std(t['steps_per_s'], 0)} | {noise} |")
+    changes = ", ".join(f"{key} {c['profile']} (reference {c['reference']})" for key, c in result["deviations"].items())
+    lines += [
+        "",
+        f"Changed from the reference protocol (the `{result['reference_profile']}` profile): {changes or 'nothing'}. "
+        f"{profile['rationale']}",
+        "",
+        *(f"- {note}" for note in result["notes"]),
+        "",
+        "Datasets:",
+        "",
+    ]
+    for identifier, dataset in result["datasets"].items():
+        built = f"built in {dataset['build_s']:.0f} s" if "build_s" in dataset else "found already built"
+        lines.append(f"- `{identifier}`: {dataset['episodes']} episodes, {built} (`{dataset['command']}`).")
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
+    "merlin": merlin,
 }
 
 

@@ -1,0 +1,527 @@
+"""Offline goal reaching: Merlin, Merlin-P and Merlin-NP against GCSL and WGCSL (spec merlin §10-§11).
+
+Every (method, task, dataset kind, seed) run trains for the profile's gradient steps on the task's Minari dataset,
+evaluates every ``eval_freq`` steps (the evaluation with the best discounted return marks the best checkpoint: model
+selection on evaluation episodes, spec merlin §5) and evaluates the final model on fresh episodes. Each run writes
+``<work_dir>/<profile>/<task>-<kind>/<method>/seed<k>.json`` when it finishes, so an interrupted benchmark resumes
+where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the targets, training
+times, the deviations from the reference protocol) is rewritten from every finished run of the profile each time.
+
+    python -m benchmarks.merlin                               # CPU profile: 5 methods x 4 tasks x 2 kinds x 3 seeds
+    python -m benchmarks.merlin --profile gpu --device cuda   # the reference budget (5e5 gradient steps per run)
+    python -m benchmarks.merlin --methods Merlin GCSL --tasks PointReach --kinds random --seeds 0
+
+Datasets (seed 0) are built on first use into ``MINARI_DATASETS_PATH`` (default: ``<work_dir>/datasets``); the noise
+models' synthetic trajectories are cached per dataset and seed under ``$DIFFUSION_BASELINES_CACHE/merlin`` (default:
+``<work_dir>/cache/merlin``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, get_args
+
+import numpy as np
+import torch
+import tyro
+from minari.storage import get_dataset_path
+from stable_baselines3.common.env_util import make_vec_env
+
+from agents.common.io import atomic_write
+from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
+from agents.merlin.base import OfflineGoalAlgorithm
+from agents.merlin.noise import make_noise_config, resolve_cache_dir
+from benchmarks.common import RESULTS_DIR, write_results
+from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
+from envs.goal_dataset import GoalDataset
+from envs.registry import make_env, resolve_env_id
+
+MethodName = Literal["Merlin", "Merlin-P", "Merlin-NP", "GCSL", "WGCSL"]
+TaskName = Literal["PointReach", "PointRooms", "ReacherGoal", "FetchReach"]
+KindName = Literal["expert", "random"]
+TASKS: tuple[str, ...] = get_args(TaskName)
+DATASET_SEED = 0  # seed of every dataset (fixed: the seeds of the runs vary the algorithms only)
+EVAL_ENVS = 10  # env copies stepped together during evaluation (fewer policy calls; same episode distribution)
+TRAIN_EVAL_SEED_OFFSET = 10_000  # the evaluation envs during training are seeded with seed + this
+FINAL_EVAL_SEED_OFFSET = 20_000  # those of the final evaluation with seed + this (fresh episodes)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmarked algorithm: its class, its key in `agents.hyperparams` and the noise model that feeds it."""
+
+    algo: str  # key of agents.hyperparams.HYPERPARAMS (per-task her_ratio/test_horizon, WGCSL's baw_delta, ...)
+    algo_class: type[OfflineGoalAlgorithm]  # Merlin, GCSL or WGCSL
+    noise_model: str = "reverse_play"  # "reverse_play" (the dataset only), "reverse_model" or "stitching"
+
+
+METHODS: dict[str, Method] = {
+    "Merlin": Method("merlin", Merlin),
+    "Merlin-P": Method("merlin", Merlin, "reverse_model"),
+    "Merlin-NP": Method("merlin", Merlin, "stitching"),
+    "GCSL": Method("gcsl", GCSL),
+    "WGCSL": Method("wgcsl", WGCSL),
+}
+
+
+@dataclass(frozen=True)
+class MerlinProfile:
+    """Budget of one profile. ``gpu`` is the reference protocol (spec merlin §5, §7, §8); the others deviate from it
+    where `deviations` says."""
+
+    steps: int  # gradient steps per run (batches of 512, as the reference)
+    eval_freq: int  # gradient steps between evaluations during training (they select the best checkpoint)
+    eval_episodes: int  # episodes per evaluation during training
+    final_episodes: int = 100  # episodes of the final model's evaluation (fresh seeds)
+    dataset_episodes: int = 2000  # episodes per dataset (WGCSL's size for these tasks)
+    noise_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per noise model: config fields changed
+    n_synthetic: int | None = None  # synthetic trajectories per noise-model run; None: as many as dataset episodes
+    rationale: str = ""  # why the profile deviates from the reference
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_freq", "eval_episodes", "final_episodes", "dataset_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MerlinProfile.{name} must be at least 1, got {getattr(self, name)}.")
+        for noise_model, kwargs in self.noise_kwargs.items():
+            make_noise_config(noise_model, kwargs)  # fail early on an unknown noise model or field
+
+
+PROFILES: dict[str, MerlinProfile] = {
+    "gpu": MerlinProfile(steps=500_000, eval_freq=2000, eval_episodes=100),
+    # 120 runs in about 65 min on one core (measured: Merlin/GCSL ~150-180 gradient steps/s, WGCSL ~60; 100 FetchReach
+    # evaluation episodes ~3 s). The stitching cost is dominated by the neighbour search (~25 ms per walk for 2000
+    # episodes), hence fewer synthetic walks; one reverse-model epoch is ~8 GRU updates, hence a narrower, 3-epoch one.
+    "cpu": MerlinProfile(
+        steps=2500,
+        eval_freq=500,
+        eval_episodes=20,
+        noise_kwargs={"reverse_model": {"epochs": 3, "hidden_dim": 128}, "stitching": {"epochs": 1}},
+        n_synthetic=500,
+        rationale="The whole grid (120 runs, 48 noise-model fits, 8 datasets) fits in about an hour on one CPU core.",
+    ),
+    "tiny": MerlinProfile(
+        steps=60,
+        eval_freq=30,
+        eval_episodes=2,
+        final_episodes=4,
+        dataset_episodes=20,
+        noise_kwargs={"reverse_model": {"epochs": 1, "hidden_dim": 16}, "stitching": {"epochs": 1, "hidden_dim": 16}},
+        n_synthetic=10,
+        rationale="Smoke test of the pipeline; the numbers mean nothing.",
+    ),
+}
+REFERENCE_PROFILE = "gpu"
+#: Differences from the reference that hold in every profile.
+NOTES = (
+    "Datasets: the project's own (envs.datasets: noisy scripted experts and uniform random actions, seed 0), not "
+    "WGCSL's buffers; ReacherGoal-v0 stands for Reacher-v2 and FetchReach-v4 for FetchReach-v2 (MuJoCo 3).",
+    "Final-model metrics are a separate evaluation on fresh episodes; best-checkpoint metrics are those of the "
+    "training-time evaluation with the highest discounted return (selection on evaluation episodes, spec merlin §5).",
+    f"Evaluations step {EVAL_ENVS} env copies in lockstep (batched policy calls); the distribution of episodes is unchanged.",
+)
+
+
+def deviations(profile: MerlinProfile) -> dict[str, dict[str, Any]]:
+    """Every setting in which ``profile`` differs from the reference profile (noise-model settings field by field)."""
+    reference = PROFILES[REFERENCE_PROFILE]
+    changes: dict[str, dict[str, Any]] = {}
+    for name in ("steps", "eval_freq", "eval_episodes", "final_episodes", "dataset_episodes", "n_synthetic"):
+        value, reference_value = getattr(profile, name), getattr(reference, name)
+        if value != reference_value:
+            changes[name] = {"profile": value, "reference": reference_value}
+    for noise_model in sorted(set(profile.noise_kwargs) | set(reference.noise_kwargs)):
+        ours = asdict(make_noise_config(noise_model, profile.noise_kwargs.get(noise_model)))  # type: ignore[arg-type]
+        theirs = asdict(make_noise_config(noise_model, reference.noise_kwargs.get(noise_model)))  # type: ignore[arg-type]
+        for key in ours:
+            if ours[key] != theirs[key]:
+                changes[f"{noise_model}.{key}"] = {"profile": ours[key], "reference": theirs[key]}
+    return changes
+
+
+@dataclass
+class MerlinBenchArgs:
+    """Merlin, Merlin-P, Merlin-NP, GCSL and WGCSL on the offline goal-reaching datasets (resumable, run by run)."""
+
+    methods: list[MethodName] = field(default_factory=lambda: list(METHODS))
+    """Methods to run."""
+    tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
+    """Goal tasks."""
+    kinds: list[KindName] = field(default_factory=lambda: list(KINDS))
+    """Dataset kinds."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds of the algorithms (the datasets always use seed 0)."""
+    profile: Literal["cpu", "gpu", "tiny"] = "cpu"
+    """Budget (see PROFILES; tiny only checks the pipeline)."""
+    threads: int = 1
+    """Torch CPU threads."""
+    device: str = "auto"
+    """Torch device (auto: CUDA when available)."""
+    work_dir: Path = Path("runs/benchmarks/merlin")
+    """Per-run results, and the default folders of the datasets and of the synthetic-data cache."""
+    force: bool = False
+    """Re-run the selected runs even when their results exist (cached datasets and synthetic data are reused)."""
+    name: str | None = None
+    """Summary file: benchmarks/results/<name>.json (default: merlin; merlin_tiny for the tiny profile)."""
+
+
+# --- datasets -------------------------------------------------------------------------------------------------------
+
+
+def default_dataset_folder(work_dir: Path, episodes: int) -> Path:
+    """``<work_dir>/datasets``, or ``<work_dir>/datasets-<N>-episodes`` for other sizes than WGCSL's (the dataset ids do
+    not say the size, so differently sized datasets need their own folder)."""
+    return work_dir / ("datasets" if episodes == default_episodes(TASKS[0]) else f"datasets-{episodes}-episodes")
+
+
+def use_project_folders(work_dir: Path, profile: MerlinProfile) -> None:
+    """Point Minari and the synthetic-data cache into ``work_dir`` unless the user set their variables."""
+    os.environ.setdefault("MINARI_DATASETS_PATH", str(default_dataset_folder(work_dir, profile.dataset_episodes)))
+    os.environ.setdefault("DIFFUSION_BASELINES_CACHE", str(work_dir / "cache"))
+
+
+def prepare_dataset(task: str, kind: str, episodes: int) -> tuple[GoalDataset, dict[str, Any]]:
+    """Load the (task, kind) dataset, building it first when it is missing; returns it and how it was made."""
+    identifier = dataset_id(task, kind)
+    root = os.environ.get("MINARI_DATASETS_PATH", str(Path("~/.minari/datasets").expanduser()))
+    info: dict[str, Any] = {
+        "path": str(get_dataset_path(identifier)),
+        "command": f"MINARI_DATASETS_PATH={root} python -m envs.datasets build --env {task} --kind {kind} "
+        f"--episodes {episodes} --seed {DATASET_SEED}",
+    }
+    if not get_dataset_path(identifier).exists():
+        print(f"Building {identifier} ({episodes} episodes) under {root}", flush=True)
+        start = time.perf_counter()
+        build_dataset(task, kind, episodes, seed=DATASET_SEED)
+        info["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    dataset = load_goal_dataset(identifier)
+    info["load_s"] = time.perf_counter() - start
+    if dataset.n_episodes != episodes:
+        raise ValueError(
+            f"Dataset {identifier!r} at {info['path']} has {dataset.n_episodes} episodes, but the profile needs {episodes}. "
+            "Point MINARI_DATASETS_PATH at another folder (or unset it to use the benchmark's own)."
+        )
+    info["episodes"] = dataset.n_episodes
+    info["description"] = open_dataset(identifier).storage.metadata.get("description", "")
+    return dataset, info
+
+
+# --- one run --------------------------------------------------------------------------------------------------------
+
+
+class RunKey(NamedTuple):
+    """One cell of the benchmark grid."""
+
+    task: str
+    kind: str
+    seed: int
+    method: str
+
+    def path(self, work_dir: Path, profile_name: str) -> Path:
+        """Where the run's record lives."""
+        return work_dir / profile_name / f"{self.task}-{self.kind}" / self.method / f"seed{self.seed}.json"
+
+
+class RecordingEvalCallback(GoalEvalCallback):
+    """`GoalEvalCallback` that also keeps every evaluation (the learning curve) and the time spent evaluating."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.curve: list[dict[str, float]] = []
+        self.eval_s = 0.0
+
+    def _evaluate(self) -> None:
+        start = time.perf_counter()
+        super()._evaluate()
+        self.eval_s += time.perf_counter() - start
+        assert self.final_metrics is not None
+        self.curve.append({"step": self.num_timesteps, **self.final_metrics})
+
+
+def _cached_files() -> set[Path]:
+    """The noise models' cache files now present (a new one means the run generated its synthetic data)."""
+    folder = resolve_cache_dir(None)
+    return set(folder.glob("*.npz")) if folder.is_dir() else set()
+
+
+def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset, device: str = "auto") -> dict[str, Any]:
+    """Train ``key.method`` on ``dataset`` for ``profile.steps`` gradient steps with evaluations along the way, then
+    evaluate the final model; returns the run's record (metrics, timings, settings)."""
+    method_name, task, kind, seed = key.method, key.task, key.kind, key.seed
+    method = METHODS[method_name]
+    env_id = resolve_env_id(task)
+    make = partial(make_env, env_id)
+    table = default_hyperparams(method.algo, env_id)
+    hyperparams = {name: value for name, value in table.items() if name not in RUN_KEYS}
+    generating = method.noise_model != "reverse_play"
+    hyperparams |= {
+        "noise_model": method.noise_model,
+        "noise_kwargs": profile.noise_kwargs.get(method.noise_model) if generating else None,
+        "n_synthetic": profile.n_synthetic if generating else None,
+    }
+    model = method.algo_class(
+        table["policy"], make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, seed=seed, device=device, **hyperparams
+    )
+    evaluation = RecordingEvalCallback(
+        make_vec_env(make, n_envs=min(EVAL_ENVS, profile.eval_episodes), seed=seed + TRAIN_EVAL_SEED_OFFSET),
+        eval_freq=profile.eval_freq,
+        n_eval_episodes=profile.eval_episodes,
+    )
+    cached_before = _cached_files()
+    start = time.perf_counter()
+    model.learn(profile.steps, callback=evaluation, log_interval=1000)
+    learn_s = time.perf_counter() - start
+    noise_s = model.data_stats.get("synthesis_s", 0.0)
+    final_env = make_vec_env(make, n_envs=min(EVAL_ENVS, profile.final_episodes), seed=seed + FINAL_EVAL_SEED_OFFSET)
+    start = time.perf_counter()
+    final = evaluate_goal_policy(model, final_env, profile.final_episodes)
+    final_eval_s = time.perf_counter() - start
+    for env in (model.get_env(), evaluation.eval_env, final_env):
+        env.close()
+    train_s = learn_s - noise_s - evaluation.eval_s
+    return {
+        "method": method_name,
+        "task": task,
+        "kind": kind,
+        "seed": seed,
+        "env_id": env_id,
+        "dataset_id": dataset.dataset_id,
+        "algorithm": method.algo_class.__name__,
+        "hyperparams": hyperparams,
+        "resolved": {"her_ratio": model.her_ratio, "test_horizon": model.test_horizon, "use_horizon": model.use_horizon},
+        "steps": model.num_timesteps,
+        "final": final,
+        "final_episodes": profile.final_episodes,
+        "best": evaluation.best_metrics,
+        "best_step": evaluation.best_timestep,
+        "eval_episodes": profile.eval_episodes,
+        "curve": evaluation.curve,
+        "data_stats": model.data_stats,
+        "timing": {
+            "train_s": train_s,
+            "steps_per_s": model.num_timesteps / train_s,
+            "noise_s": noise_s if generating else None,
+            "noise_generated": generating and bool(_cached_files() - cached_before),
+            "eval_s": evaluation.eval_s,
+            "final_eval_s": final_eval_s,
+        },
+        "device": str(model.device),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run(key: RunKey, profile_name: str, work_dir: Path, dataset: GoalDataset, device: str = "auto") -> dict[str, Any]:
+    """`train_and_evaluate` with the profile's settings and write the record where `pending_runs` looks for it."""
+    record = {**train_and_evaluate(key, PROFILES[profile_name], dataset, device), "profile": profile_name}
+    atomic_write(key.path(work_dir, profile_name), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    return record
+
+
+def pending_runs(keys: list[RunKey], work_dir: Path, profile_name: str, force: bool = False) -> list[RunKey]:
+    """The runs of ``keys`` without a record (all of them with ``force``)."""
+    return [key for key in keys if force or not key.path(work_dir, profile_name).is_file()]
+
+
+def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
+    """Every finished run of the profile (whatever the filters of this invocation)."""
+    return [json.loads(path.read_text()) for path in sorted((work_dir / profile_name).glob("*-*/*/seed*.json"))]
+
+
+# --- summary and targets --------------------------------------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """summary[task][kind][method]: mean ± std over seeds of the final and best-checkpoint metrics and of the times."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in runs:
+        groups.setdefault((record["task"], record["kind"], record["method"]), []).append(record)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, kind, method in itertools.product(TASKS, KINDS, METHODS):  # the order of the tables
+        chosen = groups.get((task, kind, method))
+        if chosen is None:
+            continue
+        noise = [r["timing"]["noise_s"] for r in chosen if r["timing"]["noise_generated"]]
+        summary.setdefault(task, {}).setdefault(kind, {})[method] = {
+            "seeds": sorted(r["seed"] for r in chosen),
+            **{
+                selection: {key: _mean_std([r[selection][key] for r in chosen]) for key in chosen[0][selection]}
+                for selection in ("final", "best")
+            },
+            "best_step": _mean_std([r["best_step"] for r in chosen]),
+            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
+            "noise_s": _mean_std(noise) if noise else None,
+        }
+    return summary
+
+
+def training_time(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method over all its runs: training time per run, gradient steps per second, noise-model generation time."""
+    times: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        chosen = [r for r in runs if r["method"] == method]
+        if not chosen:
+            continue
+        noise = [r["timing"]["noise_s"] for r in chosen if r["timing"]["noise_generated"]]
+        times[method] = {
+            "runs": len(chosen),
+            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
+            "steps_per_s": _mean_std([r["timing"]["steps_per_s"] for r in chosen]),
+            "noise_s": _mean_std(noise) if noise else None,
+            "noise_generations": len(noise),
+        }
+    return times
+
+
+@dataclass(frozen=True)
+class Target:
+    """A claim checked on the summary: ``method``'s mean ``metric`` >= the baseline's (or ``threshold``) in every cell."""
+
+    description: str
+    method: str  # left-hand side of the comparison
+    metric: str  # one of agents.merlin.evaluation.METRICS
+    cells: tuple[tuple[str, str], ...]  # (task, kind) pairs the claim covers
+    baseline: str | None = None  # method compared against; None: compare with ``threshold``
+    threshold: float = 0.0
+
+
+TARGETS = (
+    Target(
+        "Merlin >= GCSL (discounted return) on every task and dataset",
+        "Merlin",
+        "discounted_return",
+        tuple(itertools.product(TASKS, KINDS)),
+        baseline="GCSL",
+    ),
+    Target(
+        "Merlin-NP >= Merlin (discounted return) on the random datasets",
+        "Merlin-NP",
+        "discounted_return",
+        tuple((task, "random") for task in TASKS),
+        baseline="Merlin",
+    ),
+    Target(
+        "FetchReach-expert: Merlin success rate >= 0.95", "Merlin", "success_rate", (("FetchReach", "expert"),), threshold=0.95
+    ),
+)
+
+
+def check_target(target: Target, summary: dict[str, Any], selection: str) -> dict[str, Any]:
+    """Status of ``target`` on the ``selection`` ("final" or "best") metrics: "missed" when any available cell fails,
+    "incomplete" when all available cells pass but some are missing, else "met"; plus every cell's comparison."""
+
+    def value(task: str, kind: str, method: str) -> float | None:
+        entry = summary.get(task, {}).get(kind, {}).get(method)
+        return None if entry is None else entry[selection][target.metric]["mean"]
+
+    checks = []
+    for task, kind in target.cells:
+        ours = value(task, kind, target.method)
+        reference = target.threshold if target.baseline is None else value(task, kind, target.baseline)
+        if ours is not None and reference is not None:
+            checks.append({"task": task, "kind": kind, "value": ours, "reference": reference, "met": ours >= reference})
+    if not all(check["met"] for check in checks):
+        status = "missed"
+    else:
+        status = "met" if len(checks) == len(target.cells) else "incomplete"
+    return {"target": target.description, "selection": selection, "status": status, "cells": len(target.cells),
+            "checks": checks}  # fmt: skip
+
+
+def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [check_target(target, summary, selection) for target in TARGETS for selection in ("final", "best")]
+
+
+def _cell(stats: dict[str, float], width: int) -> str:
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f}".rjust(width)
+
+
+def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
+    """The mean ± std table (final model, then best checkpoint) and the targets' status."""
+    header = (f"{'task':<12}{'kind':<8}{'method':<11}{'seeds':>6}{'success':>15}{'final dist':>17}{'disc. return':>17}"
+              f"{'best success':>15}{'best return':>17}{'train s':>9}")  # fmt: skip
+    print("\n" + header)
+    for task, kinds in summary.items():
+        for kind, methods in kinds.items():
+            for method, s in methods.items():
+                final, best = s["final"], s["best"]
+                print(f"{task:<12}{kind:<8}{method:<11}{len(s['seeds']):>6}{_cell(final['success_rate'], 15)}"
+                      f"{_cell(final['final_distance'], 17)}{_cell(final['discounted_return'], 17)}"
+                      f"{_cell(best['success_rate'], 15)}{_cell(best['discounted_return'], 17)}"
+                      f"{s['train_s']['mean']:>9.1f}")  # fmt: skip
+    print()
+    for target in targets:
+        failed = [f"{c['task']}-{c['kind']} {c['value']:.3f} < {c['reference']:.3f}" for c in target["checks"] if not c["met"]]
+        detail = f" ({'; '.join(failed)})" if failed else f" ({len(target['checks'])}/{target['cells']} cells)"
+        print(f"[{target['status']:>10}] {target['target']} [{target['selection']} model]{detail}")
+
+
+# --- driver ---------------------------------------------------------------------------------------------------------
+
+
+def main(args: MerlinBenchArgs) -> None:
+    profile = PROFILES[args.profile]
+    name = args.name or ("merlin_tiny" if args.profile == "tiny" else "merlin")
+    torch.set_num_threads(args.threads)
+    use_project_folders(args.work_dir, profile)
+    results_path = RESULTS_DIR / f"{name}.json"
+    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if previous.get("profile") not in (None, args.profile):
+        raise SystemExit(f"{results_path} holds the {previous['profile']} profile; pass --name to write another file.")
+    datasets_record = args.work_dir / args.profile / "datasets.json"
+    datasets: dict[str, Any] = json.loads(datasets_record.read_text()) if datasets_record.is_file() else {}
+
+    def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        runs = load_runs(args.work_dir, args.profile)
+        summary = summarize(runs)
+        targets = check_targets(summary)
+        write_results(
+            name,
+            {
+                "profile": args.profile,
+                "profile_config": asdict(profile),
+                "reference_profile": REFERENCE_PROFILE,
+                "deviations": deviations(profile),
+                "notes": list(NOTES),
+                "config": {**asdict(args), "work_dir": str(args.work_dir)},
+                "datasets": datasets,
+                "summary": summary,
+                "training_time": training_time(runs),
+                "targets": targets,
+                "runs": runs,
+            },
+        )
+        return summary, targets
+
+    grid = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
+    pending = pending_runs(grid, args.work_dir, args.profile, args.force)
+    print(f"{len(grid) - len(pending)} of {len(grid)} selected runs already finished; running {len(pending)}.", flush=True)
+    start = time.perf_counter()
+    for (task, kind), keys in itertools.groupby(pending, key=lambda key: (key.task, key.kind)):
+        dataset, info = prepare_dataset(task, kind, profile.dataset_episodes)
+        datasets[dataset.dataset_id] = {**datasets.get(dataset.dataset_id, {}), **info}
+        atomic_write(datasets_record, lambda path: path.write_text(json.dumps(datasets, indent=2)))
+        for key in keys:
+            record = run(key, args.profile, args.work_dir, dataset, args.device)
+            save_summary()
+            final, timing = record["final"], record["timing"]
+            noise = f", noise model {timing['noise_s']:.1f} s" if timing["noise_s"] is not None else ""
+            print(f"{task}-{kind} {key.method} seed {key.seed}: success {final['success_rate']:.2f}, discounted return "
+                  f"{final['discounted_return']:.2f}; train {timing['train_s']:.1f} s{noise}; "
+                  f"{time.perf_counter() - start:.0f} s elapsed", flush=True)  # fmt: skip
+    print_table(*save_summary())
+    print(f"wrote {results_path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(MerlinBenchArgs))
