@@ -1,9 +1,10 @@
 """DQS against SB3 SAC on MuJoCo: same seeds, same step budget, same evaluation, plus their throughput ratio.
 
 Every (env, algo, seed) run goes through `train.py`'s experiment with the default hyperparameters of
-`agents/hyperparams.py` and is stored in the results file as soon as it finishes, so an interrupted benchmark resumes
-where it stopped. The throughput ratio DQS/SAC is measured per env in the same process (interleaved repeats of
-`benchmarks.throughput.measure`).
+`agents/hyperparams.py` and leaves a record under ``<work_dir>/<profile>/records/`` as soon as it finishes, so an
+interrupted benchmark resumes where it stopped, and several processes can share the work (give each its own
+``--envs``/``--seeds``). The results file is rebuilt from all records after each run. The throughput ratio DQS/SAC is
+measured per env in one process (interleaved repeats of `benchmarks.throughput.measure`).
 
     python -m benchmarks.dqs_mujoco                                  # CPU: 30k steps x 3 seeds, HalfCheetah + Hopper
     python -m benchmarks.dqs_mujoco --profile gpu --device cuda      # 1M steps
@@ -21,6 +22,7 @@ import numpy as np
 import tyro
 
 from agents.common.experiment import TrainArgs, train
+from agents.common.io import atomic_write
 from benchmarks.common import RESULTS_DIR, write_results
 from benchmarks.throughput import measure_interleaved
 from envs import resolve_env_id
@@ -130,15 +132,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return summary
 
 
-def main(args: MujocoArgs) -> None:
-    path = RESULTS_DIR / f"{args.name}.json"
-    state = json.loads(path.read_text()) if path.is_file() else {}
-    if state.get("profile") not in (None, args.profile):
-        raise SystemExit(f"{path} holds the {state['profile']} profile; use another --name")
-    runs: list[dict[str, Any]] = state.get("runs", [])
-    ratios: dict[str, Any] = state.get("throughput", {})
+def _read_records(folder: Path, pattern: str) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob(pattern))]
 
-    def save() -> None:
+
+def main(args: MujocoArgs) -> None:
+    records = args.work_dir / args.profile / "records"
+    records.mkdir(parents=True, exist_ok=True)
+
+    def record(name: str, payload: dict[str, Any]) -> None:
+        atomic_write(records / f"{name}.json", lambda p: p.write_text(json.dumps(payload, indent=2)))
+        runs = _read_records(records, "run__*.json")
+        ratios = {entry["env"]: entry for entry in _read_records(records, "throughput__*.json")}
         write_results(
             args.name,
             {
@@ -151,27 +156,28 @@ def main(args: MujocoArgs) -> None:
         )
 
     for env in args.envs:
-        if args.throughput_steps and env not in ratios:
-            ratios[env] = throughput(env, args)
-            save()
-            print(f"{env}: throughput {ratios[env]['median_steps_per_s']} ratio {ratios[env]['ratio']:.2f}", flush=True)
+        if args.throughput_steps and not (records / f"throughput__{env}.json").is_file():
+            ratio = throughput(env, args)
+            record(f"throughput__{env}", {"env": env, **ratio})
+            print(f"{env}: throughput {ratio['median_steps_per_s']} ratio {ratio['ratio']:.2f}", flush=True)
         for seed in args.seeds:
             for algo in args.algos:
-                if any(r["env"] == env and r["algo"] == algo and r["seed"] == seed for r in runs):
+                name = f"run__{env}__{algo}__seed{seed}"
+                if (records / f"{name}.json").is_file():
                     continue
-                runs.append(train_run(env, algo, seed, args))
-                save()
+                run = train_run(env, algo, seed, args)
+                record(name, run)
                 print(
-                    f"{env} {algo} seed {seed}: final {runs[-1]['final_return']:.1f} ({runs[-1]['train_wall_time_s']:.0f} s)",
-                    flush=True,
+                    f"{env} {algo} seed {seed}: final {run['final_return']:.1f} ({run['train_wall_time_s']:.0f} s)", flush=True
                 )
+    runs = _read_records(records, "run__*.json")
     for env, algos in summarize(runs).items():
         for algo, s in algos.items():
             print(
                 f"{env:<12}{algo:<6} final {s['final_mean']:9.1f} ± {s['final_std']:7.1f}   "
                 f"mean eval {s['mean_eval_mean']:9.1f} ± {s['mean_eval_std']:7.1f}   ({s['seeds']} seeds)"
             )
-    print(f"wrote {path}")
+    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
 
 
 if __name__ == "__main__":
