@@ -17,13 +17,10 @@ from typing import Any
 
 import torch
 import tyro
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import Logger
 
-from agents.hyperparams import RUN_KEYS, default_hyperparams
-from agents.registry import get_algo
 from benchmarks.common import write_results
-from envs.registry import make_env, resolve_env_id
+from benchmarks.throughput import warmed_up_model
+from envs.registry import resolve_env_id
 
 #: Labels reported, outermost first; "env step and rest" is rollout minus acting.
 SECTIONS = ("rollout", "act", "train", "dqs/critic_target", "dqs/score_target")
@@ -60,14 +57,7 @@ def _labelled(function: Callable[..., Any], label: str) -> Callable[..., Any]:
 
 def profile(algo: str, env_id: str, steps: int, learning_starts: int, device: str, seed: int) -> dict[str, Any]:
     """Milliseconds per environment step spent in each section of ``learn`` (see `SECTIONS`)."""
-    spec = get_algo(algo)
-    hyperparams = default_hyperparams(spec.name, env_id)
-    kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
-    kwargs["learning_starts"] = learning_starts
-    env = make_vec_env(lambda: make_env(env_id), n_envs=1, seed=seed)
-    model = spec.load_class()(hyperparams.get("policy", "MlpPolicy"), env, seed=seed, device=device, **kwargs)
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    model.learn(learning_starts + 1)
+    model = warmed_up_model(algo, env_id, learning_starts, device, seed)
     model.collect_rollouts = _labelled(model.collect_rollouts, "rollout")
     model.train = _labelled(model.train, "train")
     model.policy._predict = _labelled(model.policy._predict, "act")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 import tyro
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 
@@ -43,8 +44,9 @@ class ThroughputArgs:
     """Results file: benchmarks/results/<name>.json."""
 
 
-def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: str, seed: int) -> float:
-    """Steps per second of ``learn`` after ``learning_starts`` random steps, with the algorithm's default settings."""
+def warmed_up_model(algo: str, env_id: str, learning_starts: int, device: str, seed: int) -> BaseAlgorithm:
+    """The algorithm with its default settings for the env, silent, after ``learning_starts`` random steps and one
+    update (the replay buffer holds data and kernels are warm)."""
     spec = get_algo(algo)
     hyperparams = default_hyperparams(spec.name, env_id)
     kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
@@ -52,7 +54,13 @@ def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: st
     env = make_vec_env(lambda: make_env(env_id), n_envs=1, seed=seed)
     model = spec.load_class()(hyperparams.get("policy", "MlpPolicy"), env, seed=seed, device=device, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))
-    model.learn(learning_starts + 1)  # fill the buffer; the first update also warms up kernels
+    model.learn(learning_starts + 1)
+    return model
+
+
+def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: str, seed: int) -> float:
+    """Steps per second of ``learn`` after ``learning_starts`` random steps, with the algorithm's default settings."""
+    model = warmed_up_model(algo, env_id, learning_starts, device, seed)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     return steps / (time.perf_counter() - start)

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from equivariance_checks import amplify_coordinate_heads
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import Tensor, nn
+from torch import Tensor
 
 from equivariant.canonicalization import (
     EGNNCanonicalizer,
@@ -40,16 +41,6 @@ def transform(x: Tensor, q: Tensor, shift: Tensor, perm: Tensor) -> Tensor:
     moved = torch.empty_like(x)
     moved[:, perm] = x @ q.T + shift
     return moved
-
-
-def amplify_coordinate_heads(model: nn.Module) -> None:
-    """O(1) weights in the EGNN coordinate heads (initialised at gain 0.001) so the learned part of the frame matters."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "coord_mlp"):
-                head = module.coord_mlp[-1].weight
-                head.copy_(0.05 * torch.randn(head.shape, generator=gen))
 
 
 def check_frames(r: Tensor, det: Tensor | float) -> None:

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from equivariance_checks import amplify_coordinate_heads
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import Tensor, nn
+from torch import Tensor
 
 from benchmarks.emnn_meshes import (
     METHODS,
@@ -64,15 +65,6 @@ def sample_meshes(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         pos = torch.tensor(vertices, dtype=torch.float32) * scale
         meshes.append((pos + 0.1 * torch.randn(pos.shape, generator=gen), torch.tensor(faces.T)))
     return batch_meshes([m[0] for m in meshes], [m[1] for m in meshes])
-
-
-def amplify_coordinate_heads(model: nn.Module, scale: float = 0.05) -> None:
-    """Replace the near-zero (gain 0.001) coordinate heads by O(1) weights so equivariance checks are not vacuous."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name.endswith("coord_mlp"):
-                module[-1].weight.copy_(scale * torch.randn(module[-1].weight.shape, generator=gen))
 
 
 def make_model(orientation: str, num_vectors: int = 1, in_vectors: int = 0) -> EMNN:

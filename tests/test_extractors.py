@@ -10,11 +10,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from equivariance_checks import amplify_coordinate_heads
 from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import SAC
-from torch import Tensor, nn
+from torch import Tensor
 
 from agents.dqs import DQS
 from envs.particle_reach import ParticleReachEnv
@@ -71,17 +72,6 @@ transforms = st.builds(
 )
 
 
-def amplify_coordinate_heads(model: nn.Module) -> nn.Module:
-    """O(1) coordinate heads instead of EGNN's near-zero initialisation, so the vector checks are not vacuous."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "coord_mlp"):
-                head = module.coord_mlp[-1].weight
-                head.copy_(0.3 * torch.randn(head.shape, generator=gen))
-    return model.eval()
-
-
 def observations(batch: int = 8) -> Tensor:
     return torch.rand(batch, 4 * N, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
@@ -94,14 +84,14 @@ def unit_ball_actions(batch: int = 8) -> Tensor:
 @functools.cache
 def egnn_extractor(entity_features: bool) -> EGNNExtractor:
     torch.manual_seed(0)
-    return amplify_coordinate_heads(EGNNExtractor(OBS_SPACE, LAYOUT, SMALL, entity_features=entity_features))
+    return amplify_coordinate_heads(EGNNExtractor(OBS_SPACE, LAYOUT, SMALL, entity_features=entity_features), 0.3).eval()
 
 
 @functools.cache
 def actor_and_critic() -> tuple[EquivariantActor, InvariantCritic]:
     torch.manual_seed(0)
-    actor = amplify_coordinate_heads(EquivariantActor(OBS_SPACE, ACTION_SPACE, LAYOUT, SMALL))
-    critic = amplify_coordinate_heads(InvariantCritic(OBS_SPACE, ACTION_SPACE, LAYOUT, SMALL, [32], n_critics=2))
+    actor = amplify_coordinate_heads(EquivariantActor(OBS_SPACE, ACTION_SPACE, LAYOUT, SMALL), 0.3).eval()
+    critic = amplify_coordinate_heads(InvariantCritic(OBS_SPACE, ACTION_SPACE, LAYOUT, SMALL, [32], n_critics=2), 0.3).eval()
     return actor, critic
 
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from equivariance_checks import amplify_coordinate_heads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
@@ -44,16 +45,6 @@ def stabiliser(points: Tensor, proper: bool) -> Tensor:
         if (centred @ r.T - centred[list(sigma)]).abs().max() < 1e-5 and orthogonal and (not proper or r.det() > 0):
             found.append(r)
     return torch.stack(found).float()
-
-
-def amplify_coordinate_heads(model: nn.Module) -> None:
-    """O(1) weights in the EGNN coordinate heads (initialised at gain 0.001) so the EGNN's coordinates matter."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "coord_mlp"):
-                head = module.coord_mlp[-1].weight
-                head.copy_(0.05 * torch.randn(head.shape, generator=gen))
 
 
 def relaxed_canonicalizer(n: int, d: int, group: str, mode: str = "particles") -> EGNNCanonicalizer:
