@@ -267,12 +267,171 @@ def merlin(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def egnn_throughput(result: dict[str, Any]) -> str:
+    config = result["config"]
+    lines = [
+        "## EGNN forward+backward throughput (ours vs egnn-pytorch)",
+        "",
+        f"`python -m benchmarks.egnn_throughput --systems {' '.join(config['systems'])} --hidden-dim {config['hidden_dim']} "
+        f"--iterations {config['iterations']} --repeats {config['repeats']} --threads {config['threads']} "
+        f"--device {config['device']}` (needs `pip install '.[bench]'`).",
+        "",
+        f"Machine: {_machine(result)}. Samples (particle systems) per second of one forward and backward pass, median of "
+        f"{config['repeats']} interleaved repeats; hidden and message width {config['hidden_dim']} in every model, fully "
+        "connected graphs. `ours_concatenated` is our model with the edge MLP's first layer run on concat(h_i, h_j, d²) "
+        "per edge (before the per-node split). egnn-pytorch 0.2.8 (`EGNN_Network`, `m_dim` = hidden, `soft_edges`) also "
+        "passes messages along self-edges, has a twice-wider edge MLP and layer norms: hence its larger parameter counts.",
+        "",
+        "| system | B x n x d | layers | method | parameters | median samples/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        shape = f"{row['batch']} x {row['particles']} x {row['spatial_dim']}"
+        for method, rate in row["median_samples_per_s"].items():
+            lines.append(f"| {row['system']} | {shape} | {row['n_layers']} | {method} | {row['parameters'][method]:,} | "
+                         f"{rate:.1f} |")  # fmt: skip
+    lines += [
+        "",
+        "| system | ratio ours / egnn-pytorch | speed-up of the per-node split | max abs diff of features, split vs concat |",
+        "|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        ratio, speedup = row["ratio_ours_to_egnn_pytorch"], row["speedup_of_split_edge_input"]
+        lines.append(f"| {row['system']} | {ratio:.2f} | {speedup:.2f} | {row['max_abs_diff_split_vs_concatenated']:.1e} |")
+    return "\n".join(lines)
+
+
+EQUIVARIANT_LABELS = {"mlp": "MLP", "egnn_features": "MLP on EGNN features", "equivariant": "equivariant policy"}
+
+
+def equivariant(result: dict[str, Any]) -> str:
+    profile = result["profile_config"]
+    egnn = profile["egnn"]
+    lines = [
+        f"## Symmetry and sample efficiency on ParticleReach (N = {result['n_particles']}), {result['profile']} profile",
+        "",
+        f"`python -m benchmarks.equivariant --profile {result['profile']} --algos {' '.join(result['config']['algos'])}` "
+        "(resumable; the tables are rebuilt from every finished run).",
+        "",
+        f"Machine: {_machine(result)}. {profile['steps']:,} environment steps per run ({profile['learning_starts']:,} "
+        f"random first), batch {profile['batch_size']}; every {profile['eval_freq']:,} steps {profile['eval_episodes']} "
+        "deterministic evaluation episodes: mean return and success rate (all targets covered at the last step). EGNN of "
+        f"both EGNN networks: width {egnn['hidden_dim']}, depth {egnn['n_layers']}. Final values are the last "
+        "evaluation, mean ± std over seeds; steps/s include the evaluations. Budget: "
+        f"{profile['rationale']}.",
+        "",
+        "| algo | network | seeds | final return | final success rate | env steps/s | parameters (actor / critic) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    parameters = {(r["algo"], r["variant"]): r["parameters"] for r in result["runs"]}
+    for algo, variants in result["summary"].items():
+        for variant, s in variants.items():
+            counts = parameters[(algo, variant)]
+            lines.append(f"| {algo} | {EQUIVARIANT_LABELS.get(variant, variant)} | {len(s['seeds'])} | "
+                         f"{_mean_std(s['final_return'])} | {_mean_std(s['final_success_rate'])} | "
+                         f"{_mean_std(s['steps_per_s'], 1)} | {counts['actor']:,} / {counts['critic']:,} |")  # fmt: skip
+    if any(result["sample_efficiency"].values()):
+        lines += [
+            "",
+            "Sample efficiency against the MLP of the same algorithm (`benchmarks/equivariant.py`), on seed-averaged "
+            "returns averaged over 3 consecutive evaluations: the steps a network needs to reach the MLP's return at the "
+            "end of the budget, the ratio budget / those steps (> 1: fewer steps than the MLP; - : not reached), and the "
+            "gap of the end return and success rate (network minus MLP).",
+            "",
+            "| algo | network | MLP end return | steps to reach it | sample-efficiency ratio | end return gap | "
+            "end success gap |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for algo, variants in result["sample_efficiency"].items():
+            for variant, c in variants.items():
+                steps = "-" if c["steps_to_mlp_end"] is None else f"{c['steps_to_mlp_end']:,}"
+                lines.append(f"| {algo} | {EQUIVARIANT_LABELS.get(variant, variant)} | {c['mlp_end_return']:.2f} | {steps} | "
+                             f"{_fmt(c['sample_efficiency_ratio'])} | {c['end_return_gap']:+.2f} | "
+                             f"{c['end_success_gap']:+.2f} |")  # fmt: skip
+    figure = _equivariant_curves(result)
+    lines += ["", f"![ParticleReach learning curves]({figure.relative_to(DOCS)})"]
+    return "\n".join(lines)
+
+
+def _equivariant_curves(result: dict[str, Any]) -> Path:
+    fig, (returns, successes) = plt.subplots(1, 2, figsize=(10, 3.5))
+    color = 0
+    for algo, variants in result["summary"].items():
+        for variant, s in variants.items():
+            label = f"{algo}, {EQUIVARIANT_LABELS.get(variant, variant)} ({len(s['seeds'])} seeds)"
+            steps = s["eval_timesteps"]
+            for ax, key in ((returns, "return"), (successes, "success")):
+                mean, std = np.array(s[f"{key}_mean"]), np.array(s[f"{key}_std"])
+                ax.plot(steps, mean, color=f"C{color}", label=label)
+                ax.fill_between(steps, mean - std, mean + std, color=f"C{color}", alpha=0.2)
+            color += 1
+    returns.set(xlabel="environment steps", ylabel="evaluation return")
+    successes.set(xlabel="environment steps", ylabel="success rate")
+    returns.legend(fontsize=7)
+    fig.tight_layout()
+    return _save_figure(fig, f"equivariant_curves_{result['profile']}.png")
+
+
+def prox_throughput(result: dict[str, Any]) -> str:
+    config = result["config"]
+    lines = [
+        "## Weight-sharing prox throughput",
+        "",
+        f"`python -m benchmarks.prox_throughput --d {config['d']} --rows {config['rows']} --strengths "
+        f"{' '.join(f'{s:g}' for s in config['strengths'])} --repeats {config['repeats']} --threads {config['threads']} "
+        f"--device {config['device']}`",
+        "",
+        f"Machine: {_machine(result)}. {config['rows']} standard-normal vector(s) of length {config['d']:,}; median of "
+        f"{config['repeats']} interleaved calls. The reference sorts, shifts and runs scipy's PAVA one vector at a time "
+        "in numpy; every output is compared with it.",
+        "",
+        "| method | strength | median s | M elements/s | speed-up vs reference | max abs diff | distinct values |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(f"| {row['method']} | {row['strength']:g} | {row['median_seconds']:.3f} | "
+                     f"{row['million_elements_per_s']:.2f} | {row['speedup_vs_reference']:.2f} | "
+                     f"{row['max_abs_diff_vs_reference']:.1e} | {row['distinct_values_row0']:,} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+EMNN_EVAL_SETS = ("test_canonical", "test_so3", "test_o3", "train_o3")
+
+
+def emnn_meshes(result: dict[str, Any]) -> str:
+    budget = result["budget"]
+    lines = [
+        "## EMNN vs EGNN without faces vs MLP: primitive meshes in unseen poses",
+        "",
+        f"`python -m benchmarks.emnn_meshes --profile {result['profile']} --seeds {' '.join(map(str, result['seeds']))}`",
+        "",
+        f"Machine: {_machine(result)}. Classes: {', '.join(result['shapes'])}; trained on canonical poses "
+        f"({budget['train_per_class']} meshes per class, {budget['epochs']} epochs, width {budget['hidden_dim']}, "
+        f"{budget['n_layers']} layers), accuracy mean ± std over seeds on held-out canonical meshes, on held-out meshes "
+        "under random SO(3) and O(3) poses (with translations), and on the training meshes under random O(3) poses. "
+        "Train time counts forward, backward and optimiser steps.",
+        "",
+        "| method | " + " | ".join(EMNN_EVAL_SETS) + " | train time (s) | parameters |",
+        "|---|" + "---|" * (len(EMNN_EVAL_SETS) + 2),
+    ]
+    for method, runs in result["runs"].items():
+        cells = [_mean_std({"mean": float(np.mean(runs[key])), "std": float(np.std(runs[key]))}, 3) for key in EMNN_EVAL_SETS]
+        lines.append(f"| {method} | {' | '.join(cells)} | {np.mean(runs['train_time_s']):.1f} | "
+                     f"{int(runs['parameters'][0]):,} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
     "merlin": merlin,
+    "equivariant": equivariant,
+    "equivariant_gpu": equivariant,
+    "egnn_throughput": egnn_throughput,
+    "emnn_meshes": emnn_meshes,
+    "prox_throughput": prox_throughput,
 }
 
 

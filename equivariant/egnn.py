@@ -8,6 +8,7 @@ Equations (spec equivariant §1), for edges (i, j) of a graph with node features
 
 Graphs are batched with equal size: x (B, n, d), h (B, n, f). One edge list (2, E) is shared by the whole batch and
 stored as a buffer; gathers index the node axis and ``index_add_`` aggregates, so nothing loops over nodes or edges.
+The first layer of φ_e is split into per-node products gathered per edge (`EGNNLayer._edge_messages`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from equivariant.geometry import as_particles, remove_com
 from samplers.networks import SinusoidalEmbedding, check_score_inputs
@@ -98,6 +100,23 @@ class EGNNLayer(nn.Module):
             out = out / torch.bincount(row, minlength=n_nodes).clamp(min=1).to(values.dtype).unsqueeze(-1)
         return out
 
+    def _edge_messages(self, h: Tensor, row: Tensor, col: Tensor, edge_scalars: Tensor) -> Tensor:
+        """φ_e(h_i, h_j, [‖x_i − x_j‖², a_ij]) for every edge: (B, E, hidden).
+
+        The first Linear of φ_e acts on concat(h_i, h_j, s_ij) = W_a h_i + W_b h_j + W_s s_ij + b. W_a h and W_b h are
+        computed once per node (n rows instead of n(n−1)) and gathered per edge; only the few scalar columns W_s run
+        per edge. Same parameters (slices of the one weight) and same result as the concatenated form, up to rounding.
+        """
+        first = self.edge_mlp[0]
+        width = h.shape[-1]
+        weight = first.weight
+        term_i = F.linear(h, weight[:, :width], first.bias)
+        term_j = F.linear(h, weight[:, width : 2 * width])
+        hidden = term_i[:, row] + term_j[:, col] + F.linear(edge_scalars, weight[:, 2 * width :])
+        for module in list(self.edge_mlp)[1:]:  # the rest of φ_e (slicing the Sequential would build a module per call)
+            hidden = module(hidden)
+        return hidden
+
     def forward(self, h: Tensor, x: Tensor, edges: Tensor, edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Update ``h`` (B, n, hidden) and ``x`` (B, n, d) along ``edges`` (2, E); ``edge_attr`` is (B, E, edge_attr_dim)."""
         row, col = edges
@@ -109,8 +128,7 @@ class EGNNLayer(nn.Module):
             raise ValueError(f"edge_attr must have shape ({x.shape[0]}, {row.shape[0]}, {self.edge_attr_dim}), got {got}")
         diff = x[:, row] - x[:, col]
         radial = diff.square().sum(-1, keepdim=True)
-        inputs = [h[:, row], h[:, col], radial] if edge_attr is None else [h[:, row], h[:, col], radial, edge_attr]
-        messages = self.edge_mlp(torch.cat(inputs, dim=-1))
+        messages = self._edge_messages(h, row, col, radial if edge_attr is None else torch.cat([radial, edge_attr], dim=-1))
         if self.att_mlp is not None:
             messages = messages * self.att_mlp(messages)
         if self.normalize:

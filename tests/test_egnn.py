@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from equivariance_checks import amplify_coordinate_heads
+from torch import Tensor
 
-from equivariant.egnn import EGNN, EGNNScore, fully_connected_edges
+from equivariant.egnn import EGNN, EGNNLayer, EGNNScore, fully_connected_edges
 
 TOL = 1e-5
 
@@ -29,16 +30,6 @@ def transforms(d: int, n: int, gen: torch.Generator) -> list[tuple[str, Tensor, 
         ("permutation", eye, torch.randperm(n, generator=gen), zero),
         ("all", random_orthogonal(d, -1.0, gen), torch.randperm(n, generator=gen), 3.0 * torch.randn(d, generator=gen)),
     ]
-
-
-def amplify_coordinate_heads(model: nn.Module) -> None:
-    """Replace the near-zero (gain 0.001) coordinate heads by O(1) weights so the equivariance check is not vacuous."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "coord_mlp"):
-                head = module.coord_mlp[-1].weight
-                head.copy_(0.05 * torch.randn(head.shape, generator=gen))
 
 
 @pytest.mark.parametrize("aggregation", ["sum", "mean"])
@@ -136,3 +127,36 @@ def test_float64_and_backward() -> None:
     assert out.dtype == torch.float64
     out.square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def concatenated_edge_messages(layer: EGNNLayer, h: Tensor, row: Tensor, col: Tensor, edge_scalars: Tensor) -> Tensor:
+    """The textbook φ_e on concat(h_i, h_j, s_ij) per edge, which the per-node split must reproduce."""
+    return layer.edge_mlp(torch.cat([h[:, row], h[:, col], edge_scalars], dim=-1))
+
+
+@pytest.mark.parametrize(("n", "d", "layers", "time_embed_dim"), [(4, 2, 3, 0), (7, 3, 2, 8)])
+def test_per_node_edge_split_equals_concatenated_edge_input(
+    n: int, d: int, layers: int, time_embed_dim: int, monkeypatch
+) -> None:
+    torch.manual_seed(0)
+    model = EGNNScore(n, d, hidden_dim=32, n_layers=layers, time_embed_dim=time_embed_dim)  # edge_attr_dim 1
+    raw = EGNN(3, 32, 4, layers, n_nodes=n)  # no edge attributes
+    amplify_coordinate_heads(model)
+    amplify_coordinate_heads(raw)
+    gen = torch.Generator().manual_seed(5)
+    x, t, h = torch.randn(6, n * d, generator=gen), torch.rand(6, generator=gen), torch.randn(6, n, 3, generator=gen)
+
+    def outputs_and_gradients() -> list[Tensor]:
+        model.zero_grad()
+        score = model(x, t)
+        score.square().sum().backward()
+        h_out, x_out = raw(h, x.reshape(6, n, d))
+        return [score, h_out, x_out, *(p.grad.clone() for p in model.parameters() if p.grad is not None)]
+
+    split = outputs_and_gradients()
+    monkeypatch.setattr(EGNNLayer, "_edge_messages", concatenated_edge_messages)
+    concatenated = outputs_and_gradients()
+    assert split[0].abs().max() > 0.02, "score too small for the comparison to mean anything"
+    assert len(split) == len(concatenated) > 3 + 4 * layers
+    for ours, reference in zip(split, concatenated):
+        assert (ours - reference).abs().max() < TOL * max(1.0, reference.abs().max().item())

@@ -1,0 +1,326 @@
+"""Does symmetry buy sample efficiency? SAC on ParticleReach (N = 3) with three networks, same steps and seeds.
+
+Variants (`equivariant.extractors`, EGNN sizes from the profile):
+
+* ``mlp``: SB3's ``MlpPolicy`` on the flat observation (no symmetry);
+* ``egnn_features``: ``MlpPolicy`` on `EGNNExtractor` features (translation- and target-permutation-invariant inputs
+  that make rotations and particle permutations easy to learn, not built in);
+* ``equivariant``: `EquivariantSACPolicy` (exactly E(2)- and permutation-equivariant actor, invariant critics).
+
+``--algos sac dqs`` adds DQS with the two variants it accepts (its networks take features extractors, not the
+equivariant policy). Every run evaluates the deterministic policy every ``eval_freq`` steps (mean return, and success
+rate = fraction of evaluation episodes whose last step covers every target) and writes
+``<work_dir>/<profile>/records/<algo>__<variant>__seed<k>.json`` when it finishes, so an interrupted benchmark resumes
+where it stopped and several processes can share the work (give each its own ``--variants``/``--seeds``/``--algos``).
+``benchmarks/results/<name>.json`` is rebuilt from every record of the profile after each run.
+
+Sample efficiency of a variant against the ``mlp`` variant of the same algorithm, on seed-averaged return curves
+smoothed by a trailing mean over ``SMOOTHING`` evaluations (one evaluation of 10 episodes is noisy; the first smoothed
+value is at the ``SMOOTHING``-th evaluation):
+
+* ``mlp_end_return``: the MLP's smoothed return at the end of the budget (mean of its last ``SMOOTHING`` evaluations);
+* ``steps_to_mlp_end``: the first evaluation step at which the variant's smoothed return reaches ``mlp_end_return``
+  (None if it never does within the budget);
+* ``sample_efficiency_ratio`` = budget / ``steps_to_mlp_end``: how many times fewer environment steps the variant needs
+  to match what the MLP reaches with the whole budget (> 1: more sample-efficient, 1: only at the end; None: never);
+* ``end_return_gap`` = variant's smoothed end return − ``mlp_end_return``, and ``end_success_gap`` the same for the
+  success rate (returns are negative costs, so a ratio of returns would read backwards).
+
+    python -m benchmarks.equivariant                                   # cpu profile (~85-100 min on one core)
+    python -m benchmarks.equivariant --variants mlp egnn_features &    # two workers sharing the cpu profile
+    python -m benchmarks.equivariant --variants equivariant
+    python -m benchmarks.equivariant --profile gpu --device cuda       # 200k steps, unchanged code
+    python -m benchmarks.equivariant --profile smoke --seeds 0        # seconds: checks that the script runs
+
+EGNN forward+backward throughput (`benchmarks.egnn_throughput`) and the prox throughput keep their own results
+files and report sections.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, get_args
+
+import numpy as np
+import torch
+import tyro
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
+
+from agents.common.io import atomic_save, atomic_write
+from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.registry import get_algo
+from benchmarks.common import RESULTS_DIR, write_results
+from envs.registry import make_env
+from equivariant.extractors import EGNNConfig, EGNNExtractor, EquivariantSACPolicy, SetLayout
+
+ENV_ID = "ParticleReach-v0"
+N_PARTICLES = 3
+LAYOUT = SetLayout((N_PARTICLES, N_PARTICLES))
+AlgoName = Literal["sac", "dqs"]
+VariantName = Literal["mlp", "egnn_features", "equivariant"]
+VARIANTS: tuple[str, ...] = get_args(VariantName)
+BASELINE = "mlp"  # the variant every other one is compared with
+SMOOTHING = 3  # evaluations in the trailing mean of the sample-efficiency measures
+EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded with seed + this
+
+
+@dataclass(frozen=True)
+class EquivariantProfile:
+    """Budget and sizes of every run of a profile."""
+
+    steps: int  # environment steps per run (one gradient step each after learning_starts)
+    eval_freq: int  # environment steps between evaluations (the last one is at the end of the budget)
+    eval_episodes: int  # deterministic episodes per evaluation
+    learning_starts: int  # random-action steps before the first update
+    batch_size: int  # replay minibatch per gradient step
+    egnn: EGNNConfig  # EGNN of the egnn_features and equivariant variants
+    rationale: str  # why this budget
+
+
+PROFILES: dict[str, EquivariantProfile] = {
+    "smoke": EquivariantProfile(
+        150, 50, 2, 100, 16, EGNNConfig(hidden_dim=8, n_layers=1), "seconds per run: checks that the benchmark runs"
+    ),
+    "cpu": EquivariantProfile(
+        5_000,
+        500,
+        10,
+        1_000,
+        256,
+        EGNNConfig(),
+        "sac x 3 variants x 3 seeds in ~85-100 min on one core: measured 42-47 env steps/s for the MLP and 4-5 for "
+        "the EGNN variants at width 32 (a run takes ~2 min and ~14-17 min), so 5k steps (100 episodes) per run",
+    ),
+    "gpu": EquivariantProfile(
+        200_000, 5_000, 20, 1_000, 256, EGNNConfig(), "a long comparison (4000 episodes per run) on an accelerator"
+    ),
+}
+
+
+@dataclass
+class EquivariantBenchArgs:
+    algos: list[AlgoName] = field(default_factory=lambda: ["sac"])
+    """Algorithms; DQS runs the mlp and egnn_features variants only."""
+    variants: list[VariantName] = field(default_factory=lambda: list(VARIANTS))
+    """Networks to train (this process's share of the work)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds, one run per (algo, variant, seed)."""
+    profile: Literal["smoke", "cpu", "gpu"] = "cpu"
+    """Budget and sizes (see PROFILES)."""
+    threads: int | None = 1
+    """Torch CPU threads (the same for every run)."""
+    device: str = "auto"
+    """Torch device."""
+    work_dir: Path = Path("runs/benchmarks/equivariant")
+    """Records under <work_dir>/<profile>/records/, models and evaluations under <work_dir>/<profile>/runs/."""
+    name: str | None = None
+    """Results file benchmarks/results/<name>.json; default: equivariant (cpu profile), equivariant_<profile>."""
+
+
+class RunKey(NamedTuple):
+    """One training run of the benchmark."""
+
+    algo: str
+    variant: str
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.algo}__{self.variant}__seed{self.seed}"
+
+
+def supported(algo: str, variant: str) -> bool:
+    """Whether ``algo`` can train ``variant`` (the equivariant policy is a SAC policy)."""
+    return variant != "equivariant" or algo == "sac"
+
+
+def policy_and_kwargs(variant: str, egnn: EGNNConfig) -> tuple[str | type, dict[str, Any]]:
+    """The policy argument and policy_kwargs of a variant."""
+    if variant == "mlp":
+        return "MlpPolicy", {}
+    if variant == "egnn_features":
+        return "MlpPolicy", {
+            "features_extractor_class": EGNNExtractor,
+            "features_extractor_kwargs": {"layout": LAYOUT, "egnn": egnn},
+        }
+    if variant == "equivariant":
+        return EquivariantSACPolicy, {"layout": LAYOUT, "egnn": egnn}
+    raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+
+
+def train_run(key: RunKey, profile: EquivariantProfile, run_dir: Path, device: str = "auto") -> dict[str, Any]:
+    """Train one (algo, variant, seed) with periodic evaluation; returns its record (curves, final values, timing)."""
+    if not supported(key.algo, key.variant):
+        raise ValueError(f"{key.algo} cannot train the {key.variant} variant: it is a SAC policy (use --algos sac)")
+    policy, policy_kwargs = policy_and_kwargs(key.variant, profile.egnn)
+    hyperparams = default_hyperparams(key.algo, ENV_ID)
+    kwargs = {name: value for name, value in hyperparams.items() if name not in RUN_KEYS}
+    kwargs |= {"learning_starts": profile.learning_starts, "batch_size": profile.batch_size}
+    env = make_vec_env(make_env, n_envs=1, seed=key.seed, env_kwargs={"name": ENV_ID, "n_particles": N_PARTICLES})
+    eval_env = make_vec_env(
+        make_env, n_envs=1, seed=key.seed + EVAL_SEED_OFFSET, env_kwargs={"name": ENV_ID, "n_particles": N_PARTICLES}
+    )
+    algo_class = get_algo(key.algo).load_class()
+    model = algo_class(policy, env, seed=key.seed, device=device, policy_kwargs=policy_kwargs, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    evaluation = EvalCallback(
+        eval_env, n_eval_episodes=profile.eval_episodes, eval_freq=profile.eval_freq, log_path=str(run_dir), verbose=0
+    )
+    start = time.perf_counter()
+    model.learn(profile.steps, callback=evaluation)
+    wall_time = time.perf_counter() - start
+    atomic_save(model, run_dir / "model.zip")
+    returns = [float(np.mean(episodes)) for episodes in evaluation.evaluations_results]
+    successes = [float(np.mean(episodes)) for episodes in evaluation.evaluations_successes]
+    parameters = {name: sum(p.numel() for p in getattr(model.policy, name).parameters()) for name in ("actor", "critic")}
+    return {
+        **key._asdict(),
+        "steps": profile.steps,
+        "run_dir": str(run_dir),
+        "eval_timesteps": list(evaluation.evaluations_timesteps),
+        "eval_returns": returns,
+        "eval_success_rates": successes,
+        "final_return": returns[-1],
+        "final_success_rate": successes[-1],
+        "train_wall_time_s": wall_time,
+        "steps_per_s": profile.steps / wall_time,  # evaluations included
+        "parameters": parameters,
+    }
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per algo and variant: seed-averaged curves, final return and success rate (mean ± std over seeds), speed."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: (r["algo"], VARIANTS.index(r["variant"]), r["seed"])):
+        groups.setdefault((run["algo"], run["variant"]), []).append(run)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for (algo, variant), chosen in groups.items():
+        length = min(len(r["eval_timesteps"]) for r in chosen)
+        returns = np.array([r["eval_returns"][:length] for r in chosen])
+        successes = np.array([r["eval_success_rates"][:length] for r in chosen])
+        summary.setdefault(algo, {})[variant] = {
+            "seeds": [r["seed"] for r in chosen],
+            "eval_timesteps": chosen[0]["eval_timesteps"][:length],
+            "return_mean": returns.mean(0).tolist(),
+            "return_std": returns.std(0).tolist(),
+            "success_mean": successes.mean(0).tolist(),
+            "success_std": successes.std(0).tolist(),
+            "final_return": _mean_std([r["final_return"] for r in chosen]),
+            "final_success_rate": _mean_std([r["final_success_rate"] for r in chosen]),
+            "steps_per_s": _mean_std([r["steps_per_s"] for r in chosen]),
+        }
+    return summary
+
+
+def trailing_mean(values: list[float], window: int) -> np.ndarray:
+    """Means of every ``window`` consecutive values (full windows only; the whole list if it is shorter)."""
+    window = min(window, len(values))
+    return np.convolve(np.asarray(values, dtype=np.float64), np.full(window, 1.0 / window), mode="valid")
+
+
+def sample_efficiency(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per algo and non-baseline variant: the smoothed sample-efficiency measures of the module docstring (a smoothed
+    value belongs to the last evaluation of its window). Only variants evaluated at the MLP's steps are compared."""
+    comparisons: dict[str, dict[str, dict[str, Any]]] = {}
+    for algo, variants in summary.items():
+        baseline = variants.get(BASELINE)
+        if baseline is None:
+            continue
+        steps = baseline["eval_timesteps"]
+        target = trailing_mean(baseline["return_mean"], SMOOTHING)[-1]
+        baseline_success = trailing_mean(baseline["success_mean"], SMOOTHING)[-1]
+        for variant, entry in variants.items():
+            if variant == BASELINE or entry["eval_timesteps"] != steps:
+                continue
+            smoothed = trailing_mean(entry["return_mean"], SMOOTHING)
+            reached = np.flatnonzero(smoothed >= target)
+            first = int(steps[len(steps) - len(smoothed) + reached[0]]) if reached.size else None
+            comparisons.setdefault(algo, {})[variant] = {
+                "budget": steps[-1],
+                "mlp_end_return": float(target),
+                "steps_to_mlp_end": first,
+                "sample_efficiency_ratio": steps[-1] / first if first else None,
+                "end_return_gap": float(smoothed[-1] - target),
+                "end_success_gap": float(trailing_mean(entry["success_mean"], SMOOTHING)[-1] - baseline_success),
+            }
+    return comparisons
+
+
+def load_records(records: Path) -> list[dict[str, Any]]:
+    """Every finished run of a profile (whatever the filters of this invocation)."""
+    return [json.loads(path.read_text()) for path in sorted(records.glob("*.json"))]
+
+
+def results_name(args: EquivariantBenchArgs) -> str:
+    return args.name or ("equivariant" if args.profile == "cpu" else f"equivariant_{args.profile}")
+
+
+def write_summary(args: EquivariantBenchArgs, records: Path) -> dict[str, Any]:
+    """Rebuild the results file from all records of the profile; returns its payload."""
+    runs = load_records(records)
+    summary = summarize(runs)
+    profile = PROFILES[args.profile]
+    payload = {
+        "profile": args.profile,
+        "profile_config": asdict(profile),
+        "env_id": ENV_ID,
+        "n_particles": N_PARTICLES,
+        "config": asdict(args) | {"work_dir": str(args.work_dir)},
+        "runs": runs,
+        "summary": summary,
+        "sample_efficiency": sample_efficiency(summary),
+    }
+    write_results(results_name(args), payload)
+    return payload
+
+
+def print_summary(payload: dict[str, Any]) -> None:
+    for algo, variants in payload["summary"].items():
+        for variant, s in variants.items():
+            ret, success, speed = s["final_return"], s["final_success_rate"], s["steps_per_s"]
+            print(f"{algo:<5}{variant:<15} final return {ret['mean']:8.2f} ± {ret['std']:6.2f}   success "
+                  f"{success['mean']:.2f} ± {success['std']:.2f}   {speed['mean']:6.1f} steps/s   "
+                  f"({len(s['seeds'])} seeds)")  # fmt: skip
+    for algo, variants in payload["sample_efficiency"].items():
+        for variant, c in variants.items():
+            ratio = "not reached" if c["sample_efficiency_ratio"] is None else f"{c['sample_efficiency_ratio']:.2f}"
+            print(f"{algo} {variant} vs mlp: steps to the MLP's end return {c['mlp_end_return']:.2f}: "
+                  f"{c['steps_to_mlp_end']} (ratio {ratio}), end return gap {c['end_return_gap']:+.2f}")  # fmt: skip
+
+
+def main(args: EquivariantBenchArgs) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = PROFILES[args.profile]
+    root = args.work_dir / args.profile
+    records = root / "records"
+    records.mkdir(parents=True, exist_ok=True)
+    keys = [RunKey(a, v, s) for s in args.seeds for a in args.algos for v in args.variants if supported(a, v)]
+    skipped = sorted({f"{a}/{v}" for a in args.algos for v in args.variants if not supported(a, v)})
+    if skipped:
+        print(f"skipping {', '.join(skipped)}: the equivariant variant is a SAC policy")
+    for key in keys:
+        path = records / f"{key.stem}.json"
+        if path.is_file():
+            continue
+        record = train_run(key, profile, root / "runs" / key.stem, args.device) | {"profile": args.profile}
+        atomic_write(path, lambda p, record=record: p.write_text(json.dumps(record, indent=2)))
+        print(f"{key.stem}: final return {record['final_return']:.2f}, success {record['final_success_rate']:.2f} "
+              f"({record['train_wall_time_s']:.0f} s, {record['steps_per_s']:.1f} steps/s)", flush=True)  # fmt: skip
+        write_summary(args, records)
+    payload = write_summary(args, records)
+    print_summary(payload)
+    print(f"wrote {RESULTS_DIR / results_name(args)}.json")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(EquivariantBenchArgs))
