@@ -238,7 +238,7 @@ def merlin(result: dict[str, Any]) -> str:
         statuses.setdefault(target["target"], {})[target["selection"]] = target
     for description, by_selection in statuses.items():
         final, best = by_selection["final"], by_selection["best"]
-        misses = [f"{c['task']}-{c['kind']} {c['value']:.3g} < {c['reference']:.3g}" for c in final["checks"] if not c["met"]]
+        misses = [f"{c['task']}-{c['kind']} {c['value']:.3f} < {c['reference']:.3f}" for c in final["checks"] if not c["met"]]
         detail = f"; misses: {', '.join(misses)}" if misses else ""
         lines.append(f"- {description}: **{final['status']}** ({len(final['checks'])} of {final['cells']} cells run; "
                      f"best checkpoint: {best['status']}){detail}")  # fmt: skip
@@ -421,12 +421,66 @@ def emnn_meshes(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CANONICAL_METRICS = ("energy_w2", "dist_w2", "dist_tv", "x_w2_aligned")
+
+
+def canonical(result: dict[str, Any]) -> str:
+    profile, config = result["profile_config"], result["config"]
+    threads = f" --threads {config['threads']}" if config.get("threads") else ""
+    lines = [
+        "## Learned-canonicalization diffusion vs equivariant, frozen and augmented (DW-4, LJ-13)",
+        "",
+        f"`python -m benchmarks.canonical --profile {result['profile']}{threads}` (resumable per task, mode and seed; "
+        "the tables are rebuilt from every finished run).",
+        "",
+        f"Machine: {_machine(result)}. Every mode trains on the same data for the same wall-clock budget "
+        f"({profile['train_s']:.0f} s, checked between gradient steps; {profile['rationale']}), then samples with the "
+        "same number of integration steps. Metrics (`samplers.metrics.sampler_metrics`) against val rows: `energy_w2` "
+        "is a true W2; `x_w2_aligned` aligns translation, rotation/reflection and permutation on the first rows of "
+        "each set (counts in the last column). `val loss` is the ε-prediction loss on those val rows with fixed t and "
+        "noise, in each mode's own pose. Sampling time: median wall time per 1000 samples. Means over seeds.",
+        "",
+        "| task | mode | seeds | " + " | ".join(CANONICAL_METRICS) + " | val loss | gradient steps | s per 1000 samples "
+        "| samples (aligned) |",
+        "|---|---|---|" + "---|" * (len(CANONICAL_METRICS) + 4),
+    ]
+    counts = {task: f"{budget['n_samples']} ({budget['aligned_samples']})" for task, budget in profile["tasks"].items()}
+    for task, modes in result["summary"].items():
+        for mode, s in modes.items():
+            values = " | ".join(_fmt(s[key]) for key in CANONICAL_METRICS)
+            lines.append(f"| {task} | {mode} | {len(s['seeds'])} | {values} | {_fmt(s['val_denoising_loss'])} | "
+                         f"{s['steps']:.0f} | {_fmt(s['sample_s_per_1000'])} | {counts[task]} |")  # fmt: skip
+        baseline = result["baselines"].get(task)
+        if baseline is not None:
+            for label, metrics in (("training data", baseline["training_data"]["metrics"]),
+                                   ("val floor", baseline["reference_floor"])):  # fmt: skip
+                values = " | ".join(_fmt(metrics.get(key)) for key in CANONICAL_METRICS)
+                lines.append(f"| {task} | *{label}* | - | {values} | - | - | - | {counts[task]} |")
+    lines += ["", "Targets:", ""]
+    for target in result["targets"]:
+        if "speedup" in target:
+            detail = f"equivariant / canonical sampling time {target['speedup']:.2f}"
+        else:
+            detail = ", ".join(f"{c['metric']} {_fmt(c['canonical'])} vs {_fmt(c['equivariant'])}" for c in target["checks"])
+        lines.append(f"- {target['task']}: {target['target']}: **{'met' if target['met'] else 'missed'}** ({detail}).")
+    mala = result["baselines"].get("LJ13", {}).get("training_data", {}).get("mala_record")
+    if mala:
+        recipe = mala["recipe"]
+        lines += ["", f"LJ-13 training data: {mala['n_samples']} MALA samples (`{mala['command']}`): {recipe['n_chains']} "
+                  f"chains, {recipe['burn_in']} burn-in steps, {recipe['n_kept']} states kept every {recipe['thinning']} "
+                  f"steps, per-chain step sizes; generated in {mala['generation_s']:.0f} s on {mala['torch_threads']} "
+                  f"thread(s), acceptance {mala['acceptance_rate']:.2f}, mean energy {mala['energy_mean']:.2f} (val "
+                  f"{_fmt(mala.get('val_energy_mean'))})."]  # fmt: skip
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
     "merlin": merlin,
+    "canonical": canonical,
     "equivariant": equivariant,
     "equivariant_gpu": equivariant,
     "egnn_throughput": egnn_throughput,
