@@ -136,9 +136,24 @@ def _read_records(folder: Path, pattern: str) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob(pattern))]
 
 
+def _restore_records(records: Path, args: MujocoArgs) -> None:
+    """Recreate missing record files from the committed results file (e.g. in a fresh clone, where runs/ is empty),
+    so that finished runs are not trained again."""
+    path = RESULTS_DIR / f"{args.name}.json"
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    if state.get("profile") != args.profile:
+        return
+    entries = {f"run__{r['env']}__{r['algo']}__seed{r['seed']}": r for r in state.get("runs", [])}
+    entries |= {f"throughput__{env}": {"env": env, **t} for env, t in state.get("throughput", {}).items()}
+    for name, entry in entries.items():
+        if not (records / f"{name}.json").is_file():
+            atomic_write(records / f"{name}.json", lambda p, entry=entry: p.write_text(json.dumps(entry, indent=2)))
+
+
 def main(args: MujocoArgs) -> None:
     records = args.work_dir / args.profile / "records"
     records.mkdir(parents=True, exist_ok=True)
+    _restore_records(records, args)
 
     def record(name: str, payload: dict[str, Any]) -> None:
         atomic_write(records / f"{name}.json", lambda p: p.write_text(json.dumps(payload, indent=2)))
