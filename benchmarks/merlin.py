@@ -329,6 +329,17 @@ def pending_runs(keys: list[RunKey], work_dir: Path, profile_name: str, force: b
     return [key for key in keys if force or not key.path(work_dir, profile_name).is_file()]
 
 
+def restore_records(previous: dict[str, Any], work_dir: Path, profile_name: str) -> None:
+    """Recreate missing run records from the committed results file (e.g. in a fresh clone, where runs/ is empty), so
+    that finished runs are not trained again."""
+    if previous.get("profile") != profile_name:
+        return
+    for record in previous.get("runs", []):
+        path = RunKey(record["task"], record["kind"], record["seed"], record["method"]).path(work_dir, profile_name)
+        if not path.is_file():
+            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+
+
 def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
     """Every finished run of the profile (whatever the filters of this invocation)."""
     return [json.loads(path.read_text()) for path in sorted((work_dir / profile_name).glob("*-*/*/seed*.json"))]
@@ -478,8 +489,10 @@ def main(args: MerlinBenchArgs) -> None:
     previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
     if previous.get("profile") not in (None, args.profile):
         raise SystemExit(f"{results_path} holds the {previous['profile']} profile; pass --name to write another file.")
+    restore_records(previous, args.work_dir, args.profile)
     datasets_record = args.work_dir / args.profile / "datasets.json"
     datasets: dict[str, Any] = json.loads(datasets_record.read_text()) if datasets_record.is_file() else {}
+    datasets = {**previous.get("datasets", {}), **datasets} if previous.get("profile") == args.profile else datasets
 
     def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         runs = load_runs(args.work_dir, args.profile)
