@@ -97,6 +97,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Samplers: per-target settings are the presets in samplers/idem.py; the budget counts gradient steps.
     "idem": {"default": {"n_timesteps": 10_000}},
+    # Data-trained sampler: per-target settings are the presets in samplers/canonical.py (gradient steps).
+    "canonical": {"default": {"n_timesteps": 20_000}},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
     # test_horizon are the reference's per-task tuning, chosen by the dataset kind in the dataset id (spec merlin §4).
     "merlin": {"default": _OFFLINE_GOAL_DEFAULT, **_MERLIN_TUNED},
@@ -129,12 +131,12 @@ def parse_value(text: str) -> Any:
 
 def constructor_keys(algo_class: type) -> set[str]:
     """Keyword arguments accepted by an algorithm's constructor, minus the ones `train.py` sets itself. Algorithms
-    configured by a dataclass (``config_class``) accept its fields."""
-    config_class = getattr(algo_class, "config_class", None)
-    if config_class is not None:
-        return {f.name for f in dataclasses.fields(config_class)}
+    configured by a dataclass (``config_class``) also accept its fields."""
     params = inspect.signature(algo_class.__init__).parameters
-    return {name for name in params if name not in {"self", "env", "seed", "device", "tensorboard_log", "_init_setup_model"}}
+    named = {name for name, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    keys = named - {"self", "env", "target", "seed", "device", "tensorboard_log", "_init_setup_model"}
+    config_class = getattr(algo_class, "config_class", None)
+    return keys | {f.name for f in dataclasses.fields(config_class)} if config_class is not None else keys
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""Learned-canonicalization diffusion against its ablations on DW-4 and LJ-13, at an equal wall-clock training budget.
+
+Every (task, mode, seed) run trains :class:`samplers.canonical.CanonicalDiffusion` in one mode (canonical, frozen,
+augmented, equivariant) on the task's training set (DW-4: the shared train split; LJ-13: the cached MALA samples of
+`samplers.boltzmann_data`) until the profile's time budget is spent (checked between gradient steps). It then draws
+the evaluation samples in chunks of 1000, every mode with the same number of integration steps, timing each chunk
+(sampling time per 1000 samples: the median chunk), and compares them with as many val rows by
+`samplers.metrics.sampler_metrics`. Each run writes ``<work_dir>/<profile>/<task>/<mode>/seed<k>.json`` when it
+finishes, so an interrupted benchmark resumes where it stopped; ``benchmarks/results/<name>.json`` is rebuilt from
+every finished run of the profile each time, with the targets (canonical quality >= equivariant, sampling >= 2x
+faster than equivariant) marked met or missed.
+
+    python -m benchmarks.canonical --threads 2                # CPU profile: 2 tasks x 4 modes x 1 seed, 5 min each
+    python -m benchmarks.canonical --profile gpu --device cuda
+    python -m benchmarks.canonical --profile tiny --name canonical_tiny --work-dir /tmp/canonical   # smoke test
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, get_args
+
+import torch
+import tyro
+
+from agents.common.io import atomic_write
+from benchmarks.common import RESULTS_DIR, write_results
+from samplers.boltzmann_data import mala_record, reference_subset, training_samples
+from samplers.canonical import CanonicalDiffusion, Mode
+from samplers.energies import Energy, make_energy
+from samplers.metrics import sampler_metrics
+
+TaskName = Literal["DW4", "LJ13"]
+TASKS: tuple[str, ...] = get_args(TaskName)
+MODES: tuple[str, ...] = get_args(Mode)
+QUALITY_METRICS = ("energy_w2", "dist_w2", "x_w2_aligned")  # lower is better; the quality target needs all three
+REPORTED_METRICS = ("energy_w2", "dist_w2", "dist_tv", "x_w2_aligned")
+SPEEDUP_TARGET = 2.0  # required equivariant / canonical sampling time
+TIMING_CHUNK = 1000  # samples per timed sampling call
+REFERENCE_SEED = 12345  # val rows: the first n_samples are compared with, the next n_samples give the metric's floor
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """Evaluation size and CanonicalConfig changes of one task (the same for every mode)."""
+
+    n_samples: int  # evaluated samples per run, and val rows compared with them
+    aligned_samples: int  # rows of each set used by the aligned W2 (one alignment per pair)
+    overrides: dict[str, Any] = field(default_factory=dict)  # CanonicalConfig fields changed from the preset
+
+
+@dataclass(frozen=True)
+class CanonicalProfile:
+    """Budget of one profile."""
+
+    train_s: float  # wall-clock training budget per run, checked between gradient steps
+    tasks: dict[str, TaskBudget]
+    rationale: str = ""
+
+
+# iDEM's EGNN sizes (width 128; 3 layers for DW-4, 5 for LJ-13) and a transformer of the same width.
+_WIDE = {"transformer_dim": 128, "transformer_layers": 4, "egnn_dim": 128, "batch_size": 512}
+_TINY = {"transformer_dim": 16, "egnn_dim": 16, "canonicalizer_dim": 8, "integration_steps": 5, "batch_size": 32}
+PROFILES: dict[str, CanonicalProfile] = {
+    "cpu": CanonicalProfile(
+        train_s=300.0,
+        tasks={"DW4": TaskBudget(2000, 300), "LJ13": TaskBudget(1000, 200)},
+        rationale="the presets (width-64 denoisers, 200 sampling steps), 5 min of training per run on 2 CPU cores; "
+        "LJ-13 is evaluated on 1000 samples since 1000 EGNN samples take about half a minute",
+    ),
+    "gpu": CanonicalProfile(
+        train_s=600.0,
+        tasks={
+            "DW4": TaskBudget(5000, 500, {**_WIDE, "egnn_layers": 3}),
+            "LJ13": TaskBudget(5000, 300, {**_WIDE, "egnn_layers": 5}),
+        },
+        rationale="width-128 denoisers (EGNN depth as iDEM's), batch 512, 10 min of training per run",
+    ),
+    "tiny": CanonicalProfile(
+        train_s=2.0,
+        tasks={"DW4": TaskBudget(64, 16, _TINY), "LJ13": TaskBudget(64, 8, _TINY)},
+        rationale="smoke test of the pipeline; the numbers mean nothing",
+    ),
+}
+
+
+@dataclass
+class CanonicalBenchArgs:
+    tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
+    """Targets."""
+    modes: list[Mode] = field(default_factory=lambda: list(MODES))
+    """Modes of CanonicalDiffusion."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds (one run per task, mode and seed)."""
+    profile: Literal["cpu", "gpu", "tiny"] = "cpu"
+    """Budget profile (see PROFILES)."""
+    device: str = "auto"
+    """Torch device."""
+    threads: int | None = None
+    """Torch CPU threads (default: torch's choice)."""
+    work_dir: Path = Path("runs/benchmarks/canonical")
+    """Run records and final models."""
+    force: bool = False
+    """Re-run selected runs that already have a record."""
+    name: str = "canonical"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+class RunKey(NamedTuple):
+    """One cell of the benchmark grid."""
+
+    task: str
+    mode: str
+    seed: int
+
+    def path(self, work_dir: Path, profile_name: str) -> Path:
+        return work_dir / profile_name / self.task / self.mode / f"seed{self.seed}.json"
+
+
+def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, aligned: int) -> dict[str, float]:
+    energy64 = copy.deepcopy(energy).cpu().double()
+    return sampler_metrics(samples.cpu().double(), reference.double(), energy_fn=energy64.energy, aligned_samples=aligned,
+                           n_particles=energy.n_particles, spatial_dim=energy.spatial_dim)  # fmt: skip
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _references(energy: Energy, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint val subsets: the one every mode is compared with, and an independent one (the metric's floor)."""
+    both = reference_subset(copy.deepcopy(energy).cpu(), 2 * n, REFERENCE_SEED)
+    return both[:n], both[n:]
+
+
+def timed_samples(model: CanonicalDiffusion, n: int, seed: int) -> tuple[torch.Tensor, list[float]]:
+    """``n`` samples drawn in chunks of `TIMING_CHUNK` (seeded per chunk) and each chunk's wall time scaled to 1000."""
+    chunks, seconds = [], []
+    for index, start in enumerate(range(0, n, TIMING_CHUNK)):
+        size = min(TIMING_CHUNK, n - start)
+        began = time.perf_counter()
+        chunks.append(model.sample(size, seed=seed * 1_000_003 + index).cpu())  # .cpu() waits for the device
+        seconds.append((time.perf_counter() - began) * 1000 / size)
+    return torch.cat(chunks), seconds
+
+
+def train_and_evaluate(key: RunKey, profile: CanonicalProfile, data: torch.Tensor, device: str) -> dict[str, Any]:
+    """Train one mode for the time budget, then sample (timed) and evaluate; returns the run's record."""
+    budget = profile.tasks[key.task]
+    model = CanonicalDiffusion(key.task, data=data, mode=key.mode, seed=key.seed, device=device, eval_freq=0,
+                               **budget.overrides)  # fmt: skip
+    began = time.perf_counter()
+    model.learn(10**9, time_limit_s=profile.train_s)
+    train_s = time.perf_counter() - began
+    reference, _ = _references(model.target, budget.n_samples)
+    samples, seconds = timed_samples(model, budget.n_samples, key.seed)
+    gen = torch.Generator().manual_seed(key.seed)
+    held_out = reference.to(model.device) / model.config.data_scale
+    t = torch.rand(len(held_out), generator=gen).to(model.device)
+    noise = torch.randn(held_out.shape, generator=gen).to(model.device)
+    with torch.no_grad():
+        val_loss, degenerate = model.denoising_loss(held_out, t, noise)
+    return {
+        **key._asdict(),
+        "config": asdict(model.config),
+        "steps": model.num_timesteps,
+        "train_s": train_s,
+        "steps_per_s": model.num_timesteps / train_s,
+        "sample_s_per_1000": statistics.median(seconds),
+        "sample_chunks_s_per_1000": seconds,
+        "integration_steps": model.config.integration_steps,
+        "denoiser_parameters": _count(model.denoiser),
+        "canonicalizer_parameters": 0 if model.canonicalizer is None else _count(model.canonicalizer),
+        "val_denoising_loss": val_loss.item(),  # fixed t and noise on the compared val rows, in the mode's own pose
+        "val_degenerate_frac": degenerate.float().mean().item(),
+        "metrics": _metrics(samples, reference, model.target, budget.aligned_samples),
+        "device": str(model.device),
+        "torch_threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def run(key: RunKey, profile_name: str, work_dir: Path, data: torch.Tensor, device: str) -> dict[str, Any]:
+    """`train_and_evaluate` and write the record where `pending_runs` looks for it."""
+    record = {**train_and_evaluate(key, PROFILES[profile_name], data, device), "profile": profile_name}
+    atomic_write(key.path(work_dir, profile_name), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    return record
+
+
+def task_baseline(task: str, profile_name: str, work_dir: Path, data: torch.Tensor) -> dict[str, Any]:
+    """Metrics of the training data and of an independent val subset against the compared val rows (cached)."""
+    path = work_dir / profile_name / task / "baseline.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    budget, energy = PROFILES[profile_name].tasks[task], make_energy(task)
+    reference, independent = _references(energy, budget.n_samples)
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: budget.n_samples]
+    record = {
+        "task": task,
+        "training_data": {"n": len(data), "source": "MALA (samplers.boltzmann_data)" if task == "LJ13" else "train split",
+                          "mala_record": mala_record(task) if task == "LJ13" else None,
+                          "metrics": _metrics(data[pick], reference, energy, budget.aligned_samples)},
+        "reference_floor": _metrics(independent, reference, energy, budget.aligned_samples),
+    }  # fmt: skip
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    return record
+
+
+def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
+    """Every finished run of the profile (whatever the filters of this invocation)."""
+    return [json.loads(path.read_text()) for path in sorted((work_dir / profile_name).glob("*/*/seed*.json"))]
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """task -> mode -> means over seeds of the reported metrics, steps and timings."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in runs:
+        groups.setdefault((record["task"], record["mode"]), []).append(record)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for (task, mode), records in sorted(groups.items(), key=lambda item: (item[0][0], MODES.index(item[0][1]))):
+        mean = lambda values: float(sum(values) / len(values))  # noqa: E731
+        summary.setdefault(task, {})[mode] = {
+            "seeds": [r["seed"] for r in records],
+            **{k: mean([r["metrics"][k] for r in records]) for k in REPORTED_METRICS},
+            **{k: mean([r[k] for r in records]) for k in ("steps", "train_s", "sample_s_per_1000", "val_denoising_loss")},
+        }
+    return summary
+
+
+def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per task: canonical <= equivariant on every quality metric, and equivariant / canonical sampling time >= 2."""
+    targets = []
+    for task, modes in summary.items():
+        canonical, equivariant = modes.get("canonical"), modes.get("equivariant")
+        if canonical is None or equivariant is None:
+            continue
+        checks = [{"metric": k, "canonical": canonical[k], "equivariant": equivariant[k],
+                   "met": canonical[k] <= equivariant[k]} for k in QUALITY_METRICS]  # fmt: skip
+        targets.append({"task": task, "target": "canonical quality >= equivariant (lower energy W2, distance W2 and "
+                        "aligned W2)", "met": all(c["met"] for c in checks), "checks": checks})  # fmt: skip
+        speedup = equivariant["sample_s_per_1000"] / canonical["sample_s_per_1000"]
+        targets.append({"task": task, "target": f"canonical sampling >= {SPEEDUP_TARGET:g}x faster than equivariant",
+                        "met": speedup >= SPEEDUP_TARGET, "speedup": speedup})  # fmt: skip
+    return targets
+
+
+def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
+    header = f"{'task':<6}{'mode':<13}" + "".join(f"{k:>14}" for k in REPORTED_METRICS)
+    print("\n" + header + f"{'val loss':>10}{'steps':>8}{'s/1000 samples':>16}")
+    for task, modes in summary.items():
+        for mode, s in modes.items():
+            values = "".join(f"{s[k]:>14.4f}" for k in REPORTED_METRICS)
+            timing = f"{s['val_denoising_loss']:>10.4f}{s['steps']:>8.0f}{s['sample_s_per_1000']:>16.2f}"
+            print(f"{task:<6}{mode:<13}{values}{timing}")
+    print()
+    for target in targets:
+        detail = f"speedup {target['speedup']:.2f}x" if "speedup" in target else ", ".join(
+            f"{c['metric']} {c['canonical']:.4f} vs {c['equivariant']:.4f}" for c in target["checks"])  # fmt: skip
+        print(f"[{'met' if target['met'] else 'missed':>6}] {target['task']}: {target['target']} ({detail})")
+
+
+def main(args: CanonicalBenchArgs) -> None:
+    profile = PROFILES[args.profile]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results_path = RESULTS_DIR / f"{args.name}.json"
+    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if previous.get("profile") not in (None, args.profile):
+        raise SystemExit(f"{results_path} holds the {previous['profile']} profile; pass --name to write another file.")
+    grid = [RunKey(*cell) for cell in itertools.product(args.tasks, args.modes, args.seeds)]
+    pending = [key for key in grid if args.force or not key.path(args.work_dir, args.profile).is_file()]
+    print(f"{len(grid) - len(pending)} of {len(grid)} selected runs already finished; running {len(pending)} "
+          f"(about {len(pending) * profile.train_s / 60:.0f} min of training).", flush=True)  # fmt: skip
+
+    def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        runs = load_runs(args.work_dir, args.profile)
+        baselines = {path.parent.name: json.loads(path.read_text())
+                     for path in sorted((args.work_dir / args.profile).glob("*/baseline.json"))}  # fmt: skip
+        summary = summarize(runs)
+        targets = check_targets(summary)
+        write_results(args.name, {"profile": args.profile, "profile_config": asdict(profile),
+                                  "config": {**asdict(args), "work_dir": str(args.work_dir)}, "baselines": baselines,
+                                  "summary": summary, "targets": targets, "runs": runs})  # fmt: skip
+        return summary, targets
+
+    for task in args.tasks:
+        data = training_samples(task)
+        task_baseline(task, args.profile, args.work_dir, data)
+        for key in (key for key in pending if key.task == task):
+            record = run(key, args.profile, args.work_dir, data, args.device)
+            save_summary()
+            metrics = record["metrics"]
+            print(f"{task} {key.mode} seed {key.seed}: {record['steps']} steps in {record['train_s']:.0f} s; energy_w2 "
+                  f"{metrics['energy_w2']:.3f}, dist_w2 {metrics['dist_w2']:.4f}, x_w2_aligned "
+                  f"{metrics.get('x_w2_aligned', math.nan):.4f}; {record['sample_s_per_1000']:.2f} s per 1000 samples",
+                  flush=True)  # fmt: skip
+    print_table(*save_summary())
+    print(f"wrote {results_path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(CanonicalBenchArgs))
