@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -51,11 +50,11 @@ from equivariant.egnn import EGNNScore
 from equivariant.geometry import as_particles, remove_com
 from samplers.boltzmann_data import centred_samples, load_samples, random_symmetry, reference_subset, training_samples
 from samplers.energies import ENERGIES, Energy, make_energy
-from samplers.idem import _rng_state, _seed_everything, _set_rng_state
 from samplers.integrators import euler_maruyama
 from samplers.metrics import sampler_metrics
 from samplers.networks import SinusoidalEmbedding, check_score_inputs
 from samplers.schedules import CosineVPSchedule
+from samplers.training import evaluate_and_log, rng_state, seed_everything, set_rng_state
 
 Mode = Literal["canonical", "frozen", "equivariant", "augmented"]
 CANONICALIZED_MODES = ("canonical", "frozen")
@@ -213,7 +212,7 @@ class CanonicalDiffusion:
             raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, got {config.mode!r}")
         self.seed = seed
         if seed is not None:
-            _seed_everything(seed)
+            seed_everything(seed)
         self.device = get_device(device)
         self.target = energy.to(self.device)
         self.n_particles, self.spatial_dim = energy.n_particles, energy.spatial_dim
@@ -390,26 +389,11 @@ class CanonicalDiffusion:
                 self.logger.record("time/fps", (step - start_step) / max(time.perf_counter() - start_time, 1e-9))
                 self.logger.dump(step)
             if cfg.eval_freq and not self._reference_missing and (step % cfg.eval_freq == 0 or step == end):
-                self._evaluate_and_log(step, checkpoint_dir)
+                evaluate_and_log(self, step, checkpoint_dir, "energy_w2")
             if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
                 self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
         bar.close()
         return self
-
-    def _evaluate_and_log(self, step: int, checkpoint_dir: str | Path | None) -> None:
-        try:
-            metrics = self.evaluate()
-        except FileNotFoundError as error:  # no val split on this machine: train on, without evaluations
-            self._reference_missing = True
-            warnings.warn(f"CanonicalDiffusion evaluation disabled: {error}", stacklevel=2)
-            return
-        for key, value in metrics.items():
-            self.logger.record(f"eval/{key}", value)
-        self.logger.dump(step)
-        if metrics["energy_w2"] < self.best_metrics.get("energy_w2", math.inf):
-            self.best_metrics = {**metrics, "step": float(step)}
-            if checkpoint_dir is not None:
-                self.save(Path(checkpoint_dir) / "best.pt")
 
     # ----------------------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -425,7 +409,7 @@ class CanonicalDiffusion:
             "optimizer": self.optimizer.state_dict(),
             "num_timesteps": self.num_timesteps,
             "best_metrics": self.best_metrics,
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
         return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -444,7 +428,7 @@ class CanonicalDiffusion:
         model.num_timesteps = state["num_timesteps"]
         model.best_metrics = state["best_metrics"]
         model.seed = state["seed"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return model
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -36,6 +34,7 @@ from samplers.integrators import euler_maruyama
 from samplers.metrics import sampler_metrics
 from samplers.networks import TimeMLPScore
 from samplers.schedules import GeometricVESchedule
+from samplers.training import evaluate_and_log, rng_state, seed_everything, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ class IDEM:
         self.config = replace(base, **hyperparams)
         self.seed = seed
         if seed is not None:
-            _seed_everything(seed)
+            seed_everything(seed)
         self.device = get_device(device)
         self.target = energy.to(self.device)
         self.energy = (ScaledEnergy(energy, self.config.data_scale) if self.config.data_scale != 1.0 else energy).to(
@@ -349,27 +348,11 @@ class IDEM:
                 self.logger.record("time/energy_evaluations", self.energy_evaluations)
                 self.logger.dump(step)
             if cfg.eval_freq and not self._reference_missing and (step % cfg.eval_freq == 0 or step == end):
-                self._evaluate_and_log(step, checkpoint_dir)
+                evaluate_and_log(self, step, checkpoint_dir, "energy_w2" if self.is_particle_system else "x_w2_unaligned")
             if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
                 self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
         bar.close()
         return self
-
-    def _evaluate_and_log(self, step: int, checkpoint_dir: str | Path | None) -> None:
-        try:
-            metrics = self.evaluate()
-        except FileNotFoundError as error:  # no reference samples on this machine: train on, without evaluations
-            self._reference_missing = True
-            warnings.warn(f"iDEM evaluation disabled: {error}", stacklevel=2)
-            return
-        for key, value in metrics.items():
-            self.logger.record(f"eval/{key}", value)
-        self.logger.dump(step)
-        key = "energy_w2" if self.is_particle_system else "x_w2_unaligned"
-        if key in metrics and metrics[key] < self.best_metrics.get(key, math.inf):
-            self.best_metrics = {**metrics, "step": float(step)}
-            if checkpoint_dir is not None:
-                self.save(Path(checkpoint_dir) / "best.pt")
 
     # ----------------------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -386,7 +369,7 @@ class IDEM:
             "num_timesteps": self.num_timesteps,
             "energy_evaluations": self.energy_evaluations,
             "best_metrics": self.best_metrics,
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
         return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -408,31 +391,8 @@ class IDEM:
         model.energy_evaluations = state["energy_evaluations"]
         model.best_metrics = state["best_metrics"]
         model.seed = state["seed"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return model
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 __all__ = ["IDEM", "IDEM_PRESETS", "IDEMConfig", "SampleBuffer", "ScaledEnergy"]
