@@ -47,6 +47,14 @@ Task = Literal["PointReach", "PointRooms", "ReacherGoal", "FetchReach", "FetchPu
 Kind = Literal["expert", "random"]
 
 
+def _absolute_datasets_root() -> None:
+    """Make a relative ``MINARI_DATASETS_PATH`` absolute: Minari 0.5.4 joins a relative root twice when it opens a
+    dataset (``root/id/data/root/id/data/main_data.hdf5``)."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root and not os.path.isabs(root):
+        os.environ["MINARI_DATASETS_PATH"] = os.path.abspath(root)
+
+
 def task_name(env: str) -> str:
     """Short name (``FetchReach``) of one of `GOAL_TASKS`, given by short name or Gymnasium id."""
     env_id = resolve_env_id(env)
@@ -160,6 +168,7 @@ def build_dataset(
     :param force: Replace an existing dataset of the same id instead of failing
     :param expert: Noise of the expert (default `ExpertConfig()`); ignored for random data
     """
+    _absolute_datasets_root()
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}.")
     name, env_id, expert = task_name(env), resolve_env_id(env), expert or ExpertConfig()
@@ -232,6 +241,7 @@ def check_spaces(dataset: minari.MinariDataset, env: gym.Env) -> None:
 
 def open_dataset(dataset: str) -> minari.MinariDataset:
     """Open a local Minari dataset by full id or by our short form, with a clear message when it is missing."""
+    _absolute_datasets_root()
     identifier = full_dataset_id(dataset)
     try:
         return minari.load_dataset(identifier)
@@ -280,6 +290,7 @@ def load_goal_dataset(dataset: str, env: gym.Env | None = None) -> GoalDataset:
 
 def list_goal_datasets() -> dict[str, dict[str, Any]]:
     """Metadata of every local Minari dataset whose observations have the goal keys, by id."""
+    _absolute_datasets_root()
     goal_datasets = {}
     for identifier, metadata in minari.list_local_datasets().items():
         obs_space = deserialize_space(metadata["observation_space"]) if "observation_space" in metadata else None

@@ -163,3 +163,11 @@ def test_cli_builds_and_lists(capsys):
     output = capsys.readouterr().out
     assert "Wrote diffusion-baselines/pointreach-random-v0 (2 episodes)" in output
     assert "diffusion-baselines/pointreach-random-v0" in output.split("Datasets root:")[1] and "uniform-random" in output
+
+
+def test_relative_datasets_root_works(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "relative/minari")
+    build_dataset("PointReach", "random", episodes=2, seed=0)
+    data = load_goal_dataset("pointreach-random-v0")
+    assert data.n_episodes == 2 and (tmp_path / "relative" / "minari").is_dir()
