@@ -7,6 +7,7 @@ import pytest
 from gymnasium import spaces
 from minari.data_collector import EpisodeBuffer
 
+from benchmarks.experts import success_rate
 from envs import make_env
 from envs.datasets import BuildArgs, ListArgs, build_dataset, dataset_id, load_goal_dataset, main
 from envs.experts import ExpertConfig
@@ -171,3 +172,9 @@ def test_relative_datasets_root_works(tmp_path, monkeypatch):
     build_dataset("PointReach", "random", episodes=2, seed=0)
     data = load_goal_dataset("pointreach-random-v0")
     assert data.n_episodes == 2 and (tmp_path / "relative" / "minari").is_dir()
+
+
+def test_expert_benchmark_counts_final_step_success():
+    clean = ExpertConfig(noise_std=0.0, epsilon=0.0)
+    assert success_rate("PointReach", "expert", 5, 0, clean) == 1.0
+    assert success_rate("PointRooms", "random", 5, 0, None) < 0.5
