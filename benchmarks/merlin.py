@@ -182,8 +182,8 @@ def default_dataset_folder(work_dir: Path, episodes: int) -> Path:
 
 def use_project_folders(work_dir: Path, profile: MerlinProfile) -> None:
     """Point Minari and the synthetic-data cache into ``work_dir`` unless the user set their variables."""
-    os.environ.setdefault("MINARI_DATASETS_PATH", str(default_dataset_folder(work_dir, profile.dataset_episodes).resolve()))
-    os.environ.setdefault("DIFFUSION_BASELINES_CACHE", str((work_dir / "cache").resolve()))
+    os.environ.setdefault("MINARI_DATASETS_PATH", str(default_dataset_folder(work_dir, profile.dataset_episodes)))
+    os.environ.setdefault("DIFFUSION_BASELINES_CACHE", str(work_dir / "cache"))
 
 
 def prepare_dataset(task: str, kind: str, episodes: int) -> tuple[GoalDataset, dict[str, Any]]:
