@@ -233,6 +233,23 @@ def test_gcsl_ignores_the_horizon_and_merlin_uses_it():
         assert policy.use_horizon is uses and th.equal(short, long) is not uses
 
 
+def test_set_test_horizon_changes_actions_and_survives_save_load(tmp_path):
+    env = point_env()
+    model = Merlin("MultiInputPolicy", env, dataset=point_dataset(n_episodes=10), seed=0, device="cpu", policy_kwargs=SMALL)
+    obs = {key: value[None] for key, value in PointReachEnv().reset(seed=0)[0].items()}
+    at_one = model.predict(obs, deterministic=True)[0]
+    model.set_test_horizon(30)
+    assert model.test_horizon == model.policy.test_horizon == 30
+    assert not np.array_equal(model.predict(obs, deterministic=True)[0], at_one)
+    model.save(tmp_path / "merlin.zip")
+    assert Merlin.load(tmp_path / "merlin.zip", env=env, device="cpu").policy.test_horizon == 30
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="positive integer"):
+            model.set_test_horizon(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="use_horizon=False"):
+        GCSL("MultiInputPolicy", env, dataset=point_dataset(n_episodes=10), device="cpu").set_test_horizon(5)
+
+
 def test_wgcsl_weights_bounded_and_favour_positive_advantages():
     advantages = th.linspace(-5, 5, 101)
     offsets = th.randint(0, 50, (101,)).float()

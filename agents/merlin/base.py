@@ -167,6 +167,15 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
             **self.policy_kwargs,
         ).to(self.device)
 
+    def set_test_horizon(self, horizon: int) -> None:
+        """Change the horizon fed to the policy when acting. The horizon is an input of the trained network, so one model
+        can be evaluated at several horizons (Merlin is sensitive to it, spec merlin §12) without retraining."""
+        if not self.use_horizon:
+            raise ValueError(f"{type(self).__name__} was built with use_horizon=False: it has no horizon input to set.")
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"The test horizon must be a positive integer number of steps, got {horizon!r}.")
+        self.test_horizon = self.policy.test_horizon = int(horizon)
+
     # --- data -----------------------------------------------------------------------------------------------------
 
     def _load_dataset(self) -> GoalDataset:

@@ -1,0 +1,203 @@
+"""Merlin's sensitivity to ``her_ratio`` and the test horizon (spec merlin §4; reviewers' criticism, §12).
+
+For each (task, dataset kind, her_ratio, seed) Merlin (reverse play) trains for the profile's gradient steps on the same
+datasets as `benchmarks.merlin`; the final model is then evaluated at every test horizon on fresh episodes
+(`set_test_horizon`: the horizon is a network input, so one trained model serves every horizon). The default seeds are
+disjoint from the main benchmark's, so settings chosen here are not selected on the numbers they are judged by.
+Each run writes ``<work_dir>/<profile>/sensitivity/<task>-<kind>/her<r>/seed<k>.json`` (resumable); the summary
+``benchmarks/results/merlin_sensitivity.json`` is rewritten from every finished run of the profile.
+
+    python -m benchmarks.merlin_sensitivity                       # CPU profile, 4 tasks x 2 kinds x 4 her_ratios
+    python -m benchmarks.merlin_sensitivity --tasks PointRooms --kinds expert --her-ratios 0.2 1.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import tyro
+from stable_baselines3.common.env_util import make_vec_env
+
+from agents.common.io import atomic_write
+from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.merlin import Merlin, evaluate_goal_policy
+from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.merlin import (
+    EVAL_ENVS,
+    FINAL_EVAL_SEED_OFFSET,
+    PROFILES,
+    TASKS,
+    KindName,
+    MerlinProfile,
+    TaskName,
+    prepare_dataset,
+    use_project_folders,
+)
+from envs.datasets import KINDS
+from envs.goal_dataset import GoalDataset
+from envs.registry import make_env, resolve_env_id
+
+
+@dataclass
+class SensitivityArgs:
+    """Merlin at every (her_ratio, test horizon) pair on the offline goal-reaching datasets (resumable, run by run)."""
+
+    tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
+    """Goal tasks."""
+    kinds: list[KindName] = field(default_factory=lambda: list(KINDS))
+    """Dataset kinds."""
+    her_ratios: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.5, 1.0])
+    """Relabelling probabilities (one trained model each)."""
+    horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    """Test horizons every trained model is evaluated at."""
+    seeds: list[int] = field(default_factory=lambda: [100])
+    """Seeds of the algorithm (disjoint from benchmarks.merlin's 0-2; the datasets always use seed 0)."""
+    profile: Literal["cpu", "gpu", "tiny"] = "cpu"
+    """Budget of benchmarks.merlin (gradient steps, final-evaluation episodes, dataset size)."""
+    threads: int = 1
+    """Torch CPU threads."""
+    device: str = "auto"
+    """Torch device (auto: CUDA when available)."""
+    work_dir: Path = Path("runs/benchmarks/merlin")
+    """Shared with benchmarks.merlin: its datasets are reused; records go under <work_dir>/<profile>/sensitivity/."""
+    name: str | None = None
+    """Summary file: benchmarks/results/<name>.json (default: merlin_sensitivity, or merlin_sensitivity_<profile>)."""
+
+
+def record_path(work_dir: Path, profile: str, task: str, kind: str, her_ratio: float, seed: int) -> Path:
+    return work_dir / profile / "sensitivity" / f"{task}-{kind}" / f"her{her_ratio:g}" / f"seed{seed}.json"
+
+
+def model_value(value: Any, kind: str) -> Any:
+    """A per-kind table entry (``{"expert": ..., "random": ...}``) resolved for ``kind``; plain values pass through."""
+    return value[kind] if isinstance(value, dict) else value
+
+
+def train_and_sweep(
+    task: str, kind: str, her_ratio: float, seed: int, horizons: list[int], profile: MerlinProfile, dataset: GoalDataset,
+    device: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Train Merlin with ``her_ratio`` (every other setting as the main benchmark's), then evaluate it at each horizon."""
+    env_id = resolve_env_id(task)
+    make = partial(make_env, env_id)
+    hyperparams = {k: v for k, v in default_hyperparams("merlin", env_id).items() if k not in RUN_KEYS}
+    tuned_horizon = hyperparams.pop("test_horizon")
+    tuned_her = hyperparams.pop("her_ratio")
+    model = Merlin("MultiInputPolicy", make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, her_ratio=her_ratio,
+                   seed=seed, device=device, **hyperparams)  # fmt: skip
+    start = time.perf_counter()
+    model.learn(profile.steps)
+    train_s = time.perf_counter() - start
+    by_horizon: dict[str, dict[str, float]] = {}
+    for horizon in horizons:
+        model.set_test_horizon(horizon)
+        env = make_vec_env(make, n_envs=min(EVAL_ENVS, profile.final_episodes), seed=seed + FINAL_EVAL_SEED_OFFSET)
+        by_horizon[str(horizon)] = evaluate_goal_policy(model, env, profile.final_episodes)
+        env.close()
+    model.get_env().close()
+    return {
+        "task": task,
+        "kind": kind,
+        "her_ratio": her_ratio,
+        "seed": seed,
+        "dataset_id": dataset.dataset_id,
+        "tuned": {"her_ratio": model_value(tuned_her, kind), "test_horizon": model_value(tuned_horizon, kind)},
+        "steps": model.num_timesteps,
+        "train_s": train_s,
+        "final_episodes": profile.final_episodes,
+        "by_horizon": by_horizon,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def restore_records(results: Path, work_dir: Path, profile: str) -> None:
+    """Recreate missing run records from the committed results file (a fresh clone has an empty runs/)."""
+    previous = json.loads(results.read_text()) if results.is_file() else {}
+    if previous.get("profile") != profile:
+        return
+    for record in previous.get("runs", []):
+        path = record_path(work_dir, profile, record["task"], record["kind"], record["her_ratio"], record["seed"])
+        if not path.is_file():
+            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """summary[task-kind]: the tuned setting, mean ± std over seeds of every metric per (her_ratio, horizon), and the
+    (her_ratio, horizon) with the highest mean discounted return."""
+    summary: dict[str, dict[str, Any]] = {}
+    for (task, kind), cell in itertools.groupby(sorted(runs, key=lambda r: (r["task"], r["kind"])),
+                                                key=lambda r: (r["task"], r["kind"])):  # fmt: skip
+        cell_runs = list(cell)
+        grid: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        for her_ratio in sorted({r["her_ratio"] for r in cell_runs}):
+            chosen = [r for r in cell_runs if r["her_ratio"] == her_ratio]
+            horizons = sorted(set.intersection(*(set(r["by_horizon"]) for r in chosen)), key=int)
+            grid[f"{her_ratio:g}"] = {
+                horizon: {
+                    metric: {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+                    for metric in chosen[0]["by_horizon"][horizon]
+                    for values in [[r["by_horizon"][horizon][metric] for r in chosen]]
+                }
+                for horizon in horizons
+            }
+        best = max(((her, horizon) for her, row in grid.items() for horizon in row),
+                   key=lambda pair: grid[pair[0]][pair[1]]["discounted_return"]["mean"])  # fmt: skip
+        summary[f"{task}-{kind}"] = {"task": task, "kind": kind, "tuned": cell_runs[0]["tuned"], "grid": grid,
+                                     "best": {"her_ratio": float(best[0]), "test_horizon": int(best[1])}}  # fmt: skip
+    return summary
+
+
+def print_table(summary: dict[str, dict[str, Any]]) -> None:
+    """Per task and kind: discounted return (success rate) for every her_ratio (rows) and horizon (columns)."""
+    for cell, entry in summary.items():
+        horizons = sorted({h for row in entry["grid"].values() for h in row}, key=int)
+        tuned, best = entry["tuned"], entry["best"]
+        print(f"\n{cell} (reference tuning: her_ratio {tuned['her_ratio']}, test_horizon {tuned['test_horizon']}; "
+              f"best here: her_ratio {best['her_ratio']:g}, test_horizon {best['test_horizon']})")  # fmt: skip
+        print(f"{'her_ratio':>10}" + "".join(f"{'h=' + h:>16}" for h in horizons))
+        for her, row in entry["grid"].items():
+            cells = [f"{row[h]['discounted_return']['mean']:.1f} ({row[h]['success_rate']['mean']:.2f})" if h in row else "-"
+                     for h in horizons]  # fmt: skip
+            print(f"{her:>10}" + "".join(f"{c:>16}" for c in cells))
+
+
+def main(args: SensitivityArgs) -> None:
+    profile = PROFILES[args.profile]
+    name = args.name or ("merlin_sensitivity" if args.profile == "cpu" else f"merlin_sensitivity_{args.profile}")
+    torch.set_num_threads(args.threads)
+    use_project_folders(args.work_dir, profile)
+    restore_records(RESULTS_DIR / f"{name}.json", args.work_dir, args.profile)
+    start = time.perf_counter()
+    for task, kind in itertools.product(args.tasks, args.kinds):
+        pending = [(her, seed) for her, seed in itertools.product(args.her_ratios, args.seeds)
+                   if not record_path(args.work_dir, args.profile, task, kind, her, seed).is_file()]  # fmt: skip
+        if not pending:
+            continue
+        dataset, _ = prepare_dataset(task, kind, profile.dataset_episodes)
+        for her_ratio, seed in pending:
+            record = train_and_sweep(task, kind, her_ratio, seed, args.horizons, profile, dataset, args.device)
+            path = record_path(args.work_dir, args.profile, task, kind, her_ratio, seed)
+            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+            returns = ", ".join(f"h={h}: {m['discounted_return']:.1f}" for h, m in record["by_horizon"].items())
+            print(f"{task}-{kind} her_ratio {her_ratio:g} seed {seed}: {returns}; train {record['train_s']:.1f} s; "
+                  f"{time.perf_counter() - start:.0f} s elapsed", flush=True)  # fmt: skip
+    records = sorted((args.work_dir / args.profile / "sensitivity").glob("*/her*/seed*.json"))
+    runs = [json.loads(path.read_text()) for path in records]
+    summary = summarize(runs)
+    print_table(summary)
+    path = write_results(name, {"profile": args.profile, "profile_config": asdict(profile),
+                                "config": {**asdict(args), "work_dir": str(args.work_dir)}, "summary": summary,
+                                "runs": runs})  # fmt: skip
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(SensitivityArgs))

@@ -1,0 +1,50 @@
+"""benchmarks/merlin_sensitivity.py: a tiny sweep end to end (records, resuming, restoring) and the summary's best cell."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import merlin_sensitivity
+from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_path, summarize
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    monkeypatch.setenv("DIFFUSION_BASELINES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(merlin_sensitivity, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr("benchmarks.common.RESULTS_DIR", tmp_path / "results")
+    return tmp_path
+
+
+def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders):
+    args = SensitivityArgs(tasks=["PointReach"], kinds=["expert"], her_ratios=[0.0, 1.0], horizons=[1, 7], profile="tiny",
+                           device="cpu", work_dir=folders / "work")  # fmt: skip
+    main(args)
+    result = json.loads((folders / "results" / "merlin_sensitivity_tiny.json").read_text())
+    assert len(result["runs"]) == 2 and all(set(r["by_horizon"]) == {"1", "7"} for r in result["runs"])
+    assert result["runs"][0]["tuned"] == {"her_ratio": 1.0, "test_horizon": 1}  # spec merlin §4, PointReach expert
+    cell = result["summary"]["PointReach-expert"]
+    assert set(cell["grid"]) == {"0", "1"} and set(cell["grid"]["1"]) == {"1", "7"}
+
+    path = record_path(folders / "work", "tiny", "PointReach", "expert", 1.0, 100)
+    stamp = path.stat().st_mtime_ns
+    path.unlink()  # lost (a fresh clone): restored from the results file, not trained again
+    main(args)
+    assert path.is_file() and json.loads(path.read_text()) == result["runs"][1]
+    assert path.stat().st_mtime_ns != stamp
+
+
+def test_summary_picks_the_best_mean_discounted_return():
+    def record(her: float, seed: int, returns: dict[str, float]) -> dict:
+        metrics = {h: {"discounted_return": r, "success_rate": r / 40} for h, r in returns.items()}
+        return {"task": "PointRooms", "kind": "expert", "her_ratio": her, "seed": seed, "by_horizon": metrics,
+                "tuned": {"her_ratio": 0.2, "test_horizon": 1}}  # fmt: skip
+
+    runs = [record(0.2, 0, {"1": 10, "20": 12}), record(0.2, 1, {"1": 12, "20": 20}), record(1.0, 0, {"1": 15, "20": 14}),
+            record(1.0, 1, {"1": 15, "20": 14})]  # fmt: skip
+    cell = summarize(runs)["PointRooms-expert"]
+    assert cell["grid"]["0.2"]["20"]["discounted_return"] == {"mean": 16.0, "std": 4.0, "n": 2}
+    assert cell["best"] == {"her_ratio": 0.2, "test_horizon": 20}
