@@ -267,6 +267,73 @@ def merlin(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merlin_sensitivity(result: dict[str, Any]) -> str:
+    config, profile = result["config"], result["profile_config"]
+    lines = [
+        "## Merlin: sensitivity to her_ratio and the test horizon",
+        "",
+        f"`python -m benchmarks.merlin_sensitivity --profile {result['profile']} --threads {config['threads']}` (resumable).",
+        "",
+        f"Machine: {_machine(result)}. Merlin (reverse play) trained for {profile['steps']} gradient steps per her_ratio "
+        f"on the Merlin benchmark's datasets, seed(s) {', '.join(map(str, config['seeds']))} (disjoint from the "
+        f"benchmark's), each final model evaluated on {profile['final_episodes']} fresh episodes at every test horizon. "
+        "Cells: discounted return (success rate); **bold**: the reference's tuned setting (spec merlin §4); "
+        "the best cell of each table is marked with \\*.",
+    ]
+    for cell, entry in result["summary"].items():
+        horizons = sorted({h for row in entry["grid"].values() for h in row}, key=int)
+        tuned, best = entry["tuned"], entry["best"]
+        lines += ["", f"**{cell}**", "", "| her_ratio | " + " | ".join(f"h = {h}" for h in horizons) + " |",
+                  "|---|" + "---|" * len(horizons)]  # fmt: skip
+        for her, row in entry["grid"].items():
+            cells = []
+            for h in horizons:
+                if h not in row:
+                    cells.append("-")
+                    continue
+                text = f"{row[h]['discounted_return']['mean']:.1f} ({row[h]['success_rate']['mean']:.2f})"
+                if float(her) == tuned["her_ratio"] and int(h) == tuned["test_horizon"]:
+                    text = f"**{text}**"
+                if float(her) == best["her_ratio"] and int(h) == best["test_horizon"]:
+                    text += " \\*"
+                cells.append(text)
+            lines.append(f"| {her} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def merlin_rooms(result: dict[str, Any]) -> str:
+    config, profile = result["config"], result["profile_config"]
+    relations = ("same", "adjacent", "opposite")
+    lines = [
+        "## Merlin vs GCSL on PointRooms, by the rooms of start and goal",
+        "",
+        f"`python -m benchmarks.merlin_rooms --kind {config['kind']} --seeds {' '.join(map(str, config['seeds']))}` "
+        f"(profile {result['profile']}).",
+        "",
+        f"Machine: {_machine(result)}. `{result['dataset']['id']}`, {profile['steps']} gradient steps, the same "
+        f"{config['episodes']} evaluation episodes per seed for every row; success rate (episodes) by whether the goal "
+        "is in the start's room, an adjacent room or the opposite room. Merlin uses the reference's tuning and is "
+        "evaluated at fixed test horizons and at h = steps left.",
+        "",
+        "| method | test horizon | all | " + " | ".join(relations) + " |",
+        "|---|---|---|" + "---|" * len(relations),
+    ]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in result["runs"]:
+        horizon = "-" if run["test_horizon"] is None else str(run["test_horizon"])
+        groups.setdefault((run["method"], horizon), []).append(run)
+    for (method, horizon), runs in groups.items():
+        cells = []
+        for key in relations:
+            measured = [r[key] for r in runs if r[key]["success"] is not None]
+            total = sum(m["episodes"] for m in measured)
+            rate = sum(m["success"] * m["episodes"] for m in measured) / total if total else float("nan")
+            cells.append(f"{rate:.2f} ({total})")
+        overall = float(np.mean([r["success"] for r in runs]))
+        lines.append(f"| {method} | {horizon} | {overall:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def egnn_throughput(result: dict[str, Any]) -> str:
     config = result["config"]
     lines = [
@@ -480,6 +547,8 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
     "merlin": merlin,
+    "merlin_sensitivity": merlin_sensitivity,
+    "merlin_rooms": merlin_rooms,
     "canonical": canonical,
     "equivariant": equivariant,
     "equivariant_gpu": equivariant,

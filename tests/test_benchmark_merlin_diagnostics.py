@@ -1,12 +1,13 @@
-"""benchmarks/merlin_sensitivity.py: a tiny sweep end to end (records, resuming, restoring) and the summary's best cell."""
+"""benchmarks/merlin_sensitivity.py (a tiny sweep end to end, resuming, the summary) and benchmarks/merlin_rooms.py."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from benchmarks import merlin_sensitivity
+from benchmarks import merlin_rooms, merlin_sensitivity
 from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_path, summarize
 
 
@@ -48,3 +49,15 @@ def test_summary_picks_the_best_mean_discounted_return():
     cell = summarize(runs)["PointRooms-expert"]
     assert cell["grid"]["0.2"]["20"]["discounted_return"] == {"mean": 16.0, "std": 4.0, "n": 2}
     assert cell["best"] == {"her_ratio": 0.2, "test_horizon": 20}
+
+
+def test_room_relations_and_a_tiny_breakdown(folders):
+    point = {"same": (np.array([1.0, 1.0]), np.array([3.0, 0.5])), "adjacent": (np.array([1.0, 1.0]), np.array([-2.0, 3.0])),
+             "opposite": (np.array([1.0, -1.0]), np.array([-0.5, 0.5]))}  # fmt: skip
+    assert {key: merlin_rooms.relation(*pair) for key, pair in point.items()} == {key: key for key in point}
+    merlin_rooms.main(merlin_rooms.RoomsArgs(episodes=6, horizons=[1, "steps_left"], profile="tiny", device="cpu",
+                                             work_dir=folders / "work", name="rooms_tiny"))  # fmt: skip
+    runs = json.loads((folders / "results" / "rooms_tiny.json").read_text())["runs"]
+    assert [(r["method"], r["test_horizon"]) for r in runs] == [("GCSL", None), ("Merlin", 1), ("Merlin", "steps_left")]
+    for r in runs:
+        assert sum(r[key]["episodes"] for key in merlin_rooms.RELATIONS) == 6 and 0.0 <= r["success"] <= 1.0

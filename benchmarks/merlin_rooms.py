@@ -1,0 +1,124 @@
+"""Where Merlin loses to GCSL on PointRooms: final-step success by the rooms of the start and of the goal.
+
+Merlin (reference tuning) and GCSL train as in `benchmarks.merlin` (same datasets, profile and hyperparameters); both
+are then rolled out on the same episodes, which are grouped by whether the goal lies in the start's room, in an
+adjacent room (one doorway away) or in the opposite room (two doorways). Merlin is evaluated at several test
+horizons (`set_test_horizon`), fixed and "steps left" (h_t = T − t), to separate the cost of the horizon input from
+the choice of test horizon. Writes ``benchmarks/results/merlin_rooms.json``.
+
+    python -m benchmarks.merlin_rooms                      # CPU profile, expert data, seed 100, 300 episodes
+    python -m benchmarks.merlin_rooms --kind random --seeds 100 101
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import tyro
+
+from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.merlin import GCSL, Merlin
+from agents.merlin.base import OfflineGoalAlgorithm
+from benchmarks.common import write_results
+from benchmarks.merlin import FINAL_EVAL_SEED_OFFSET, PROFILES, KindName, prepare_dataset, use_project_folders
+from envs.registry import make_env
+
+ENV_ID = "PointRooms-v0"
+RELATIONS = ("same", "adjacent", "opposite")
+
+
+@dataclass
+class RoomsArgs:
+    kind: KindName = "expert"
+    """Dataset kind."""
+    seeds: list[int] = field(default_factory=lambda: [100])
+    """Seeds of the algorithms (the dataset always uses seed 0)."""
+    episodes: int = 300
+    """Evaluation episodes per seed (the same episodes for every method and horizon)."""
+    horizons: list[int | Literal["steps_left"]] = field(default_factory=lambda: [1, 20, 50, "steps_left"])
+    """Merlin's test horizons: fixed values and/or "steps_left" (T − t at step t)."""
+    profile: Literal["cpu", "gpu", "tiny"] = "cpu"
+    """Budget of benchmarks.merlin (gradient steps, dataset size)."""
+    threads: int = 1
+    """Torch CPU threads."""
+    device: str = "auto"
+    """Torch device."""
+    work_dir: Path = Path("runs/benchmarks/merlin")
+    """benchmarks.merlin's folder, whose datasets are reused (built there when missing)."""
+    name: str = "merlin_rooms"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+def room(position: np.ndarray) -> int:
+    """Quadrant index 0-3 of a point (the walls lie on x = 0 and y = 0)."""
+    return int(position[0] > 0) * 2 + int(position[1] > 0)
+
+
+def relation(start: np.ndarray, goal: np.ndarray) -> str:
+    """The goal's room relative to the start's: same, adjacent (one wall between them) or opposite (two doorways)."""
+    different_axes = bin(room(start) ^ room(goal)).count("1")
+    return RELATIONS[different_axes]
+
+
+def success_by_relation(model: OfflineGoalAlgorithm, seed: int, episodes: int, horizon: int | str | None) -> dict[str, Any]:
+    """Roll out ``episodes`` deterministic episodes (seeds seed + offset + k); success rate and count per relation."""
+    env = make_env(ENV_ID)
+    steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 50
+    outcomes: dict[str, list[float]] = {key: [] for key in RELATIONS}
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + FINAL_EVAL_SEED_OFFSET + k)
+        start, goal = obs["achieved_goal"].copy(), obs["desired_goal"].copy()
+        info: dict[str, Any] = {}
+        for t in range(steps):
+            if horizon is not None:
+                model.set_test_horizon(steps - t if horizon == "steps_left" else int(horizon))
+            obs, _, terminated, truncated, info = env.step(model.predict(obs, deterministic=True)[0])
+            if terminated or truncated:
+                break
+        outcomes[relation(start, goal)].append(float(info["is_success"]))
+    env.close()
+    return {
+        "success": float(np.mean([v for values in outcomes.values() for v in values])),
+        **{key: {"success": float(np.mean(v)) if v else None, "episodes": len(v)} for key, v in outcomes.items()},
+    }
+
+
+def main(args: RoomsArgs) -> None:
+    profile = PROFILES[args.profile]
+    torch.set_num_threads(args.threads)
+    use_project_folders(args.work_dir, profile)
+    dataset, info = prepare_dataset("PointRooms", args.kind, profile.dataset_episodes)
+    runs = []
+    for seed in args.seeds:
+        for name, algo_class in (("GCSL", GCSL), ("Merlin", Merlin)):
+            table = default_hyperparams(name.lower(), ENV_ID)
+            hyperparams = {key: value for key, value in table.items() if key not in RUN_KEYS}
+            model = algo_class(table["policy"], make_env(ENV_ID), dataset=dataset, seed=seed, device=args.device,
+                               **hyperparams)  # fmt: skip
+            start = time.perf_counter()
+            model.learn(profile.steps)
+            train_s = time.perf_counter() - start
+            settings: list[int | str | None] = [None] if name == "GCSL" else list(args.horizons)
+            for horizon in settings:
+                result = success_by_relation(model, seed, args.episodes, horizon)
+                runs.append({"method": name, "seed": seed, "test_horizon": horizon, "train_s": train_s,
+                             "her_ratio": model.her_ratio, **result})  # fmt: skip
+                cells = "  ".join(
+                    f"{key} {result[key]['success']:.2f}" for key in RELATIONS if result[key]["success"] is not None
+                )
+                label = name if horizon is None else f"{name} h={horizon}"
+                print(f"seed {seed} {label:<22} success {result['success']:.2f}  ({cells})", flush=True)
+    config = {**asdict(args), "work_dir": str(args.work_dir)}
+    payload = {"config": config, "profile": args.profile, "profile_config": asdict(profile),
+               "dataset": {"id": dataset.dataset_id, **info}, "runs": runs}  # fmt: skip
+    path = write_results(args.name, payload)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(RoomsArgs))
