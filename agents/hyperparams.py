@@ -49,13 +49,15 @@ def _by_kind(expert: float, random: float) -> dict[str, float]:
     return {"expert": expert, "random": random}
 
 
-#: Merlin's tuned values per task (expert / random datasets), hard-coded in the reference's train_offline.py.
+#: Merlin's tuned values per task (expert / random datasets), hard-coded in the reference's train_offline.py, except
+#: ReacherGoal-expert: the reference's (0.2, 5) was tuned on Reacher-v2 and WGCSL's data; on ours her_ratio 1.0 with
+#: test horizon 10 returns 19-20 against 14-15 on both tuning seeds (benchmarks/merlin_sensitivity.py, docs/merlin.md).
 _MERLIN_TUNED: dict[str, dict[str, Any]] = {
     env_id: {"her_ratio": _by_kind(*her), "test_horizon": _by_kind(*horizon)}
     for env_id, her, horizon in [
         ("PointReach-v0", (1.0, 1.0), (1, 1)),
         ("PointRooms-v0", (0.2, 1.0), (1, 1)),
-        ("ReacherGoal-v0", (0.2, 1.0), (5, 5)),
+        ("ReacherGoal-v0", (1.0, 1.0), (10, 5)),
         ("FetchReach-v4", (1.0, 1.0), (1, 1)),
         ("FetchPush-v4", (0.0, 0.2), (20, 20)),
         ("FetchPickAndPlace-v4", (0.0, 0.5), (10, 50)),

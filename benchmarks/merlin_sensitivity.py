@@ -160,7 +160,7 @@ def print_table(summary: dict[str, dict[str, Any]]) -> None:
     for cell, entry in summary.items():
         horizons = sorted({h for row in entry["grid"].values() for h in row}, key=int)
         tuned, best = entry["tuned"], entry["best"]
-        print(f"\n{cell} (reference tuning: her_ratio {tuned['her_ratio']}, test_horizon {tuned['test_horizon']}; "
+        print(f"\n{cell} (default when run: her_ratio {tuned['her_ratio']}, test_horizon {tuned['test_horizon']}; "
               f"best here: her_ratio {best['her_ratio']:g}, test_horizon {best['test_horizon']})")  # fmt: skip
         print(f"{'her_ratio':>10}" + "".join(f"{'h=' + h:>16}" for h in horizons))
         for her, row in entry["grid"].items():

@@ -277,7 +277,7 @@ def merlin_sensitivity(result: dict[str, Any]) -> str:
         f"Machine: {_machine(result)}. Merlin (reverse play) trained for {profile['steps']} gradient steps per her_ratio "
         f"on the Merlin benchmark's datasets, seed(s) {', '.join(map(str, config['seeds']))} (disjoint from the "
         f"benchmark's), each final model evaluated on {profile['final_episodes']} fresh episodes at every test horizon. "
-        "Cells: discounted return (success rate); **bold**: the reference's tuned setting (spec merlin §4); "
+        "Cells: discounted return (success rate); **bold**: the library's default when the sweep ran; "
         "the best cell of each table is marked with \\*.",
     ]
     for cell, entry in result["summary"].items():
