@@ -260,6 +260,18 @@ def load_records(records: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(records.glob("*.json"))]
 
 
+def restore_records(results: Path, records: Path, profile: str) -> None:
+    """Recreate missing run records from the committed results file (a fresh clone has an empty runs/), so that finished
+    runs are not trained again."""
+    previous = json.loads(results.read_text()) if results.is_file() else {}
+    if previous.get("profile") != profile:
+        return
+    for run in previous.get("runs", []):
+        path = records / f"{RunKey(run['algo'], run['variant'], run['seed']).stem}.json"
+        if not path.is_file():
+            atomic_write(path, lambda p, run=run: p.write_text(json.dumps(run, indent=2)))
+
+
 def results_name(args: EquivariantBenchArgs) -> str:
     return args.name or ("equivariant" if args.profile == "cpu" else f"equivariant_{args.profile}")
 
@@ -304,6 +316,7 @@ def main(args: EquivariantBenchArgs) -> None:
     root = args.work_dir / args.profile
     records = root / "records"
     records.mkdir(parents=True, exist_ok=True)
+    restore_records(RESULTS_DIR / f"{results_name(args)}.json", records, args.profile)
     keys = [RunKey(a, v, s) for s in args.seeds for a in args.algos for v in args.variants if supported(a, v)]
     skipped = sorted({f"{a}/{v}" for a in args.algos for v in args.variants if not supported(a, v)})
     if skipped:

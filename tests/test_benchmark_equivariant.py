@@ -17,6 +17,7 @@ from equivariant.egnn import EGNN
 
 def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(equivariant, "RESULTS_DIR", tmp_path / "results")
     args = EquivariantBenchArgs(profile="smoke", seeds=[0], work_dir=tmp_path / "work", name="equivariant_test")
     equivariant.main(args)
     records = sorted(path.name for path in (tmp_path / "work" / "smoke" / "records").iterdir())
@@ -38,6 +39,10 @@ def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch)
 
     monkeypatch.setattr(equivariant, "train_run", must_not_train)
     equivariant.main(args)  # every record exists: only the results are rebuilt
+    for path in (tmp_path / "work" / "smoke" / "records").iterdir():
+        path.unlink()  # a fresh clone: the records come back from the committed results file
+    equivariant.main(args)
+    assert json.loads((tmp_path / "results" / "equivariant_test.json").read_text())["runs"] == result["runs"]
 
 
 def test_sample_efficiency_on_known_curves():
