@@ -93,8 +93,9 @@ PROFILES: dict[str, EquivariantProfile] = {
         1_000,
         256,
         EGNNConfig(),
-        "sac x 3 variants x 3 seeds in ~85-100 min on one core: measured 42-47 env steps/s for the MLP and 4-5 for "
-        "the EGNN variants at width 32 (a run takes ~2 min and ~14-17 min), so 5k steps (100 episodes) per run",
+        "5k steps (100 episodes) per run, so that sac x 3 variants and dqs x 2 variants, 3 seeds each, fit in about "
+        "an hour and a half on two loaded cores: measured ~12 env steps/s for SAC and DQS on EGNN features at width "
+        "32 and ~22 for DQS's MLP, 1 thread, three processes on two cores",
     ),
     "gpu": EquivariantProfile(
         200_000, 5_000, 20, 1_000, 256, EGNNConfig(), "a long comparison (4000 episodes per run) on an accelerator"
