@@ -8,8 +8,10 @@ looking at the geometry). Per mesh: random anisotropic axis scaling, Gaussian ve
 
 Protocol: train on canonical poses; report accuracy on held-out canonical meshes, on held-out meshes under a random
 rotation (SO(3)) and under a random rotation or reflection (O(3)), both with a random translation, and on the training
-meshes themselves under a random O(3) pose. Every model gets the same invariant vertex input ‖x_i − x̄‖ (the MLP:
-centred coordinates) and the same epochs, batch size and learning rate.
+meshes themselves under a random O(3) pose. A reflected mesh keeps its face order, so its faces turn inside-out: for
+EMNN-se3, whose face normals are pseudo-vectors, the O(3) columns measure sensitivity to that orientation bit. All five
+primitives are mirror-symmetric, so no class depends on chirality. Every model gets the same invariant vertex input
+‖x_i − x̄‖ (the MLP: centred coordinates) and the same epochs, batch size and learning rate.
 
     python -m benchmarks.emnn_meshes                            # CPU profile, seeds 0 1 2, 1 thread: ~2-3 min
     python -m benchmarks.emnn_meshes --profile smoke --seeds 0  # seconds: checks that the script runs
@@ -306,7 +308,7 @@ def print_table(summary: dict[str, dict[str, list[float]]]) -> None:
         cells = []
         for key in EVAL_SETS:
             values = runs[key]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            spread = statistics.pstdev(values)  # as the report (np.std)
             cells.append(f"{statistics.mean(values):>13.3f} ± {spread:.3f}")
         print(f"{method:<15}" + "".join(cells) + f"{statistics.mean(runs['train_time_s']):>10.1f}")
 

@@ -235,7 +235,9 @@ class EMNN(nn.Module):
         vectors: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``h`` (N, in_node_dim), ``pos`` (N, 3), ``edges`` (2, E) in both directions, ``faces`` (3, F), ``batch`` (N,)
-        (None: one mesh), ``vectors`` (N, 3, in_vectors) extra true or pseudo vectors → (N, out_node_dim), (N, 3)."""
+        (None: one mesh), ``vectors`` (N, 3, in_vectors) extra vectors → (N, out_node_dim), (N, 3). With
+        ``orientation="o3"`` pass true vectors only: a pseudo-vector (e.g. `vertex_normals`) flips under reflections
+        and breaks O(3) equivariance; "se3" accepts both."""
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise ValueError(f"pos must have shape (N, 3), got {tuple(pos.shape)}")
         if h.shape != (pos.shape[0], self.in_node_dim):
