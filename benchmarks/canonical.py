@@ -153,14 +153,19 @@ def timed_samples(model: CanonicalDiffusion, n: int, seed: int) -> tuple[torch.T
     return torch.cat(chunks), seconds
 
 
-def train_and_evaluate(key: RunKey, profile: CanonicalProfile, data: torch.Tensor, device: str) -> dict[str, Any]:
-    """Train one mode for the time budget, then sample (timed) and evaluate; returns the run's record."""
+def train_and_evaluate(
+    key: RunKey, profile: CanonicalProfile, data: torch.Tensor, device: str, model_path: Path | None = None
+) -> dict[str, Any]:
+    """Train one mode for the time budget, save it to ``model_path`` (if given), then sample (timed) and evaluate;
+    returns the run's record."""
     budget = profile.tasks[key.task]
     model = CanonicalDiffusion(key.task, data=data, mode=key.mode, seed=key.seed, device=device, eval_freq=0,
                                **budget.overrides)  # fmt: skip
     began = time.perf_counter()
     model.learn(10**9, time_limit_s=profile.train_s)
     train_s = time.perf_counter() - began
+    if model_path is not None:
+        model.save(model_path)
     reference, _ = _references(model.target, budget.n_samples)
     samples, seconds = timed_samples(model, budget.n_samples, key.seed)
     gen = torch.Generator().manual_seed(key.seed)
@@ -185,12 +190,14 @@ def train_and_evaluate(key: RunKey, profile: CanonicalProfile, data: torch.Tenso
         "metrics": _metrics(samples, reference, model.target, budget.aligned_samples),
         "device": str(model.device),
         "torch_threads": torch.get_num_threads(),
+        "model_path": None if model_path is None else str(model_path),  # CanonicalDiffusion.load(...) to resample
     }  # fmt: skip
 
 
 def run(key: RunKey, profile_name: str, work_dir: Path, data: torch.Tensor, device: str) -> dict[str, Any]:
     """`train_and_evaluate` and write the record where `pending_runs` looks for it."""
-    record = {**train_and_evaluate(key, PROFILES[profile_name], data, device), "profile": profile_name}
+    model_path = key.path(work_dir, profile_name).with_suffix(".pt")
+    record = {**train_and_evaluate(key, PROFILES[profile_name], data, device, model_path), "profile": profile_name}
     atomic_write(key.path(work_dir, profile_name), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return record
 

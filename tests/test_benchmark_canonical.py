@@ -24,6 +24,8 @@ def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypat
     canonical.main(args)
     result = json.loads((tmp_path / "results" / "canonical_test.json").read_text())
     assert sorted(r["mode"] for r in result["runs"]) == sorted(canonical.MODES)
+    first = result["runs"][0]
+    assert canonical.CanonicalDiffusion.load(first["model_path"]).num_timesteps == first["steps"]  # saved for resampling
     timing = result["sampling_interleaved"]["DW4"]
     rounds = canonical.PROFILES["tiny"].timing_rounds
     assert set(timing["s_per_1000"]) == set(canonical.MODES)
