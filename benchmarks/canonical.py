@@ -4,11 +4,13 @@ Every (task, mode, seed) run trains :class:`samplers.canonical.CanonicalDiffusio
 augmented, equivariant) on the task's training set (DW-4: the shared train split; LJ-13: the cached MALA samples of
 `samplers.boltzmann_data`) until the profile's time budget is spent (checked between gradient steps). It then draws
 the evaluation samples in chunks of 1000, every mode with the same number of integration steps, timing each chunk
-(sampling time per 1000 samples: the median chunk), and compares them with as many val rows by
-`samplers.metrics.sampler_metrics`. Each run writes ``<work_dir>/<profile>/<task>/<mode>/seed<k>.json`` when it
-finishes, so an interrupted benchmark resumes where it stopped; ``benchmarks/results/<name>.json`` is rebuilt from
-every finished run of the profile each time, with the targets (canonical quality >= equivariant, sampling >= 2x
-faster than equivariant) marked met or missed.
+(the run's sampling time per 1000 samples: the median chunk), and compares them with as many val rows by
+`samplers.metrics.sampler_metrics`. Each run saves its model and writes ``<work_dir>/<profile>/<task>/<mode>/seed<k>``
+``.pt``/``.json`` when it finishes, so an interrupted benchmark resumes where it stopped. When every mode of a task has
+finished, `interleaved_sampling_times` times all modes again side by side (the speed target uses that measurement).
+``benchmarks/results/<name>.json`` is rebuilt from every finished run of the profile each time, with the targets
+(canonical quality >= equivariant, sampling >= 2x faster than equivariant) marked met or missed; in a fresh clone the
+records are restored from it.
 
     python -m benchmarks.canonical --threads 2                # CPU profile: 2 tasks x 4 modes x 1 seed, 5 min each
     python -m benchmarks.canonical --profile gpu --device cuda
@@ -29,9 +31,10 @@ from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 import tyro
+from stable_baselines3.common.utils import get_device
 
 from agents.common.io import atomic_write
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
 from samplers.canonical import CanonicalDiffusion, Mode
 from samplers.energies import Energy, make_energy
@@ -229,7 +232,7 @@ def task_timing(task: str, profile_name: str, work_dir: Path, data: torch.Tensor
     times = interleaved_sampling_times(task, profile, data, device)
     record = {"task": task, "rounds": profile.timing_rounds, "samples_per_call": profile.tasks[task].timing_samples,
               "s_per_1000": times, "median_s_per_1000": {mode: statistics.median(v) for mode, v in times.items()},
-              "device": device, "torch_threads": torch.get_num_threads()}  # fmt: skip
+              "device": str(get_device(device)), "torch_threads": torch.get_num_threads()}  # fmt: skip
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return record
 
@@ -254,17 +257,11 @@ def task_baseline(task: str, profile_name: str, work_dir: Path, data: torch.Tens
 
 
 def restore_records(previous: dict[str, Any], work_dir: Path, profile_name: str) -> None:
-    """Recreate missing run, baseline and timing records from the committed results file (a fresh clone has an empty
-    runs/), so that finished work is not done again."""
-    if previous.get("profile") != profile_name:
-        return
+    """Recreate missing run, baseline and timing records from the committed results file (`restore_missing`)."""
     files = [(RunKey(r["task"], r["mode"], r["seed"]).path(work_dir, profile_name), r) for r in previous.get("runs", [])]
-    for name in ("baseline", "sampling_interleaved"):
-        key = "baselines" if name == "baseline" else name
+    for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved")):
         files += [(work_dir / profile_name / task / f"{name}.json", record) for task, record in previous.get(key, {}).items()]
-    for path, record in files:
-        if not path.is_file():
-            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+    restore_missing(files)
 
 
 def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
@@ -279,11 +276,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         groups.setdefault((record["task"], record["mode"]), []).append(record)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for (task, mode), records in sorted(groups.items(), key=lambda item: (item[0][0], MODES.index(item[0][1]))):
-        mean = lambda values: float(sum(values) / len(values))  # noqa: E731
         summary.setdefault(task, {})[mode] = {
             "seeds": [r["seed"] for r in records],
-            **{k: mean([r["metrics"][k] for r in records]) for k in REPORTED_METRICS},
-            **{k: mean([r[k] for r in records]) for k in ("steps", "train_s", "sample_s_per_1000", "val_denoising_loss")},
+            **{k: statistics.fmean(r["metrics"][k] for r in records) for k in REPORTED_METRICS},
+            **{
+                k: statistics.fmean(r[k] for r in records)
+                for k in ("steps", "train_s", "sample_s_per_1000", "val_denoising_loss")
+            },
         }
     return summary
 
@@ -331,10 +330,7 @@ def main(args: CanonicalBenchArgs) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     results_path = RESULTS_DIR / f"{args.name}.json"
-    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if previous.get("profile") not in (None, args.profile):
-        raise SystemExit(f"{results_path} holds the {previous['profile']} profile; pass --name to write another file.")
-    restore_records(previous, args.work_dir, args.profile)
+    restore_records(previous_results(results_path, args.profile, asdict(profile)), args.work_dir, args.profile)
     grid = [RunKey(*cell) for cell in itertools.product(args.tasks, args.modes, args.seeds)]
     pending = [key for key in grid if args.force or not key.path(args.work_dir, args.profile).is_file()]
     print(f"{len(grid) - len(pending)} of {len(grid)} selected runs already finished; running {len(pending)} "
@@ -342,8 +338,11 @@ def main(args: CanonicalBenchArgs) -> None:
 
     def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         runs = load_runs(args.work_dir, args.profile)
-        per_task = lambda name: {path.parent.name: json.loads(path.read_text())  # noqa: E731
-                                 for path in sorted((args.work_dir / args.profile).glob(f"*/{name}.json"))}  # fmt: skip
+
+        def per_task(name: str) -> dict[str, Any]:
+            return {path.parent.name: json.loads(path.read_text())
+                    for path in sorted((args.work_dir / args.profile).glob(f"*/{name}.json"))}  # fmt: skip
+
         baselines, timings = per_task("baseline"), per_task("sampling_interleaved")
         summary = summarize(runs)
         targets = check_targets(summary, timings)

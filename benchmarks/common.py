@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,35 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
         **payload,
     }
     return atomic_write(RESULTS_DIR / f"{name}.json", lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def _settings(profile_config: dict[str, Any]) -> dict[str, Any]:
+    """A profile's settings as stored in JSON (tuples become lists), without its free-text rationale."""
+    return {k: v for k, v in json.loads(json.dumps(profile_config)).items() if k != "rationale"}
+
+
+def previous_results(path: Path, profile: str, profile_config: dict[str, Any]) -> dict[str, Any]:
+    """The results file at ``path`` (``{}`` if there is none), whose run records a resumed benchmark may restore.
+
+    Raises SystemExit when it holds another profile or the same profile with other settings (its ``rationale`` text
+    aside): resuming would mix budgets, and rewriting it would lose those results."""
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    if not previous:
+        return {}
+    if previous.get("profile") != profile or _settings(previous.get("profile_config", {})) != _settings(profile_config):
+        raise SystemExit(
+            f"{path} holds results of the {previous.get('profile')!r} profile with other settings than this run's "
+            f"{profile!r}; pass --name to write another file (or move that one away)."
+        )
+    return previous
+
+
+def restore_missing(files: Iterable[tuple[Path, Any]]) -> int:
+    """Write each (path, record) whose path does not exist, atomically, as JSON: finished runs of a committed results
+    file come back in a fresh clone (runs/ is not versioned) instead of being trained again. Returns how many."""
+    restored = 0
+    for path, record in files:
+        if not path.is_file():
+            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+            restored += 1
+    return restored

@@ -54,7 +54,7 @@ from stable_baselines3.common.logger import Logger
 from agents.common.io import atomic_save, atomic_write
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.registry import get_algo
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
 from envs.registry import make_env
 from equivariant.extractors import EGNNConfig, EGNNExtractor, EquivariantSACPolicy, SetLayout
 
@@ -261,18 +261,6 @@ def load_records(records: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(records.glob("*.json"))]
 
 
-def restore_records(results: Path, records: Path, profile: str) -> None:
-    """Recreate missing run records from the committed results file (a fresh clone has an empty runs/), so that finished
-    runs are not trained again."""
-    previous = json.loads(results.read_text()) if results.is_file() else {}
-    if previous.get("profile") != profile:
-        return
-    for run in previous.get("runs", []):
-        path = records / f"{RunKey(run['algo'], run['variant'], run['seed']).stem}.json"
-        if not path.is_file():
-            atomic_write(path, lambda p, run=run: p.write_text(json.dumps(run, indent=2)))
-
-
 def results_name(args: EquivariantBenchArgs) -> str:
     return args.name or ("equivariant" if args.profile == "cpu" else f"equivariant_{args.profile}")
 
@@ -317,7 +305,8 @@ def main(args: EquivariantBenchArgs) -> None:
     root = args.work_dir / args.profile
     records = root / "records"
     records.mkdir(parents=True, exist_ok=True)
-    restore_records(RESULTS_DIR / f"{results_name(args)}.json", records, args.profile)
+    previous = previous_results(RESULTS_DIR / f"{results_name(args)}.json", args.profile, asdict(profile))
+    restore_missing((records / f"{RunKey(r['algo'], r['variant'], r['seed']).stem}.json", r) for r in previous.get("runs", []))
     keys = [RunKey(a, v, s) for s in args.seeds for a in args.algos for v in args.variants if supported(a, v)]
     skipped = sorted({f"{a}/{v}" for a in args.algos for v in args.variants if not supported(a, v)})
     if skipped:

@@ -38,7 +38,7 @@ from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id
@@ -51,6 +51,12 @@ DATASET_SEED = 0  # seed of every dataset (fixed: the seeds of the runs vary the
 EVAL_ENVS = 10  # env copies stepped together during evaluation (fewer policy calls; same episode distribution)
 TRAIN_EVAL_SEED_OFFSET = 10_000  # the evaluation envs during training are seeded with seed + this
 FINAL_EVAL_SEED_OFFSET = 20_000  # those of the final evaluation with seed + this (fresh episodes)
+
+
+def disjoint_eval_seed(seed: int) -> int:
+    """First env seed of a run's final evaluation in the diagnostics (merlin_sensitivity, merlin_rooms): spaced 1000
+    apart, so different run seeds never share episodes (the grid's seed + FINAL_EVAL_SEED_OFFSET does, see NOTES)."""
+    return 100_000 + 1_000 * seed
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,9 @@ NOTES = (
     "Final-model metrics are a separate evaluation on fresh episodes; best-checkpoint metrics are those of the "
     "training-time evaluation with the highest discounted return (selection on evaluation episodes, spec merlin §5).",
     f"Evaluations step {EVAL_ENVS} env copies in lockstep (batched policy calls); the distribution of episodes is unchanged.",
+    f"The evaluation envs of seed k are seeded k + {FINAL_EVAL_SEED_OFFSET} + i (i < {EVAL_ENVS}), so consecutive seeds "
+    "share most evaluation episodes: methods are compared on the same episodes (paired), and the std over seeds "
+    "reflects training variance more than episode sampling.",
 )
 
 
@@ -330,14 +339,9 @@ def pending_runs(keys: list[RunKey], work_dir: Path, profile_name: str, force: b
 
 
 def restore_records(previous: dict[str, Any], work_dir: Path, profile_name: str) -> None:
-    """Recreate missing run records from the committed results file (e.g. in a fresh clone, where runs/ is empty), so
-    that finished runs are not trained again."""
-    if previous.get("profile") != profile_name:
-        return
-    for record in previous.get("runs", []):
-        path = RunKey(record["task"], record["kind"], record["seed"], record["method"]).path(work_dir, profile_name)
-        if not path.is_file():
-            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
+    """Recreate missing run records from the committed results file (see `benchmarks.common.restore_missing`)."""
+    restore_missing((RunKey(r["task"], r["kind"], r["seed"], r["method"]).path(work_dir, profile_name), r)
+                    for r in previous.get("runs", []))  # fmt: skip
 
 
 def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
@@ -486,13 +490,11 @@ def main(args: MerlinBenchArgs) -> None:
     torch.set_num_threads(args.threads)
     use_project_folders(args.work_dir, profile)
     results_path = RESULTS_DIR / f"{name}.json"
-    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if previous.get("profile") not in (None, args.profile):
-        raise SystemExit(f"{results_path} holds the {previous['profile']} profile; pass --name to write another file.")
+    previous = previous_results(results_path, args.profile, asdict(profile))
     restore_records(previous, args.work_dir, args.profile)
     datasets_record = args.work_dir / args.profile / "datasets.json"
     datasets: dict[str, Any] = json.loads(datasets_record.read_text()) if datasets_record.is_file() else {}
-    datasets = {**previous.get("datasets", {}), **datasets} if previous.get("profile") == args.profile else datasets
+    datasets = {**previous.get("datasets", {}), **datasets}
 
     def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         runs = load_runs(args.work_dir, args.profile)

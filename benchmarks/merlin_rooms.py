@@ -25,7 +25,7 @@ from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.merlin import GCSL, Merlin
 from agents.merlin.base import OfflineGoalAlgorithm
 from benchmarks.common import write_results
-from benchmarks.merlin import FINAL_EVAL_SEED_OFFSET, PROFILES, KindName, prepare_dataset, use_project_folders
+from benchmarks.merlin import PROFILES, KindName, disjoint_eval_seed, prepare_dataset, use_project_folders
 from envs.registry import make_env
 
 ENV_ID = "PointRooms-v0"
@@ -50,8 +50,9 @@ class RoomsArgs:
     """Torch device."""
     work_dir: Path = Path("runs/benchmarks/merlin")
     """benchmarks.merlin's folder, whose datasets are reused (built there when missing)."""
-    name: str = "merlin_rooms"
-    """Results file: benchmarks/results/<name>.json."""
+    name: str | None = None
+    """Results file: benchmarks/results/<name>.json; default merlin_rooms, suffixed by the kind and profile when they
+    are not expert and cpu."""
 
 
 def room(position: np.ndarray) -> int:
@@ -66,12 +67,13 @@ def relation(start: np.ndarray, goal: np.ndarray) -> str:
 
 
 def success_by_relation(model: OfflineGoalAlgorithm, seed: int, episodes: int, horizon: int | str | None) -> dict[str, Any]:
-    """Roll out ``episodes`` deterministic episodes (seeds seed + offset + k); success rate and count per relation."""
+    """Roll out ``episodes`` deterministic episodes (env seeds ``disjoint_eval_seed(seed) + k``, shared by every method
+    and horizon of the seed); success rate and count per relation."""
     env = make_env(ENV_ID)
     steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 50
     outcomes: dict[str, list[float]] = {key: [] for key in RELATIONS}
     for k in range(episodes):
-        obs, _ = env.reset(seed=seed + FINAL_EVAL_SEED_OFFSET + k)
+        obs, _ = env.reset(seed=disjoint_eval_seed(seed) + k)
         start, goal = obs["achieved_goal"].copy(), obs["desired_goal"].copy()
         info: dict[str, Any] = {}
         for t in range(steps):
@@ -116,7 +118,8 @@ def main(args: RoomsArgs) -> None:
     config = {**asdict(args), "work_dir": str(args.work_dir)}
     payload = {"config": config, "profile": args.profile, "profile_config": asdict(profile),
                "dataset": {"id": dataset.dataset_id, **info}, "runs": runs}  # fmt: skip
-    path = write_results(args.name, payload)
+    suffixes = [value for value, default in ((args.kind, "expert"), (args.profile, "cpu")) if value != default]
+    path = write_results(args.name or "_".join(["merlin_rooms", *suffixes]), payload)
     print(f"wrote {path}")
 
 

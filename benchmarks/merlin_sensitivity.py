@@ -29,15 +29,16 @@ from stable_baselines3.common.env_util import make_vec_env
 from agents.common.io import atomic_write
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.merlin import Merlin, evaluate_goal_policy
-from benchmarks.common import RESULTS_DIR, write_results
+from agents.merlin.merlin import value_for_dataset
+from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
 from benchmarks.merlin import (
     EVAL_ENVS,
-    FINAL_EVAL_SEED_OFFSET,
     PROFILES,
     TASKS,
     KindName,
     MerlinProfile,
     TaskName,
+    disjoint_eval_seed,
     prepare_dataset,
     use_project_folders,
 )
@@ -58,8 +59,9 @@ class SensitivityArgs:
     """Relabelling probabilities (one trained model each)."""
     horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
     """Test horizons every trained model is evaluated at."""
-    seeds: list[int] = field(default_factory=lambda: [100])
-    """Seeds of the algorithm (disjoint from benchmarks.merlin's 0-2; the datasets always use seed 0)."""
+    seeds: list[int] = field(default_factory=lambda: [100, 101])
+    """Seeds of the algorithm (disjoint from benchmarks.merlin's 0-2, evaluated on their own episodes; the datasets
+    always use seed 0)."""
     profile: Literal["cpu", "gpu", "tiny"] = "cpu"
     """Budget of benchmarks.merlin (gradient steps, final-evaluation episodes, dataset size)."""
     threads: int = 1
@@ -73,12 +75,13 @@ class SensitivityArgs:
 
 
 def record_path(work_dir: Path, profile: str, task: str, kind: str, her_ratio: float, seed: int) -> Path:
+    """Where the record of one (task, kind, her_ratio, seed) run lives."""
     return work_dir / profile / "sensitivity" / f"{task}-{kind}" / f"her{her_ratio:g}" / f"seed{seed}.json"
 
 
-def model_value(value: Any, kind: str) -> Any:
-    """A per-kind table entry (``{"expert": ..., "random": ...}``) resolved for ``kind``; plain values pass through."""
-    return value[kind] if isinstance(value, dict) else value
+def has_horizons(path: Path, horizons: list[int]) -> bool:
+    """Whether the record at ``path`` exists and holds every requested horizon (else the run is trained again)."""
+    return path.is_file() and {str(h) for h in horizons} <= set(json.loads(path.read_text())["by_horizon"])
 
 
 def train_and_sweep(
@@ -89,8 +92,9 @@ def train_and_sweep(
     env_id = resolve_env_id(task)
     make = partial(make_env, env_id)
     hyperparams = {k: v for k, v in default_hyperparams("merlin", env_id).items() if k not in RUN_KEYS}
-    tuned_horizon = hyperparams.pop("test_horizon")
-    tuned_her = hyperparams.pop("her_ratio")
+    default = {
+        name: value_for_dataset(hyperparams.pop(name), dataset.dataset_id, name) for name in ("her_ratio", "test_horizon")
+    }
     model = Merlin("MultiInputPolicy", make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, her_ratio=her_ratio,
                    seed=seed, device=device, **hyperparams)  # fmt: skip
     start = time.perf_counter()
@@ -99,7 +103,7 @@ def train_and_sweep(
     by_horizon: dict[str, dict[str, float]] = {}
     for horizon in horizons:
         model.set_test_horizon(horizon)
-        env = make_vec_env(make, n_envs=min(EVAL_ENVS, profile.final_episodes), seed=seed + FINAL_EVAL_SEED_OFFSET)
+        env = make_vec_env(make, n_envs=min(EVAL_ENVS, profile.final_episodes), seed=disjoint_eval_seed(seed))
         by_horizon[str(horizon)] = evaluate_goal_policy(model, env, profile.final_episodes)
         env.close()
     model.get_env().close()
@@ -109,24 +113,13 @@ def train_and_sweep(
         "her_ratio": her_ratio,
         "seed": seed,
         "dataset_id": dataset.dataset_id,
-        "tuned": {"her_ratio": model_value(tuned_her, kind), "test_horizon": model_value(tuned_horizon, kind)},
+        "tuned": default,  # the library's setting for this task and kind when the run was made
         "steps": model.num_timesteps,
         "train_s": train_s,
         "final_episodes": profile.final_episodes,
         "by_horizon": by_horizon,
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def restore_records(results: Path, work_dir: Path, profile: str) -> None:
-    """Recreate missing run records from the committed results file (a fresh clone has an empty runs/)."""
-    previous = json.loads(results.read_text()) if results.is_file() else {}
-    if previous.get("profile") != profile:
-        return
-    for record in previous.get("runs", []):
-        path = record_path(work_dir, profile, record["task"], record["kind"], record["her_ratio"], record["seed"])
-        if not path.is_file():
-            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -174,11 +167,14 @@ def main(args: SensitivityArgs) -> None:
     name = args.name or ("merlin_sensitivity" if args.profile == "cpu" else f"merlin_sensitivity_{args.profile}")
     torch.set_num_threads(args.threads)
     use_project_folders(args.work_dir, profile)
-    restore_records(RESULTS_DIR / f"{name}.json", args.work_dir, args.profile)
+    previous = previous_results(RESULTS_DIR / f"{name}.json", args.profile, asdict(profile))
+    restore_missing((record_path(args.work_dir, args.profile, r["task"], r["kind"], r["her_ratio"], r["seed"]), r)
+                    for r in previous.get("runs", []))  # fmt: skip
     start = time.perf_counter()
     for task, kind in itertools.product(args.tasks, args.kinds):
+        path = partial(record_path, args.work_dir, args.profile, task, kind)
         pending = [(her, seed) for her, seed in itertools.product(args.her_ratios, args.seeds)
-                   if not record_path(args.work_dir, args.profile, task, kind, her, seed).is_file()]  # fmt: skip
+                   if not has_horizons(path(her, seed), args.horizons)]  # fmt: skip
         if not pending:
             continue
         dataset, _ = prepare_dataset(task, kind, profile.dataset_episodes)

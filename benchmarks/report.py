@@ -275,15 +275,17 @@ def merlin_sensitivity(result: dict[str, Any]) -> str:
         f"`python -m benchmarks.merlin_sensitivity --profile {result['profile']} --threads {config['threads']}` (resumable).",
         "",
         f"Machine: {_machine(result)}. Merlin (reverse play) trained for {profile['steps']} gradient steps per her_ratio "
-        f"on the Merlin benchmark's datasets, seed(s) {', '.join(map(str, config['seeds']))} (disjoint from the "
-        f"benchmark's), each final model evaluated on {profile['final_episodes']} fresh episodes at every test horizon. "
+        f"on the Merlin benchmark's datasets, seeds {', '.join(map(str, sorted({r['seed'] for r in result['runs']})))} "
+        f"(disjoint from the benchmark's; each seed with its own episodes), each final model evaluated on "
+        f"{profile['final_episodes']} fresh episodes at every test horizon; means over the seeds (n per table). "
         "Cells: discounted return (success rate); **bold**: the library's default when the sweep ran; "
         "the best cell of each table is marked with \\*.",
     ]
     for cell, entry in result["summary"].items():
         horizons = sorted({h for row in entry["grid"].values() for h in row}, key=int)
         tuned, best = entry["tuned"], entry["best"]
-        lines += ["", f"**{cell}**", "", "| her_ratio | " + " | ".join(f"h = {h}" for h in horizons) + " |",
+        n = min(stats["discounted_return"]["n"] for row in entry["grid"].values() for stats in row.values())
+        lines += ["", f"**{cell}** (n = {n})", "", "| her_ratio | " + " | ".join(f"h = {h}" for h in horizons) + " |",
                   "|---|" + "---|" * len(horizons)]  # fmt: skip
         for her, row in entry["grid"].items():
             cells = []

@@ -20,9 +20,9 @@ def folders(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders):
-    args = SensitivityArgs(tasks=["PointReach"], kinds=["expert"], her_ratios=[0.0, 1.0], horizons=[1, 7], profile="tiny",
-                           device="cpu", work_dir=folders / "work")  # fmt: skip
+def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch):
+    args = SensitivityArgs(tasks=["PointReach"], kinds=["expert"], her_ratios=[0.0, 1.0], horizons=[1, 7], seeds=[100],
+                           profile="tiny", device="cpu", work_dir=folders / "work")  # fmt: skip
     main(args)
     result = json.loads((folders / "results" / "merlin_sensitivity_tiny.json").read_text())
     assert len(result["runs"]) == 2 and all(set(r["by_horizon"]) == {"1", "7"} for r in result["runs"])
@@ -31,11 +31,16 @@ def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders):
     assert set(cell["grid"]) == {"0", "1"} and set(cell["grid"]["1"]) == {"1", "7"}
 
     path = record_path(folders / "work", "tiny", "PointReach", "expert", 1.0, 100)
-    stamp = path.stat().st_mtime_ns
     path.unlink()  # lost (a fresh clone): restored from the results file, not trained again
+
+    def must_not_train(*_args, **_kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(merlin_sensitivity, "train_and_sweep", must_not_train)
     main(args)
     assert path.is_file() and json.loads(path.read_text()) == result["runs"][1]
-    assert path.stat().st_mtime_ns != stamp
+    with pytest.raises(AssertionError, match="trained again"):  # a horizon the record lacks makes the run pending
+        main(SensitivityArgs(**{**vars(args), "horizons": [1, 3]}))
 
 
 def test_summary_picks_the_best_mean_discounted_return():
