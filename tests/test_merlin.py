@@ -20,7 +20,12 @@ from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, ReverseModelCon
 from agents.merlin.baselines import AdvantageQueue, wgcsl_weights
 from agents.merlin.noise import balanced_episodes, make_noise_config, synthesize
 from agents.merlin.relabel import HindsightRelabeler
-from agents.merlin.reverse_model import generate_reverse_model_data
+from agents.merlin.reverse_model import (
+    WARN_ERROR_RATIO,
+    dynamics_error_ratio,
+    generate_reverse_model_data,
+    train_reverse_dynamics,
+)
 from agents.merlin.stitching import stitch
 from agents.registry import get_algo
 from envs.goal_dataset import GoalDataset
@@ -170,7 +175,9 @@ def test_reverse_model_rollouts_shapes_and_finite():
     box = spaces.Box(-1, 1, (2,))
     config = ReverseModelConfig(epochs=2, hidden_dim=32, rollout_length=5)
     starts = balanced_episodes(dataset.n_episodes, 12, np.random.default_rng(0))
-    rollouts, info = generate_reverse_model_data(dataset, box, config, starts, seed=0, device=th.device("cpu"))
+    with pytest.warns(UserWarning, match="no motion"):  # 2 epochs on 30 episodes: barely trained, and it says so
+        rollouts, info = generate_reverse_model_data(dataset, box, config, starts, seed=0, device=th.device("cpu"))
+    assert info["dynamics_error_ratio"] > WARN_ERROR_RATIO
     assert rollouts.n_episodes == 12 - info["n_dropped"] == 12
     np.testing.assert_array_equal(rollouts.lengths, 5)
     assert rollouts.observations.shape == (12 * 6, 2) and rollouts.actions.shape == (12 * 5, 2)
@@ -180,6 +187,14 @@ def test_reverse_model_rollouts_shapes_and_finite():
     finals = dataset.observations[dataset.obs_index(starts, dataset.lengths[starts])]
     np.testing.assert_allclose(rollouts.observations[5::6], finals)  # rollouts end at the dataset final states
     np.testing.assert_allclose(rollouts.desired_goals[0::6], finals)
+
+
+def test_dynamics_error_ratio_separates_a_trained_reverse_model_from_an_untrained_one():
+    dataset = point_dataset(n_episodes=200, length=10)  # x_t = x_{t+1} - a_t (inside the arena): learnable exactly
+    generator = th.Generator().manual_seed(0)
+    trained, untrained = (train_reverse_dynamics(dataset, ReverseModelConfig(epochs=epochs, hidden_dim=64), 10, generator,
+                                                 th.device("cpu")) for epochs in (150, 1))  # fmt: skip
+    assert dynamics_error_ratio(trained, dataset, 10) < 0.2 < 0.8 < dynamics_error_ratio(untrained, dataset, 10)
 
 
 def test_balanced_episodes_uses_each_episode_evenly():

@@ -19,7 +19,9 @@ dropped; the rest are reversed into forward order with the start state's achieve
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
@@ -37,6 +39,8 @@ LATENT_CLIP = 0.5
 #: Std floor of the Delta standardisation (the reference adds 1e-6), so that tiny state changes stay resolvable; the
 #: inputs keep the policy's floor, so that dimensions constant in the data cannot blow up in rollouts.
 DELTA_MIN_STD = 1e-6
+#: `generate_reverse_model_data` warns when the dynamics' error ratio (see `dynamics_error_ratio`) exceeds this.
+WARN_ERROR_RATIO = 0.5
 
 
 @dataclass
@@ -114,6 +118,26 @@ def _states(dataset: GoalDataset) -> np.ndarray:
     return np.concatenate([dataset.observations, dataset.achieved_goals], axis=1)
 
 
+class BackwardSequences(NamedTuple):
+    """Every episode's last ``rollout_length`` transitions read backwards (step k is t = T_e − 1 − k), padded."""
+
+    next_states: np.ndarray  # (episodes, rollout_length, state_dim): x_{t+1}, the GRU's input
+    actions: np.ndarray  # (episodes, rollout_length, action_dim): a_t
+    states: np.ndarray  # (episodes, rollout_length, state_dim): x_t, what the reverse dynamics predicts
+    mask: np.ndarray  # (episodes, rollout_length): False where t < 0 (padding of short episodes)
+
+
+def backward_sequences(dataset: GoalDataset, rollout_length: int, episodes: np.ndarray | None = None) -> BackwardSequences:
+    """The training sequences of the reverse dynamics (of ``episodes``, default all), in rollout order."""
+    states = _states(dataset)
+    episodes = np.arange(dataset.n_episodes) if episodes is None else np.asarray(episodes)
+    t = dataset.lengths[episodes, None] - 1 - np.arange(rollout_length)[None, :]
+    mask = t >= 0
+    t = np.maximum(t, 0)
+    rows = dataset.obs_index(episodes[:, None], t)
+    return BackwardSequences(states[rows + 1], dataset.actions[dataset.action_index(episodes[:, None], t)], states[rows], mask)
+
+
 def train_reverse_dynamics(
     dataset: GoalDataset, config: ReverseModelConfig, rollout_length: int, generator: th.Generator, device: th.device
 ) -> ReverseDynamics:
@@ -121,25 +145,17 @@ def train_reverse_dynamics(
     states, actions = _states(dataset), dataset.actions
     model = ReverseDynamics(states.shape[1], actions.shape[1], config.hidden_dim, config.n_layers).to(device)
     transitions = transition_rows(dataset)
-    deltas = states[transitions + 1] - states[transitions]
     model.state_normalizer.fit(states)
     model.action_normalizer.fit(actions)
-    model.delta_normalizer.fit(deltas)
-    # Backward sequences: step k of episode e is the transition t = T_e - 1 - k.
-    lengths = dataset.lengths
-    k = np.arange(rollout_length)
-    t = lengths[:, None] - 1 - k[None, :]
-    mask = t >= 0
-    t = np.maximum(t, 0)
-    episodes = np.arange(dataset.n_episodes)[:, None]
-    rows = dataset.obs_index(episodes, t)
+    model.delta_normalizer.fit(states[transitions + 1] - states[transitions])
+    sequences = backward_sequences(dataset, rollout_length)
 
     def tensor(x: np.ndarray) -> Tensor:
         return th.as_tensor(x, dtype=th.float32, device=device)
 
-    next_states, step_actions = tensor(states[rows + 1]), tensor(actions[dataset.action_index(episodes, t)])
-    targets = model.delta_normalizer(tensor(states[rows + 1] - states[rows]))
-    weights = tensor(mask)
+    next_states, step_actions = tensor(sequences.next_states), tensor(sequences.actions)
+    targets = model.delta_normalizer(tensor(sequences.next_states - sequences.states))
+    weights = tensor(sequences.mask)
 
     def loss_fn(indices: Tensor) -> Tensor:
         predictions, _ = model(next_states[indices], step_actions[indices])
@@ -148,6 +164,23 @@ def train_reverse_dynamics(
 
     fit_minibatches(model, loss_fn, dataset.n_episodes, config.epochs, config.batch_size, config.learning_rate, generator)
     return model
+
+
+@th.no_grad()
+def dynamics_error_ratio(model: ReverseDynamics, dataset: GoalDataset, rollout_length: int, n_episodes: int = 256) -> float:
+    """Squared error of the reverse dynamics' x_t over the backward sequences of up to ``n_episodes`` episodes (evenly
+    spaced, teacher-forced as in training), divided by that of predicting no motion (x_t = x_{t+1}). About 0 for an
+    accurate model, about 1 for one that learned nothing: its rollouts are then no trajectories of the environment."""
+    episodes = np.unique(np.linspace(0, dataset.n_episodes - 1, min(n_episodes, dataset.n_episodes)).astype(int))
+    sequences = backward_sequences(dataset, rollout_length, episodes)
+    device = next(model.parameters()).device
+    next_states = th.as_tensor(sequences.next_states, dtype=th.float32, device=device)
+    deltas, _ = model(next_states, th.as_tensor(sequences.actions, dtype=th.float32, device=device))
+    predicted = (next_states - model.delta_normalizer.unnormalize(deltas)).cpu().numpy()
+    mask = sequences.mask
+    model_error = np.square(predicted - sequences.states)[mask].sum()
+    copy_error = np.square(sequences.next_states - sequences.states)[mask].sum()
+    return float(model_error / max(copy_error, np.finfo(np.float64).tiny))
 
 
 def train_reverse_behaviour(
@@ -204,11 +237,21 @@ def generate_reverse_model_data(
 ) -> tuple[GoalDataset, dict[str, float]]:
     """Train the reverse model on ``dataset`` and roll it out backwards from the final states of ``start_episodes``.
 
-    Returns the finite trajectories as a `GoalDataset` and statistics (``n_dropped``: rollouts with NaN/inf).
+    Returns the finite trajectories as a `GoalDataset` and statistics (``n_dropped``: rollouts with NaN/inf;
+    ``dynamics_error_ratio``: see `dynamics_error_ratio`, with a warning above `WARN_ERROR_RATIO`).
     """
     generator = th.Generator().manual_seed(seed)
     rollout_length = config.rollout_length or int(dataset.lengths.max())
     dynamics = train_reverse_dynamics(dataset, config, rollout_length, generator, device)
+    error_ratio = dynamics_error_ratio(dynamics, dataset, rollout_length)
+    if error_ratio > WARN_ERROR_RATIO:
+        warnings.warn(
+            f"The Merlin-P reverse dynamics predicts x_t with {error_ratio:.0%} of the squared error of predicting no "
+            f"motion on its own training episodes ({config.epochs} epochs, width {config.hidden_dim}): its rollouts will "
+            "hardly be trajectories of the environment and may hurt the policy. Train it longer or wider "
+            "(noise_kwargs={'epochs': ..., 'hidden_dim': ...}).",
+            stacklevel=2,
+        )
     behaviour = train_reverse_behaviour(dataset, action_space, config, generator, device)
     all_states = _states(dataset)
     obs_dim = dataset.observations.shape[1]
@@ -233,4 +276,4 @@ def generate_reverse_model_data(
         dataset_id=dataset.dataset_id,
         env_id=dataset.env_id,
     )
-    return synthetic, {"n_dropped": float((~finite).sum())}
+    return synthetic, {"n_dropped": float((~finite).sum()), "dynamics_error_ratio": error_ratio}
