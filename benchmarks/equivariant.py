@@ -23,6 +23,8 @@ value is at the ``SMOOTHING``-th evaluation):
   (None if it never does within the budget);
 * ``sample_efficiency_ratio`` = budget / ``steps_to_mlp_end``: how many times fewer environment steps the variant needs
   to match what the MLP reaches with the whole budget (> 1: more sample-efficient, 1: only at the end; None: never);
+* ``ratio_cap``: the ratio of a crossing at the first window of evaluations all after ``learning_starts``; a ratio at
+  the cap means "as early as the protocol can tell", and the end gaps then carry the comparison;
 * ``end_return_gap`` = variant's smoothed end return − ``mlp_end_return``, and ``end_success_gap`` the same for the
   success rate (returns are negative costs, so a ratio of returns would read backwards).
 
@@ -228,15 +230,21 @@ def trailing_mean(values: list[float], window: int) -> np.ndarray:
     return np.convolve(np.asarray(values, dtype=np.float64), np.full(window, 1.0 / window), mode="valid")
 
 
-def sample_efficiency(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+def sample_efficiency(
+    summary: dict[str, dict[str, dict[str, Any]]], learning_starts: int = 0
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Per algo and non-baseline variant: the smoothed sample-efficiency measures of the module docstring (a smoothed
-    value belongs to the last evaluation of its window). Only variants evaluated at the MLP's steps are compared."""
+    value belongs to the last evaluation of its window). Only variants evaluated at the MLP's steps are compared.
+    ``ratio_cap``: the ratio of a crossing at the first window made only of evaluations after ``learning_starts``
+    (earlier windows average in random-policy evaluations), the largest ratio the protocol can realistically show."""
     comparisons: dict[str, dict[str, dict[str, Any]]] = {}
     for algo, variants in summary.items():
         baseline = variants.get(BASELINE)
         if baseline is None:
             continue
         steps = baseline["eval_timesteps"]
+        learned = [i for i in range(SMOOTHING - 1, len(steps)) if steps[i - SMOOTHING + 1] > learning_starts]
+        ratio_cap = steps[-1] / steps[learned[0]] if learned else None
         target = trailing_mean(baseline["return_mean"], SMOOTHING)[-1]
         baseline_success = trailing_mean(baseline["success_mean"], SMOOTHING)[-1]
         for variant, entry in variants.items():
@@ -250,6 +258,7 @@ def sample_efficiency(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str
                 "mlp_end_return": float(target),
                 "steps_to_mlp_end": first,
                 "sample_efficiency_ratio": steps[-1] / first if first else None,
+                "ratio_cap": ratio_cap,
                 "end_return_gap": float(smoothed[-1] - target),
                 "end_success_gap": float(trailing_mean(entry["success_mean"], SMOOTHING)[-1] - baseline_success),
             }
@@ -278,7 +287,7 @@ def write_summary(args: EquivariantBenchArgs, records: Path) -> dict[str, Any]:
         "config": asdict(args) | {"work_dir": str(args.work_dir)},
         "runs": runs,
         "summary": summary,
-        "sample_efficiency": sample_efficiency(summary),
+        "sample_efficiency": sample_efficiency(summary, profile.learning_starts),
     }
     write_results(results_name(args), payload)
     return payload

@@ -52,7 +52,8 @@ def test_sample_efficiency_on_known_curves():
     mlp = {"eval_timesteps": steps, "return_mean": [-10, -9, -8, -7, -6], "success_mean": [0, 0, 0, 0, 0.3]}
     fast = {"eval_timesteps": steps, "return_mean": [-10, -6, -6, -6, -5], "success_mean": [0, 0, 1, 1, 1]}
     slow = {"eval_timesteps": steps, "return_mean": [-20, -20, -20, -20, -20], "success_mean": [0] * 5}
-    result = sample_efficiency({"sac": {"mlp": mlp, "equivariant": fast, "egnn_features": slow}})["sac"]
+    result = sample_efficiency({"sac": {"mlp": mlp, "equivariant": fast, "egnn_features": slow}}, learning_starts=150)["sac"]
+    assert result["equivariant"]["ratio_cap"] == pytest.approx(500 / 400)  # first window after 150 steps: 200-400
     # MLP end return: mean of -8, -7, -6 = -7; the fast curve's 3-evaluation means -7.33, -6, -5.67 reach it at 400.
     assert result["equivariant"]["mlp_end_return"] == pytest.approx(-7.0)
     assert result["equivariant"]["steps_to_mlp_end"] == 400
