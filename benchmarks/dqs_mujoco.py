@@ -23,7 +23,7 @@ import tyro
 
 from agents.common.experiment import TrainArgs, train
 from agents.common.io import atomic_write
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, restore_missing, write_results
 from benchmarks.throughput import measure_interleaved
 from envs import resolve_env_id
 
@@ -145,9 +145,7 @@ def _restore_records(records: Path, args: MujocoArgs) -> None:
         return
     entries = {f"run__{r['env']}__{r['algo']}__seed{r['seed']}": r for r in state.get("runs", [])}
     entries |= {f"throughput__{env}": {"env": env, **t} for env, t in state.get("throughput", {}).items()}
-    for name, entry in entries.items():
-        if not (records / f"{name}.json").is_file():
-            atomic_write(records / f"{name}.json", lambda p, entry=entry: p.write_text(json.dumps(entry, indent=2)))
+    restore_missing((records / f"{name}.json", entry) for name, entry in entries.items())
 
 
 def main(args: MujocoArgs) -> None:
