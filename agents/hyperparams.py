@@ -91,8 +91,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # MultiGoal needs T ~ 10 to visit all goals (docs/dqs.md); GMMNav trains with mask 0 (gamma = 0) at T = 1.
     "dqs": {
         "default": {"policy": "MlpPolicy", "n_timesteps": 100_000},
-        "HalfCheetah-v5": {"n_timesteps": 50_000, "learning_starts": 5_000, "temperature": 0.05},
-        "Hopper-v5": {"n_timesteps": 50_000, "learning_starts": 5_000, "temperature": 0.05},
+        "HalfCheetah-v5": {"n_timesteps": 50_000, "learning_starts": 5_000},
+        "Hopper-v5": {"n_timesteps": 50_000, "learning_starts": 5_000},
         "Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3},
         "MultiGoal-v0": {"n_timesteps": 20_000, "temperature": 10.0},
         "GMMNav-v0": {"n_timesteps": 50_000, "gamma": 0.0, "temperature": 1.0},

@@ -6,7 +6,7 @@ interrupted benchmark resumes where it stopped, and several processes can share 
 ``--envs``/``--seeds``). The results file is rebuilt from all records after each run. The throughput ratio DQS/SAC is
 measured per env in one process (interleaved repeats of `benchmarks.throughput.measure`).
 
-    python -m benchmarks.dqs_mujoco                                  # CPU: 30k steps x 3 seeds, HalfCheetah + Hopper
+    python -m benchmarks.dqs_mujoco                                  # CPU: 100k steps x 3 seeds, HalfCheetah + Hopper
     python -m benchmarks.dqs_mujoco --profile gpu --device cuda      # 1M steps
 """
 
@@ -28,7 +28,7 @@ from benchmarks.throughput import measure_interleaved
 from envs import resolve_env_id
 
 PROFILES: dict[str, dict[str, int]] = {
-    "cpu": {"steps": 30_000, "eval_freq": 5_000},
+    "cpu": {"steps": 100_000, "eval_freq": 5_000},
     "gpu": {"steps": 1_000_000, "eval_freq": 10_000},
 }
 
@@ -143,7 +143,8 @@ def _restore_records(records: Path, args: MujocoArgs) -> None:
     state = json.loads(path.read_text()) if path.is_file() else {}
     if state.get("profile") != args.profile:
         return
-    entries = {f"run__{r['env']}__{r['algo']}__seed{r['seed']}": r for r in state.get("runs", [])}
+    steps = args.steps or PROFILES[args.profile]["steps"]
+    entries = {f"run__{r['env']}__{r['algo']}__seed{r['seed']}": r for r in state.get("runs", []) if r["steps"] == steps}
     entries |= {f"throughput__{env}": {"env": env, **t} for env, t in state.get("throughput", {}).items()}
     restore_missing((records / f"{name}.json", entry) for name, entry in entries.items())
 

@@ -17,6 +17,9 @@ from torch import Tensor
 class NoiseSchedule(abc.ABC):
     """Forward SDE coefficients and the marginal kernel they induce; ``t`` may be a tensor of any shape."""
 
+    #: f(x, t) = 0 for every x and t (variance-exploding), so integrators may skip the drift term.
+    drift_free: bool = False
+
     @abc.abstractmethod
     def g(self, t: Tensor) -> Tensor:
         """Diffusion coefficient g(t)."""
@@ -60,6 +63,8 @@ class GeometricVESchedule(NoiseSchedule):
     With r = sigma_max / sigma_min: g(t) = sigma_min r^t sqrt(2 ln r) and h(t) = sigma_min^2 (r^{2t} - 1), so
     h(0) = 0 and the prior std is sqrt(sigma_max^2 - sigma_min^2). sigma_min sets the rate g(0), not a noise floor.
     """
+
+    drift_free = True
 
     def __init__(self, sigma_min: float, sigma_max: float) -> None:
         if not 0.0 < sigma_min < sigma_max:

@@ -32,6 +32,9 @@ from agents.registry import ALGOS, get_algo
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
 
 DEFAULT_EVAL_FREQ = 10_000  # environment steps between evaluations of RL agents
+#: Most evaluation episodes run side by side: one batched policy call per step serves all of them, which makes a
+#: diffusion policy's evaluation about as cheap as one episode (DQS acting is launch-bound, not arithmetic-bound).
+MAX_EVAL_ENVS = 10
 
 
 @dataclass
@@ -169,6 +172,11 @@ def train(args: TrainArgs) -> Path:
     return _train_offline(args, spec.name, algo_class, seed)
 
 
+def _evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
+    """Vectorised evaluation environments (up to `MAX_EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
+    return make_vec_env(env_factory, n_envs=max(1, min(episodes, MAX_EVAL_ENVS)), seed=seed)
+
+
 def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
     """An SB3-style algorithm on a Gym environment, with evaluation, checkpoints and a final evaluation."""
     env_id = resolve_env_id(args.env)
@@ -191,7 +199,7 @@ def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], s
 
     callbacks: list[BaseCallback] = []
     if eval_freq > 0:
-        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 10_000)
+        eval_env = _evaluation_env(env_factory, args.eval_episodes, seed + 10_000)
         callbacks.append(
             EvalCallback(
                 eval_env,
@@ -215,7 +223,7 @@ def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], s
     interrupted, wall_time, model_path = _run_interruptibly(learn, save)
     results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
     if not interrupted and args.eval_episodes > 0:
-        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
+        eval_env = _evaluation_env(env_factory, args.eval_episodes, seed + 20_000)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
         results |= {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
     return _finish(args, run_dir, model_path, results)
