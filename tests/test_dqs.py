@@ -76,35 +76,42 @@ def test_learns_the_boltzmann_policy_of_a_bimodal_bandit():
 
 
 class QuadraticBandit(BimodalBandit):
-    """Reward -50 a^2: pi_T ∝ exp(-50 a^2 / T) is N(0, T / 100) (the box cuts off nothing that matters), so the
-    temperature of entropy H is T* = 100 exp(2 H) / (2 pi e)."""
+    """Reward -50 a^2 on [-1, 1]: pi_T ∝ exp(-50 a^2 / T) is N(0, T / 100) (the box cuts off nothing that matters at
+    the temperatures below), and Q's spread over the box is the std of -50 a^2 for a ~ U[-1, 1]."""
 
     def step(self, action):
         return np.zeros(1, np.float32), float(-50.0 * float(action[0]) ** 2), True, False, {}
 
 
-def test_automatic_temperature_reaches_the_closed_form_temperature_of_its_target_entropy(tmp_path):
-    model = DQS("MlpPolicy", QuadraticBandit(), learning_starts=1000, batch_size=64, learning_rate=1e-3, gamma=0.0,
-                temperature="auto_0.1", temperature_learning_rate=5e-3, entropy_freq=1, entropy_batch_size=64,
-                policy_delay=1, seed=0, policy_kwargs={"net_arch": [32, 32], "score_hidden_dim": 32,
-                                                       "embedding_dim": 16})  # fmt: skip
-    assert model.resolved_target_entropy == -1.0  # -|A|
+def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_it(tmp_path):
+    model = DQS("MlpPolicy", QuadraticBandit(), learning_starts=1000, batch_size=128, learning_rate=1e-3, gamma=0.0,
+                policy_delay=1, entropy_freq=100, seed=0, policy_kwargs={"net_arch": [64, 64], "score_hidden_dim": 64,
+                                                                         "embedding_dim": 32})  # fmt: skip
+    assert model.temperature == "auto"
     model.learn(1000)  # uniform actions only: fills the buffer
-    model.train(gradient_steps=1600, batch_size=64)
-    logged = model.logger.name_to_value
-    # The rule holds the measured entropy at its target (from T0 = 0.1, an eighth of T*).
-    assert abs(logged["train/entropy"] - model.resolved_target_entropy) < 0.25
-    # T lands within a factor 2 of the closed form, not on it: the K = 16 self-normalised score targets are too soft
-    # (docs/dqs.md), so the learned policy is broader than pi_T and the rule compensates with a lower T (about 0.5).
-    exact = 100 * math.exp(2 * model.resolved_target_entropy) / (2 * math.pi * math.e)  # 0.79
-    assert abs(math.log(logged["train/temperature"] / exact)) < math.log(2.0)
+    model.train(gradient_steps=1500, batch_size=128)
+    # Expected spread: the mean std of -50 a^2 over M = 8 Latin-hypercube actions (population value 50 * 0.298).
+    rng = np.random.default_rng(0)
+    strata = (rng.permuted(np.tile(np.arange(8), (20_000, 1)), axis=1) + rng.random((20_000, 8))) / 8
+    spread = (-50 * (2 * strata - 1) ** 2).std(axis=1, ddof=1).mean()
+    temperature = model.logger.name_to_value["train/temperature"]
+    assert model.q_spread == pytest.approx(spread, rel=0.1)
+    assert temperature == pytest.approx(0.1 * model.q_spread, rel=0.02)  # the last step used the previous average
+    # The acting (SDE) policy follows pi_T = N(0, T / 100), a little too broad (measured 1.14x the std: the K = 16
+    # self-normalised targets are slightly too soft, docs/dqs.md).
+    with torch.no_grad():
+        actions = model.policy._predict(torch.zeros(4000, 1)).numpy()[:, 0]
+    assert abs(np.mean(actions)) < 0.03
+    assert 0.85 < np.std(actions) / math.sqrt(temperature / 100) < 1.3
+    # train/entropy measures the deterministic (PF-ODE) sampler's law, which the learned score makes tighter than the
+    # SDE's (measured -1.10 against the exact 0.5 log(2 pi e T / 100) = -0.66): a diagnostic, not the policy's.
+    exact_entropy = 0.5 * math.log(2 * math.pi * math.e * temperature / 100)
+    assert -0.8 < model.logger.name_to_value["train/entropy"] - exact_entropy < 0.2
     # The learned temperature is saved and restored with the model, and acting uses it.
     model.save(tmp_path / "dqs.zip")
-    loaded = DQS.load(tmp_path / "dqs.zip", env=QuadraticBandit())
-    assert loaded.temperature_at(0) == pytest.approx(model.temperature_at(0))
+    loaded = DQS.load(tmp_path / "dqs.zip")
+    assert loaded.q_spread == model.q_spread and loaded.temperature_at(0) == model.temperature_at(0)
     assert float(loaded.policy.temperature) == pytest.approx(model.temperature_at(0))
-    loaded.learn(1, reset_num_timesteps=False)  # the optimiser of log T still steps the loaded tensor
-    assert loaded.temperature_optimizer.param_groups[0]["params"][0] is loaded.log_temperature
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "hot", "auto_0", "auto_x"])
@@ -179,8 +186,8 @@ def test_mode_resolution_and_mixing():
     assert mixed.sampler_steps == 20 and mixed.score_estimator == "mc" and mixed.schedule_kwargs == {}
     improved = DQS("MlpPolicy", env, **TINY)
     assert improved.mode == "improved" and improved.sampler_steps <= 20 and improved.backup == "soft"
-    assert improved.temperature == "auto" and improved.log_temperature is not None
-    assert improved.policy.sampler_steps == improved.sampler_steps and improved.policy.squash == "tanh_density"
+    assert improved.temperature == "auto" and improved.automatic_temperature
+    assert improved.policy.sampler_steps == improved.sampler_steps and improved.policy.squash == "clip"
     assert improved.policy.schedule.sigma_min == improved.schedule_kwargs["sigma_min"] == 1e-2
     with pytest.raises(ValueError, match="mode must be"):
         DQS("MlpPolicy", env, mode="fast")

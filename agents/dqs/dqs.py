@@ -32,13 +32,7 @@ from stable_baselines3.common.type_aliases import (
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 from torch import Tensor
 
-from agents.dqs.policies import (
-    DiffusionPolicy,
-    EnsembleCritic,
-    MultiInputDiffusionPolicy,
-    ScoreNetwork,
-    tanh_log_abs_det_jacobian,
-)
+from agents.dqs.policies import DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
 SelfDQS = TypeVar("SelfDQS", bound="DQS")
@@ -74,7 +68,7 @@ MODES: dict[str, dict[str, Any]] = {
         "schedule_kwargs": {"sigma_min": 1e-2, "sigma_max": 1.0},
         "sampler_steps": 20,
         "denoise_last_step": True,
-        "squash": "tanh_density",
+        "squash": "clip",
         "score_parameterization": "noise",
         "score_estimator": "softmax",
         "n_mc_samples": 16,
@@ -91,17 +85,22 @@ POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "denoise_last_st
 SOFTMAX_T_MIN = 1e-3
 #: Offset of the reference loss weight lambda(t) = h(t) + 1e-3 (score parameterisation, spec dqs §4).
 LAMBDA_OFFSET = 1e-3
-#: Buffer actions are clamped to +-(1 - 1e-6) before atanh (``squash="tanh_density"``): latents stay within +-7.3.
-TANH_LATENT_BOUND = 1.0 - 1e-6
-#: Initial temperature of ``temperature="auto"`` (as SAC's ``ent_coef="auto"``); ``"auto_0.1"`` starts at 0.1.
-AUTO_TEMPERATURE_INIT = 1.0
+#: Relative temperature tau of ``temperature="auto"``: T = tau * (spread of Q over the action box); docs/dqs.md.
+AUTO_RELATIVE_TEMPERATURE = 0.1
+#: States (one action each) per measurement of the policy's entropy (``train/entropy``).
+ENTROPY_STATES = 16
+#: Floor of the Q spread in the automatic temperature (keeps T > 0 while the critic is still constant).
+MIN_Q_SPREAD = 1e-6
+#: Rate of the exponential moving average of the Q spread behind the automatic temperature (per gradient step).
+Q_SPREAD_RATE = 0.01
 
 
 def parse_temperature(temperature: float | str) -> tuple[bool, float]:
-    """(automatic?, initial value) of a ``temperature`` argument: a positive number, ``"auto"`` or ``"auto_<T0>"``."""
+    """(automatic?, value) of a ``temperature`` argument: a positive T, or ``"auto"`` / ``"auto_<tau>"`` with the
+    relative temperature tau."""
     if isinstance(temperature, str):
         if temperature == "auto":
-            return True, AUTO_TEMPERATURE_INIT
+            return True, AUTO_RELATIVE_TEMPERATURE
         if temperature.startswith("auto_"):
             try:
                 initial = float(temperature[5:])
@@ -110,10 +109,10 @@ def parse_temperature(temperature: float | str) -> tuple[bool, float]:
             if initial > 0:
                 return True, initial
         raise ValueError(
-            f"temperature must be a positive number, 'auto' or 'auto_<T0>' (e.g. 'auto_0.1'), got {temperature!r}"
+            f"temperature must be a positive number, 'auto' or 'auto_<tau>' (e.g. 'auto_0.05'), got {temperature!r}"
         )
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, 'auto' or 'auto_<T0>', got {temperature!r}")
+        raise ValueError(f"temperature must be a positive finite number, 'auto' or 'auto_<tau>', got {temperature!r}")
     return False, float(temperature)
 
 
@@ -181,10 +180,8 @@ class DQS(OffPolicyAlgorithm):
         1e-2 improved) when the schedule is the mode's, else the schedule's defaults
     :param sampler_steps: Reverse-SDE steps per sample; faithful 500, improved 20
     :param denoise_last_step: Omit the noise of the last SDE step; faithful False (as the reference), improved True
-    :param squash: ``"tanh"`` after sampling (faithful; not part of the modelled density), ``"clip"`` to the box (the
-        score is then learned for the box-restricted Boltzmann density, with proposals truncated to the box), or
-        ``"tanh_density"`` (improved): the score is learned in the pre-tanh latent u for exp(Q(tanh u)/T) times the
-        tanh Jacobian, so tanh(u) follows exp(Q/T) on the box and the policy's entropy stays finite
+    :param squash: ``"tanh"`` after sampling (faithful; not part of the modelled density) or ``"clip"`` to the box
+        (improved; the score is then learned for the box-restricted Boltzmann density)
     :param score_parameterization: Network predicts the score with loss weight h(t) + 1e-3 (``"score"``, faithful) or
         the noise, i.e. an eps-MSE = weight h(t) (``"noise"``, improved)
     :param score_estimator: ``"mc"``: iDEM estimator through grad Q (faithful); ``"softmax"``: gradient-free
@@ -195,15 +192,13 @@ class DQS(OffPolicyAlgorithm):
         uniform importance sampling (improved)
     :param n_backup_samples: Uniform actions M per next state of the soft backup (a Latin hypercube per state)
     :param temperature: Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule below), or ``"auto"``
-        / ``"auto_<T0>"`` (from T0, default 1): log T follows a dual step towards the target entropy, as SAC's
-        ``ent_coef="auto"``, on the policy's measured entropy (docs/dqs.md). Faithful 1.0, improved ``"auto"``
-    :param target_entropy: Entropy the automatic temperature aims for; ``"auto"``: -|A| (SAC's choice)
-    :param temperature_learning_rate: Adam learning rate of log T (automatic temperature)
-    :param entropy_freq: Estimate the policy's entropy, and step an automatic temperature, every this many gradient
-        steps (logged as ``train/entropy``)
-    :param entropy_batch_size: States (one action each) per entropy estimate
+        / ``"auto_<tau>"``: the scale-free rule T = tau * s_Q, where s_Q is a moving average of the spread (std) of
+        the target critic over the action box at the batch's next states, so T means the same when returns grow
+        from 10 to 10,000 (docs/dqs.md). Faithful 1.0, improved ``"auto"`` (tau = 0.1)
     :param final_temperature: Final temperature T1 of the exponential annealing; ``None`` keeps T constant
     :param temperature_anneal_steps: Gradient steps over which T goes from T0 to T1 (geometrically)
+    :param entropy_freq: Log ``train/entropy``, the measured entropy of the acting policy on 16 states
+        (`DiffusionPolicy.entropy`), every this many gradient steps; 0 never
     :param deterministic_mode: Integrator of deterministic predict from a fixed prior draw: ``"drift"`` (reverse SDE
         with eta = 0, the reference's requested evaluation; faithful) or ``"ode"`` (PF-ODE; improved)
     :param n_action_candidates: Fixed prior draws of deterministic predict, argmax-Q among them; faithful 1,
@@ -270,7 +265,7 @@ class DQS(OffPolicyAlgorithm):
         schedule_kwargs: dict[str, float] | None = None,
         sampler_steps: int | None = None,
         denoise_last_step: bool | None = None,
-        squash: Literal["tanh", "clip", "tanh_density"] | None = None,
+        squash: Literal["tanh", "clip"] | None = None,
         score_parameterization: Literal["score", "noise"] | None = None,
         score_estimator: Literal["mc", "softmax"] | None = None,
         n_mc_samples: int | None = None,
@@ -279,10 +274,7 @@ class DQS(OffPolicyAlgorithm):
         temperature: float | str | None = None,
         final_temperature: float | None = None,
         temperature_anneal_steps: int = 1_000_000,
-        target_entropy: float | str = "auto",
-        temperature_learning_rate: float = 3e-3,
-        entropy_freq: int = 20,
-        entropy_batch_size: int = 16,
+        entropy_freq: int = 1000,
         deterministic_mode: Literal["ode", "drift"] | None = None,
         n_action_candidates: int | None = None,
         n_explore_candidates: int = 1,
@@ -313,10 +305,8 @@ class DQS(OffPolicyAlgorithm):
         automatic, _ = parse_temperature(resolved["temperature"])
         if automatic and final_temperature is not None:
             raise ValueError("final_temperature anneals a fixed temperature; it cannot be combined with temperature='auto'.")
-        if not (target_entropy == "auto" or isinstance(target_entropy, (int, float))):
-            raise ValueError(f"target_entropy must be 'auto' or a number, got {target_entropy!r}")
-        if min(entropy_freq, entropy_batch_size) < 1 or not temperature_learning_rate > 0:
-            raise ValueError("entropy_freq and entropy_batch_size must be >= 1 and temperature_learning_rate > 0")
+        if entropy_freq < 0:
+            raise ValueError(f"entropy_freq must be >= 0 (0: never), got {entropy_freq}")
         clashes = sorted(set(POLICY_KNOBS) & set(policy_kwargs or {}))
         if clashes:
             raise ValueError(f"Set {', '.join(clashes)} as DQS arguments, not in policy_kwargs.")
@@ -356,21 +346,18 @@ class DQS(OffPolicyAlgorithm):
         self.n_backup_samples = n_backup_samples
         self.final_temperature = final_temperature
         self.temperature_anneal_steps = temperature_anneal_steps
-        self.target_entropy = target_entropy
-        self.temperature_learning_rate = temperature_learning_rate
         self.entropy_freq = entropy_freq
-        self.entropy_batch_size = entropy_batch_size
         self.n_explore_candidates = n_explore_candidates
-        self.log_temperature: Tensor | None = None
-        self.temperature_optimizer: th.optim.Optimizer | None = None
+        # Moving average of the spread of Q over the action box (automatic temperature; None until measured).
+        self.q_spread: float | None = None
         if _init_setup_model:
             self._setup_model()
 
     @property
     def dqs_config(self) -> dict[str, Any]:
         """The resolved DQS-specific configuration (mode knobs and the fixed-default extras)."""
-        keys = [*MODES[self.mode], "n_backup_samples", "final_temperature", "temperature_anneal_steps", "target_entropy",
-                "temperature_learning_rate", "entropy_freq", "entropy_batch_size", "n_explore_candidates"]  # fmt: skip
+        keys = [*MODES[self.mode], "n_backup_samples", "final_temperature", "temperature_anneal_steps", "entropy_freq",
+                "n_explore_candidates"]  # fmt: skip
         return {"mode": self.mode, **{key: getattr(self, key) for key in keys}}
 
     def _setup_model(self) -> None:
@@ -380,10 +367,6 @@ class DQS(OffPolicyAlgorithm):
         critic_lr = self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
         self.critic_lr_schedule = FloatSchedule(critic_lr)
         update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
-        automatic, initial = parse_temperature(self.temperature)
-        if automatic:
-            self.log_temperature = th.tensor([math.log(initial)], device=self.device, requires_grad=True)
-            self.temperature_optimizer = th.optim.SGD([self.log_temperature], lr=self.temperature_learning_rate)
         self.policy.temperature.fill_(self.temperature_at(self._n_updates))
         if self.verbose >= 1:
             print("DQS configuration: " + ", ".join(f"{key}={value}" for key, value in self.dqs_config.items()))
@@ -395,15 +378,16 @@ class DQS(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
 
     @property
-    def resolved_target_entropy(self) -> float:
-        """The automatic temperature's target entropy (``"auto"``: -|A|)."""
-        return -float(self.policy.action_dim) if self.target_entropy == "auto" else float(self.target_entropy)
+    def automatic_temperature(self) -> bool:
+        """Whether T follows the scale-free rule (``temperature="auto"``)."""
+        return parse_temperature(self.temperature)[0]
 
     def temperature_at(self, n_updates: int) -> float:
-        """The current learned T (automatic temperature), or the annealing rule
+        """T = tau * s_Q (automatic; s_Q = 1 before the first measurement), or the annealing rule
         T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates (spec dqs §7)."""
-        if self.log_temperature is not None:
-            return float(self.log_temperature.detach().exp())
+        automatic, value = parse_temperature(self.temperature)
+        if automatic:
+            return value * max(1.0 if self.q_spread is None else self.q_spread, MIN_Q_SPREAD)
         if self.final_temperature is None:
             return float(self.temperature)
         progress = min(n_updates / self.temperature_anneal_steps, 1.0) if self.temperature_anneal_steps > 0 else 1.0
@@ -412,16 +396,30 @@ class DQS(OffPolicyAlgorithm):
 
     # --- losses ---------------------------------------------------------------------------------------------------
 
+    def _box_q(self, features: Tensor) -> Tensor:
+        """min_j Q'_j at M = ``n_backup_samples`` uniform actions per state (a Latin hypercube), shape (B, M)."""
+        m, dim = self.n_backup_samples, self.policy.action_dim
+        actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
+        return self.critic_target.min_q(features.repeat_interleave(m, dim=0), actions).view(-1, m)
+
+    def _track_q_spread(self, box_q: Tensor) -> None:
+        """Update s_Q, the moving average of the mean over states of std_m Q'(s', a_m) (automatic temperature)."""
+        spread = float(box_q.std(dim=1).mean())
+        self.q_spread = spread if self.q_spread is None else (1 - Q_SPREAD_RATE) * self.q_spread + Q_SPREAD_RATE * spread
+
     def _next_state_value(self, next_observations: Any, temperature: float) -> Tensor:
-        """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft")."""
+        """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft").
+        With the automatic temperature it also updates the Q spread, from the soft backup's uniform actions."""
         features = self.critic_target.features(next_observations)
         if self.backup == "hard":
+            if self.automatic_temperature:
+                self._track_q_spread(self._box_q(features))
             next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
             return self.critic_target.min_q(features, next_actions).unsqueeze(1)
         # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m Q(s', a_m)/T - log M + d log 2), a_m ~ U[-1, 1]^d.
-        m, dim = self.n_backup_samples, self.policy.action_dim
-        actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
-        q = self.critic_target.min_q(features.repeat_interleave(m, dim=0), actions).view(-1, m)
+        q, m, dim = self._box_q(features), self.n_backup_samples, self.policy.action_dim
+        if self.automatic_temperature:
+            self._track_q_spread(q)
         log_partition = th.logsumexp(q / temperature, dim=1, keepdim=True) - math.log(m) + dim * math.log(2.0)
         return temperature * log_partition
 
@@ -448,25 +446,14 @@ class DQS(OffPolicyAlgorithm):
         t_min = SOFTMAX_T_MIN if self.score_estimator == "softmax" else 0.0
         t = t_min + (1.0 - t_min) * th.rand(n, device=self.device)
         sigma = schedule.sigma(t).unsqueeze(1)
-        latent = actions
-        if self.squash == "tanh_density":
-            latent = th.atanh(actions.clamp(-TANH_LATENT_BOUND, TANH_LATENT_BOUND))
-        noisy_actions = schedule.alpha(t).unsqueeze(1) * latent + sigma * th.randn_like(latent)
+        noisy_actions = schedule.alpha(t).unsqueeze(1) * actions + sigma * th.randn_like(actions)
 
         def energy(a: Tensor, context: Tensor) -> Tensor:
             return -self.critic.min_q(context, a) / temperature
 
-        def latent_energy(u: Tensor, context: Tensor) -> Tensor:
-            # Density of u with tanh(u) ~ exp(Q/T): exp(Q(tanh u)/T) |det d tanh(u)/du| (change of variables).
-            return energy(th.tanh(u), context) - tanh_log_abs_det_jacobian(u)
-
         with th.profiler.record_function("dqs/score_target"):
             if self.score_estimator == "mc":
                 target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
-            elif self.squash == "tanh_density":
-                target = softmax_score_estimate(
-                    latent_energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features
-                )
             else:
                 target = softmax_score_estimate(
                     energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features, bounds=(-1.0, 1.0)
@@ -480,22 +467,11 @@ class DQS(OffPolicyAlgorithm):
             loss = (weight * (output - target).pow(2).mean(dim=1)).mean()
         return loss, target.norm(dim=1).mean()
 
-    def _update_temperature(self, data: Batch) -> float:
-        """One dual step on log T: J = log T * (H - H_target), as SAC's entropy coefficient; returns the estimate H.
-
-        H is the measured entropy of the acting policy (`DiffusionPolicy.entropy`) on the first
-        ``entropy_batch_size`` states of the batch, so T rises while the policy is more concentrated than the target
-        and falls while it is more random, whatever the scale of Q.
-        """
-        assert self.log_temperature is not None and self.temperature_optimizer is not None
+    def _measure_entropy(self, data: Batch) -> float:
+        """The measured entropy of the acting policy on the batch's first `ENTROPY_STATES` states (a diagnostic)."""
         with th.no_grad(), th.profiler.record_function("dqs/entropy"):
-            observations = _first_rows(data.observations, self.entropy_batch_size)
-            entropy = float(self.policy.entropy(self.actor_target.features(observations)))
-        loss = self.log_temperature * (entropy - self.resolved_target_entropy)
-        self.temperature_optimizer.zero_grad()
-        loss.sum().backward()
-        self.temperature_optimizer.step()
-        return entropy
+            observations = _first_rows(data.observations, ENTROPY_STATES)
+            return float(self.policy.entropy(self.actor_target.features(observations)))
 
     # --- SB3 hooks ------------------------------------------------------------------------------------------------
 
@@ -529,12 +505,14 @@ class DQS(OffPolicyAlgorithm):
                 metrics["score_target_norm"].append(target_norm.item())
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-            if self.log_temperature is not None and self._n_updates % self.entropy_freq == 0:
-                metrics["entropy"].append(self._update_temperature(data))
+            if self.entropy_freq and self._n_updates % self.entropy_freq == 0:
+                metrics["entropy"].append(self._measure_entropy(data))
             metrics["update_ms"].append(1e3 * (time.perf_counter() - start))
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/temperature", temperature)
+        if self.q_spread is not None:
+            self.logger.record("train/q_spread", self.q_spread)
         self.policy.temperature.fill_(self.temperature_at(self._n_updates))  # acting uses the current temperature
         self.logger.record("train/critic_learning_rate", critic_lr)
         for key, values in metrics.items():
@@ -575,6 +553,4 @@ class DQS(OffPolicyAlgorithm):
         return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "critic_lr_schedule"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        if self.log_temperature is None:
-            return ["policy", "actor.optimizer", "critic.optimizer"], []
-        return ["policy", "actor.optimizer", "critic.optimizer", "temperature_optimizer"], ["log_temperature"]
+        return ["policy", "actor.optimizer", "critic.optimizer"], []

@@ -24,7 +24,7 @@ from samplers.networks import SinusoidalEmbedding
 from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
 
 ScheduleName = Literal["ve_geometric", "vp_cosine"]
-Squash = Literal["tanh", "clip", "tanh_density"]
+Squash = Literal["tanh", "clip"]
 Parameterization = Literal["score", "noise"]
 DeterministicMode = Literal["ode", "drift"]
 
@@ -171,10 +171,7 @@ class DiffusionPolicy(BasePolicy):
     :param schedule_kwargs: Overrides of the schedule's defaults
     :param sampler_steps: Integration steps of the reverse SDE / PF-ODE
     :param denoise_last_step: Skip the noise of the final SDE step (the reference adds it)
-    :param squash: Map samples into the box with ``"tanh"`` (original DQS; the score is learned as if there were no
-        squash), ``"clip"``, or ``"tanh_density"``: tanh, with the score learned for the density of the pre-tanh
-        latent, pulled back by the change of variables (the algorithm's score targets), so the squashed actions
-        follow exp(Q/T) on the box
+    :param squash: Map samples into the box with ``"tanh"`` (original DQS) or ``"clip"``
     :param score_parameterization: Network output is the score (``"score"``) or the noise eps (``"noise"``,
         score = -eps / sigma(t)); the noise predictor's output layer starts at zero, everything else is orthogonal
     :param deterministic_mode: Integrator of deterministic predict: ``"ode"`` or ``"drift"``
@@ -230,7 +227,7 @@ class DiffusionPolicy(BasePolicy):
             squash_output=True,
             normalize_images=normalize_images,
         )
-        _check_choice("squash", squash, ("tanh", "clip", "tanh_density"))
+        _check_choice("squash", squash, ("tanh", "clip"))
         _check_choice("score_parameterization", score_parameterization, ("score", "noise"))
         _check_choice("deterministic_mode", deterministic_mode, ("ode", "drift"))
         if min(sampler_steps, n_action_candidates, n_explore_candidates) < 1:
@@ -393,7 +390,7 @@ class DiffusionPolicy(BasePolicy):
         """
         prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
         latent, log_density = probability_flow_sample(self.score, prior, self.schedule, self.sampler_steps, context=features)
-        if self.squash != "clip":
+        if self.squash == "tanh":
             log_density = log_density - tanh_log_abs_det_jacobian(latent)
         return -log_density.mean()
 
