@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import tyro
+from scipy.stats import trim_mean
 
 from agents.common.experiment import TrainArgs, train
 from agents.common.io import atomic_write
@@ -63,10 +64,16 @@ class MujocoArgs:
     """Results file: benchmarks/results/<name>.json."""
 
 
-def train_run(env: str, algo: str, seed: int, args: MujocoArgs) -> dict[str, Any]:
-    """One training run; returns its evaluation curve and timing."""
-    steps = args.steps or PROFILES[args.profile]["steps"]
-    eval_freq = args.eval_freq or PROFILES[args.profile]["eval_freq"]
+Profiles = dict[str, dict[str, int]]
+
+
+def train_run(
+    env: str, algo: str, seed: int, args: MujocoArgs, profiles: Profiles = PROFILES, hyperparams: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One training run (``hyperparams``: `train.py --hyperparams` overrides); returns its evaluation curve (and
+    success rates, for tasks that report them) and timing."""
+    steps = args.steps or profiles[args.profile]["steps"]
+    eval_freq = args.eval_freq or profiles[args.profile]["eval_freq"]
     run_dir = train(
         TrainArgs(
             algo=algo,
@@ -80,11 +87,13 @@ def train_run(env: str, algo: str, seed: int, args: MujocoArgs) -> dict[str, Any
             verbose=0,
             num_threads=args.threads,
             device=args.device,
+            hyperparams=hyperparams or {},
         )
     )
     evaluations = np.load(run_dir / "evaluations.npz")
     results = json.loads((run_dir / "results.json").read_text())
     returns = evaluations["results"].mean(axis=1)
+    successes = {"eval_success_rates": evaluations["successes"].mean(axis=1).tolist()} if "successes" in evaluations else {}
     return {
         "env": env,
         "algo": algo,
@@ -96,6 +105,7 @@ def train_run(env: str, algo: str, seed: int, args: MujocoArgs) -> dict[str, Any
         "final_return": results["final_eval_mean_reward"],
         "mean_eval_return": float(returns.mean()),
         "train_wall_time_s": results["wall_time_s"],
+        **successes,
     }
 
 
@@ -113,7 +123,8 @@ def throughput(env: str, args: MujocoArgs) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per env and algo: mean ± std over seeds of the final and the mean evaluation return."""
+    """Per env and algo: mean ± std and IQM over seeds of the final and the mean evaluation return (the area under
+    the curve), and of the final and mean success rate where recorded."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for run in runs:
         summary.setdefault(run["env"], {}).setdefault(run["algo"], {})
@@ -126,9 +137,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
                 "seeds": len(chosen),
                 "final_mean": float(np.mean(finals)),
                 "final_std": float(np.std(finals)),
+                "final_iqm": float(trim_mean(finals, 0.25)),
                 "mean_eval_mean": float(np.mean(means)),
                 "mean_eval_std": float(np.std(means)),
+                "mean_eval_iqm": float(trim_mean(means, 0.25)),
             }
+            if all("eval_success_rates" in r for r in chosen):
+                rates = [r["eval_success_rates"] for r in chosen]
+                algos[algo] |= {
+                    "final_success_mean": float(np.mean([r[-1] for r in rates])),
+                    "mean_success_mean": float(np.mean([np.mean(r) for r in rates])),
+                }
     return summary
 
 
@@ -136,23 +155,25 @@ def _read_records(folder: Path, pattern: str) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob(pattern))]
 
 
-def _restore_records(records: Path, args: MujocoArgs) -> None:
+def _restore_records(records: Path, args: MujocoArgs, profiles: Profiles) -> None:
     """Recreate missing record files from the committed results file (e.g. in a fresh clone, where runs/ is empty),
     so that finished runs are not trained again."""
     path = RESULTS_DIR / f"{args.name}.json"
     state = json.loads(path.read_text()) if path.is_file() else {}
     if state.get("profile") != args.profile:
         return
-    steps = args.steps or PROFILES[args.profile]["steps"]
+    steps = args.steps or profiles[args.profile]["steps"]
     entries = {f"run__{r['env']}__{r['algo']}__seed{r['seed']}": r for r in state.get("runs", []) if r["steps"] == steps}
     entries |= {f"throughput__{env}": {"env": env, **t} for env, t in state.get("throughput", {}).items()}
     restore_missing((records / f"{name}.json", entry) for name, entry in entries.items())
 
 
-def main(args: MujocoArgs) -> None:
+def main(args: MujocoArgs, profiles: Profiles = PROFILES, overrides: dict[str, dict[str, str]] | None = None) -> None:
+    """Run every missing (env, algo, seed) of the grid, then print the summary. ``overrides``: per env, the
+    `train.py --hyperparams` of every algorithm's runs on it."""
     records = args.work_dir / args.profile / "records"
     records.mkdir(parents=True, exist_ok=True)
-    _restore_records(records, args)
+    _restore_records(records, args, profiles)
 
     def record(name: str, payload: dict[str, Any]) -> None:
         atomic_write(records / f"{name}.json", lambda p: p.write_text(json.dumps(payload, indent=2)))
@@ -179,7 +200,7 @@ def main(args: MujocoArgs) -> None:
                 name = f"run__{env}__{algo}__seed{seed}"
                 if (records / f"{name}.json").is_file():
                     continue
-                run = train_run(env, algo, seed, args)
+                run = train_run(env, algo, seed, args, profiles, (overrides or {}).get(env))
                 record(name, run)
                 print(
                     f"{env} {algo} seed {seed}: final {run['final_return']:.1f} ({run['train_wall_time_s']:.0f} s)", flush=True

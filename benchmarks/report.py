@@ -98,42 +98,69 @@ def dqs_mujoco(result: dict[str, Any]) -> str:
         + "".join(f" --{key.replace('_', '-')} {config[key]}" for key in ("steps", "eval_freq") if config.get(key))
         + "` (resumable; runs are added as they finish).",
         "",
-        f"Machine: {_machine(result)}. Deterministic evaluation, {config['eval_episodes']} episodes; mean ± std over "
-        "seeds of the final evaluation and of the mean over all evaluations (area under the curve).",
+        f"Machine: {_machine(result)}. Deterministic evaluation, {config['eval_episodes']} episodes; mean ± std and "
+        "IQM over seeds of the final evaluation and of the mean over all evaluations (area under the curve).",
         "",
-        "| env | algo | seeds | final return | mean eval return |",
-        "|---|---|---|---|---|",
+        "| env | algo | seeds | steps | final return | final IQM | mean eval return | mean eval IQM |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for env, algos in result["summary"].items():
         for algo, s in algos.items():
-            lines.append(f"| {env} | {algo} | {s['seeds']} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
-                         f"{s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} |")  # fmt: skip
+            steps = ", ".join(sorted({str(r["steps"]) for r in result["runs"] if r["env"] == env and r["algo"] == algo}))
+            lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
+                         f"{_fmt(s.get('final_iqm'))} | {s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} | "
+                         f"{_fmt(s.get('mean_eval_iqm'))} |")  # fmt: skip
     if result["throughput"]:
         lines += ["", "| env | median env steps/s | ratio " + "/".join(config["algos"][:2]) + " |", "|---|---|---|"]
         for env, t in result["throughput"].items():
             medians = ", ".join(f"{algo} {v:.1f}" for algo, v in t["median_steps_per_s"].items())
             lines.append(f"| {env} | {medians} | {t['ratio']:.2f} |")
-    figure = _mujoco_curves(result)
+    figure = _curves(result, "eval_returns", "evaluation return", "dqs_mujoco_curves.png")
     lines += ["", f"![DQS vs SAC learning curves]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)
 
 
-def _mujoco_curves(result: dict[str, Any]) -> Path:
+def dqs_exploration(result: dict[str, Any]) -> str:
+    config = result["config"]
+    lines = [
+        "## DQS vs SAC: exploration on sparse-reward mazes",
+        "",
+        f"`python -m benchmarks.dqs_exploration --profile {result['profile']}` (resumable; runs are added as they finish).",
+        "",
+        f"Machine: {_machine(result)}. Fixed start and goal cells, reward 1 only at the goal (which ends the episode), "
+        f"no HER; success rate of {config['eval_episodes']} deterministic evaluation episodes, mean over seeds of the "
+        "final evaluation and of the mean over all evaluations.",
+        "",
+        "| maze | algo | seeds | steps | final success | mean success over evaluations |",
+        "|---|---|---|---|---|---|",
+    ]
+    for env, algos in result["summary"].items():
+        for algo, s in algos.items():
+            steps = ", ".join(sorted({str(r["steps"]) for r in result["runs"] if r["env"] == env and r["algo"] == algo}))
+            lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_success_mean']:.2f} | "
+                         f"{s['mean_success_mean']:.2f} |")  # fmt: skip
+    figure = _curves(result, "eval_success_rates", "success rate", "dqs_exploration_curves.png")
+    lines += ["", f"![DQS vs SAC success rates]({figure.relative_to(DOCS)})"]
+    return "\n".join(lines)
+
+
+def _curves(result: dict[str, Any], key: str, ylabel: str, name: str) -> Path:
+    """Mean ± std over seeds of each algorithm's evaluation curve ``key``, one panel per env."""
     envs = list(result["summary"])
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.5), squeeze=False)
     for ax, env in zip(axes[0], envs):
         for color, algo in enumerate(result["summary"][env]):
             runs = [r for r in result["runs"] if r["env"] == env and r["algo"] == algo]
-            length = min(len(r["eval_returns"]) for r in runs)
-            curves = np.array([r["eval_returns"][:length] for r in runs])
+            length = min(len(r[key]) for r in runs)
+            curves = np.array([r[key][:length] for r in runs])
             steps = runs[0]["eval_timesteps"][:length]
             mean, std = curves.mean(0), curves.std(0)
             ax.plot(steps, mean, color=f"C{color}", label=f"{algo} ({len(runs)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=f"C{color}", alpha=0.2)
-        ax.set(title=env, xlabel="environment steps", ylabel="evaluation return")
+        ax.set(title=env, xlabel="environment steps", ylabel=ylabel)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save_figure(fig, "dqs_mujoco_curves.png")
+    return _save_figure(fig, name)
 
 
 def _save_figure(fig: Any, name: str) -> Path:
@@ -555,6 +582,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
+    "dqs_exploration": dqs_exploration,
     "merlin": merlin,
     "merlin_sensitivity": merlin_sensitivity,
     "merlin_rooms": merlin_rooms,

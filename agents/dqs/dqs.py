@@ -400,7 +400,7 @@ class DQS(OffPolicyAlgorithm):
         """min_j Q'_j at M = ``n_backup_samples`` uniform actions per state (a Latin hypercube), shape (B, M)."""
         m, dim = self.n_backup_samples, self.policy.action_dim
         actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
-        return self.critic_target.min_q(features.repeat_interleave(m, dim=0), actions).view(-1, m)
+        return self.critic_target.min_q_grouped(features, actions.view(-1, m, dim))
 
     def _track_q_spread(self, box_q: Tensor) -> None:
         """Update s_Q, the moving average of the mean over states of std_m Q'(s', a_m) (automatic temperature)."""
@@ -451,12 +451,16 @@ class DQS(OffPolicyAlgorithm):
         def energy(a: Tensor, context: Tensor) -> Tensor:
             return -self.critic.min_q(context, a) / temperature
 
+        def grouped_energy(a: Tensor, context: None) -> Tensor:
+            # The estimator evaluates all n * K proposals in one call, K consecutive rows per state.
+            return -self.critic.min_q_grouped(critic_features, a.view(n, -1, a.shape[1])).view(-1) / temperature
+
         with th.profiler.record_function("dqs/score_target"):
-            if self.score_estimator == "mc":
+            if self.score_estimator == "mc":  # differentiates the energy: rows with their own context
                 target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
             else:
                 target = softmax_score_estimate(
-                    energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features, bounds=(-1.0, 1.0)
+                    grouped_energy, noisy_actions, t, schedule, self.n_mc_samples, bounds=(-1.0, 1.0)
                 )
         output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
         if self.score_parameterization == "noise":

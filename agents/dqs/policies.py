@@ -146,6 +146,26 @@ class EnsembleCritic(ContinuousCritic):
         """Pessimistic ensemble value min_j Q_j, shape (N,)."""
         return self.q_values(features, actions).min(dim=1).values
 
+    def min_q_grouped(self, features: Tensor, actions: Tensor) -> Tensor:
+        """min_j Q_j for K actions per state: ``features`` (B, F), ``actions`` (B, K, |A|) -> (B, K); `min_q` on the
+        repeated rows, for evaluation only (no autograd), with the ReLUs in place.
+
+        DQS spends most of its time here (soft values and score targets evaluate the critic on M * B and K * B
+        rows). Splitting the first layer into a per-state part broadcast over the K actions was measured slower on
+        a CPU (2.0 vs 1.4 ms for 4096 rows: a (4096 x 6) matmul and a broadcast add cost more than the concat).
+        """
+        batch, k, action_dim = actions.shape
+        inputs = th.cat([features.repeat_interleave(k, dim=0), actions.reshape(batch * k, action_dim)], dim=1)
+        result: Tensor | None = None
+        for q_net in self.q_networks:
+            h = inputs
+            for layer in q_net:
+                h = th.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
+            q = h.view(batch, k)
+            result = q if result is None else th.minimum(result, q)
+        assert result is not None
+        return result
+
 
 class DiffusionPolicy(BasePolicy):
     """Policy of DQS: samples a ~ pi_T(a|s) ∝ exp(Q(s, a)/T) by integrating the reverse SDE of a learned score.
@@ -401,8 +421,7 @@ class DiffusionPolicy(BasePolicy):
 
     def _best_of(self, observation: PyTorchObs, candidates: Tensor, n: int) -> Tensor:
         """Per state, the candidate with the highest min-ensemble Q; ``candidates`` holds n consecutive rows per state."""
-        features = self.critic.features(observation).repeat_interleave(n, dim=0)
-        q = self.critic.min_q(features, candidates).view(-1, n)
+        q = self.critic.min_q_grouped(self.critic.features(observation), candidates.view(-1, n, self.action_dim))
         best = q.argmax(dim=1)
         return candidates.view(-1, n, self.action_dim)[th.arange(len(best), device=best.device), best]
 

@@ -1,0 +1,73 @@
+"""The DQS paper's exploration claim on sparse-reward mazes: success rate vs environment steps, DQS against SAC.
+
+Fixed start and goal cells (the goal is the cell farthest along the corridor from the start), reward 1 only on
+reaching the goal, which ends the episode (``continuing_task=False``), and no hindsight relabelling: an agent finds
+the goal only by exploring. Both algorithms run their one default configuration (``MultiInputPolicy`` on the
+goal-dict observation, no HER); the grid, records, resume and summary are those of `benchmarks.dqs_mujoco`.
+
+    python -m benchmarks.dqs_exploration                       # CPU: UMaze 30k and Medium 60k steps x 3 seeds
+    python -m benchmarks.dqs_exploration --profile gpu --device cuda
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+
+from benchmarks.dqs_mujoco import MujocoArgs, main
+
+#: Fixed-goal layouts ("r" start cell, "g" goal cell; 1 = wall): gymnasium-robotics' UMaze and Medium maps.
+MAZE_MAPS: dict[str, list[list[int | str]]] = {
+    "PointMaze_UMaze": [[1, 1, 1, 1, 1], [1, "r", 0, 0, 1], [1, 1, 1, 0, 1], [1, "g", 0, 0, 1], [1, 1, 1, 1, 1]],
+    "PointMaze_Medium": [
+        [1, 1, 1, 1, 1, 1, 1, 1],
+        [1, "r", 0, 1, 1, 0, 0, 1],
+        [1, 0, 0, 1, 0, 0, 0, 1],
+        [1, 1, 0, 0, 0, 1, 1, 1],
+        [1, 0, 0, 1, 0, 0, 0, 1],
+        [1, 0, 1, 0, 0, 1, 0, 1],
+        [1, 0, 0, 0, 1, 0, "g", 1],
+        [1, 1, 1, 1, 1, 1, 1, 1],
+    ],
+}
+#: Steps per maze and profile; the Medium maze's corridor is about three times the UMaze's.
+PROFILES: dict[str, dict[str, int]] = {
+    "cpu": {"steps": 30_000, "eval_freq": 2_500},
+    "gpu": {"steps": 300_000, "eval_freq": 10_000},
+}
+STEP_FACTOR: dict[str, int] = {"PointMaze_UMaze": 1, "PointMaze_Medium": 2}
+
+
+@dataclass
+class ExplorationArgs(MujocoArgs):
+    envs: list[str] = field(default_factory=lambda: list(MAZE_MAPS))
+    """Mazes (keys of MAZE_MAPS)."""
+    throughput_steps: int = 0
+    """Timed steps per throughput measurement (dqs_mujoco measures it; 0 skips)."""
+    work_dir: Path = Path("runs/benchmarks/dqs_exploration")
+    """Where the training runs are written."""
+    name: str = "dqs_exploration"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+def maze_overrides(env: str) -> dict[str, str]:
+    """The `train.py --hyperparams` of both algorithms on one maze: fixed start and goal, episodes end at the goal,
+    the goal-dict observation without HER."""
+    env_kwargs = {"maze_map": MAZE_MAPS[env], "continuing_task": False}
+    return {"env_kwargs": repr(env_kwargs), "policy": "MultiInputPolicy", "replay_buffer_class": "None",
+            "replay_buffer_kwargs": "None"}  # fmt: skip
+
+
+def run(args: ExplorationArgs) -> None:
+    unknown = sorted(set(args.envs) - set(MAZE_MAPS))
+    if unknown:
+        raise SystemExit(f"error: unknown maze {', '.join(unknown)}; choose from {', '.join(MAZE_MAPS)}")
+    for env in args.envs:  # one env at a time: each maze has its own budget
+        steps = (args.steps or PROFILES[args.profile]["steps"]) * STEP_FACTOR[env]
+        main(ExplorationArgs(**{**vars(args), "envs": [env], "steps": steps}), PROFILES, {env: maze_overrides(env)})
+
+
+if __name__ == "__main__":
+    run(tyro.cli(ExplorationArgs))

@@ -1,0 +1,39 @@
+"""benchmarks/dqs_exploration.py on benchmarks/dqs_mujoco.py's grid: tiny runs, success rates, records, resuming."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import benchmarks.common
+from benchmarks import dqs_exploration, dqs_mujoco
+from benchmarks.dqs_exploration import ExplorationArgs
+
+
+def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(dqs_mujoco, "RESULTS_DIR", tmp_path / "results")
+    args = ExplorationArgs(envs=["PointMaze_UMaze"], seeds=[0], steps=200, eval_freq=100, eval_episodes=1,
+                           work_dir=tmp_path / "work", name="exploration_test")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 200 steps stay below learning_starts: random actions only
+        dqs_exploration.run(args)
+    result = json.loads((tmp_path / "results" / "exploration_test.json").read_text())
+    assert sorted((r["algo"], r["steps"]) for r in result["runs"]) == [("dqs", 200), ("sac", 200)]
+    for run in result["runs"]:
+        assert run["eval_timesteps"] == [100, 200] and len(run["eval_success_rates"]) == 2
+        config = (Path(run["run_dir"]) / "config.yaml").read_text()  # the maze's overrides reached the run
+        assert "continuing_task: false" in config and "replay_buffer_class: null" in config
+    summary = result["summary"]["PointMaze_UMaze"]["dqs"]
+    assert {"final_iqm", "mean_eval_iqm", "final_success_mean", "mean_success_mean"} <= set(summary)
+
+    def must_not_train(*_args, **_kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(dqs_mujoco, "train_run", must_not_train)
+    dqs_exploration.run(args)  # every record exists: only the results are rebuilt
+    for path in (tmp_path / "work" / "cpu" / "records").iterdir():
+        path.unlink()  # a fresh clone: the records come back from the committed results file
+    dqs_exploration.run(args)
+    assert json.loads((tmp_path / "results" / "exploration_test.json").read_text())["runs"] == result["runs"]
