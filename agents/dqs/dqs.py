@@ -86,7 +86,7 @@ SOFTMAX_T_MIN = 1e-3
 #: Offset of the reference loss weight lambda(t) = h(t) + 1e-3 (score parameterisation, spec dqs §4).
 LAMBDA_OFFSET = 1e-3
 #: Relative temperature tau of ``temperature="auto"``: T = tau * (spread of Q over the action box); docs/dqs.md.
-AUTO_RELATIVE_TEMPERATURE = 0.1
+AUTO_RELATIVE_TEMPERATURE = 0.05
 #: States (one action each) per measurement of the policy's entropy (``train/entropy``).
 ENTROPY_STATES = 16
 #: Floor of the Q spread in the automatic temperature (keeps T > 0 while the critic is still constant).
@@ -194,7 +194,7 @@ class DQS(OffPolicyAlgorithm):
     :param temperature: Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule below), or ``"auto"``
         / ``"auto_<tau>"``: the scale-free rule T = tau * s_Q, where s_Q is a moving average of the spread (std) of
         the target critic over the action box at the batch's next states, so T means the same when returns grow
-        from 10 to 10,000 (docs/dqs.md). Faithful 1.0, improved ``"auto"`` (tau = 0.1)
+        from 10 to 10,000 (docs/dqs.md). Faithful 1.0, improved ``"auto"`` (tau = 0.05)
     :param final_temperature: Final temperature T1 of the exponential annealing; ``None`` keeps T constant
     :param temperature_anneal_steps: Gradient steps over which T goes from T0 to T1 (geometrically)
     :param entropy_freq: Log ``train/entropy``, the measured entropy of the acting policy on 16 states
