@@ -342,14 +342,17 @@ class EGNNCanonicalizer(Canonicalizer):
     def _pooled(self, weights: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
         """Krylov vectors (B, k, D) and, per vector, the size of its rounding noise (B, k), the degeneracy scale.
 
-        The scale of v_1 is Σ_i |a_i| ‖e_i‖ (its size without cancellation); v_{j+1} = C_j v_j inherits the noise of
-        v_j amplified by ‖C_j‖ on top of its own, so a v_1 that cancelled to noise makes the whole chain degenerate.
+        The scale of v_1 = Σ_i a_i e_i = Σ_i w_i e_i (the e_i are centred) is Σ_i |w_i| ‖e_i‖, its size without
+        cancellation: on a symmetric configuration the w_i agree only up to their own rounding, so the centred a_i are
+        noise of the size of w, not of a (scaling by |a_i| missed this wherever the invariant features came out
+        unequal in the last bits). v_{j+1} = C_j v_j inherits the noise of v_j amplified by ‖C_j‖ on top of its own,
+        so a v_1 that cancelled to noise makes the whole chain degenerate.
         """
         lengths = torch.linalg.vector_norm(vectors.detach(), dim=-1)
         size = vectors.square().sum(-1).mean(dim=1).clamp(min=torch.finfo(vectors.dtype).tiny ** 0.5)  # ρ, invariant
         first = weights[..., 0] - weights[..., 0].mean(dim=1, keepdim=True)
         pooled = [torch.einsum("bn,bnd->bd", first, vectors)]
-        scales = [torch.einsum("bn,bn->b", first.detach().abs(), lengths)]
+        scales = [torch.einsum("bn,bn->b", weights[..., 0].detach().abs(), lengths)]
         for j in range(1, self.n_vectors):
             covariance = torch.einsum("bn,bnd,bne->bde", weights[..., j], vectors, vectors) / size[:, None, None]
             pooled.append(torch.einsum("bde,be->bd", covariance, pooled[-1]))
