@@ -5,7 +5,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-ALGO ?= sac
+ALGO ?= dqs
 ENV ?= HalfCheetah
 TRAIN_ARGS ?=
 

@@ -25,7 +25,7 @@ from scipy.stats import trim_mean
 from agents.common.experiment import TrainArgs, train
 from agents.common.io import atomic_write
 from benchmarks.common import RESULTS_DIR, restore_missing, write_results
-from benchmarks.throughput import measure_interleaved
+from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
 from envs import resolve_env_id
 
 PROFILES: dict[str, dict[str, int]] = {
@@ -118,8 +118,10 @@ def throughput(env: str, args: MujocoArgs) -> dict[str, Any]:
     env_id = resolve_env_id(env)
     samples = measure_interleaved(args.algos, env_id, args.throughput_steps, 1000, args.throughput_repeats, args.device)
     medians = {algo: statistics.median(values) for algo, values in samples.items()}
+    acting = {algo: acting_cost(warmed_up_model(algo, env_id, 1000, args.device, 0), env_id) for algo in args.algos}
     first, second = args.algos[:2]
-    return {"steps_per_s": samples, "median_steps_per_s": medians, "ratio": medians[first] / medians[second]}
+    return {"steps_per_s": samples, "median_steps_per_s": medians, "ratio": medians[first] / medians[second],
+            "acting": acting}  # fmt: skip
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:

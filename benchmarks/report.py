@@ -115,6 +115,14 @@ def dqs_mujoco(result: dict[str, Any]) -> str:
         for env, t in result["throughput"].items():
             medians = ", ".join(f"{algo} {v:.1f}" for algo, v in t["median_steps_per_s"].items())
             lines.append(f"| {env} | {medians} | {t['ratio']:.2f} |")
+        acting = {env: t["acting"] for env, t in result["throughput"].items() if "acting" in t}
+        if acting:
+            header = "| env | algo | predict, deterministic (ms) | predict, stochastic (ms) | 10-episode evaluation (s) |"
+            lines += ["", header, "|---|---|---|---|---|"]
+            for env, algos in acting.items():
+                for algo, c in algos.items():
+                    lines.append(f"| {env} | {algo} | {c['predict_ms_deterministic']:.2f} | "
+                                 f"{c['predict_ms_stochastic']:.2f} | {c['evaluation_s_10_episodes']:.1f} |")  # fmt: skip
     figure = _curves(result, "eval_returns", "evaluation return", "dqs_mujoco_curves.png")
     lines += ["", f"![DQS vs SAC learning curves]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)

@@ -16,8 +16,10 @@ import torch
 import tyro
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 
+from agents.common.experiment import evaluation_env
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.registry import get_algo
 from benchmarks.common import write_results
@@ -64,6 +66,24 @@ def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: st
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     return steps / (time.perf_counter() - start)
+
+
+def acting_cost(model: BaseAlgorithm, env_id: str, episodes: int = 10, calls: int = 200, seed: int = 0) -> dict[str, float]:
+    """What acting costs: milliseconds per `predict` of one observation (deterministic and stochastic), and seconds
+    for one evaluation of ``episodes`` deterministic episodes run side by side, as `train.py` evaluates."""
+    observation = make_env(env_id).reset(seed=seed)[0]
+    cost: dict[str, float] = {}
+    for deterministic in (True, False):
+        model.predict(observation, deterministic=deterministic)  # warm-up
+        start = time.perf_counter()
+        for _ in range(calls):
+            model.predict(observation, deterministic=deterministic)
+        cost[f"predict_ms_{'deterministic' if deterministic else 'stochastic'}"] = 1e3 * (time.perf_counter() - start) / calls
+    eval_env = evaluation_env(lambda: make_env(env_id), episodes, seed)
+    start = time.perf_counter()
+    evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    cost[f"evaluation_s_{episodes}_episodes"] = time.perf_counter() - start
+    return cost
 
 
 def measure_interleaved(

@@ -97,7 +97,9 @@ def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_
     spread = (-50 * (2 * strata - 1) ** 2).std(axis=1, ddof=1).mean()
     temperature = model.logger.name_to_value["train/temperature"]
     assert model.q_spread == pytest.approx(spread, rel=0.1)
-    assert temperature == pytest.approx(AUTO_RELATIVE_TEMPERATURE * model.q_spread, rel=0.02)  # the last step used the previous average
+    assert temperature == pytest.approx(
+        AUTO_RELATIVE_TEMPERATURE * model.q_spread, rel=0.02
+    )  # the last step used the previous average
     # The acting (SDE) policy follows pi_T = N(0, T / 100), a little too broad (measured 1.22x the std: the K = 16
     # self-normalised targets are slightly too soft, docs/dqs.md).
     with torch.no_grad():
