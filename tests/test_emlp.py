@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 import pytest
@@ -120,9 +119,8 @@ def test_basis_is_orthonormal_equivariant_and_complete(rep_in: Representation, r
 
 def test_basis_is_cached_and_read_only() -> None:
     first = equivariant_basis(symmetric(7) * so2(), symmetric(7) * so2())
-    start = time.perf_counter()
     second = equivariant_basis(symmetric(7) * so2(), symmetric(7) * so2())  # equal reps built anew hit the cache
-    assert second is first and time.perf_counter() - start < 1e-3
+    assert second is first
     assert bias_basis(symmetric(7)) is bias_basis(symmetric(7))
     with pytest.raises(ValueError, match="read-only"):
         first[0, 0] = 1.0
