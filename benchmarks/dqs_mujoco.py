@@ -179,6 +179,10 @@ def main(args: MujocoArgs, profiles: Profiles = PROFILES, overrides: dict[str, d
 
     def record(name: str, payload: dict[str, Any]) -> None:
         atomic_write(records / f"{name}.json", lambda p: p.write_text(json.dumps(payload, indent=2)))
+        rebuild_results()
+
+    def rebuild_results() -> None:
+        """The results file from every record, summarised by this code."""
         runs = _read_records(records, "run__*.json")
         ratios = {entry["env"]: entry for entry in _read_records(records, "throughput__*.json")}
         write_results(
@@ -207,6 +211,7 @@ def main(args: MujocoArgs, profiles: Profiles = PROFILES, overrides: dict[str, d
                 print(
                     f"{env} {algo} seed {seed}: final {run['final_return']:.1f} ({run['train_wall_time_s']:.0f} s)", flush=True
                 )
+    rebuild_results()
     runs = _read_records(records, "run__*.json")
     for env, algos in summarize(runs).items():
         for algo, s in algos.items():

@@ -108,8 +108,8 @@ def dqs_mujoco(result: dict[str, Any]) -> str:
         for algo, s in algos.items():
             steps = ", ".join(sorted({str(r["steps"]) for r in result["runs"] if r["env"] == env and r["algo"] == algo}))
             lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
-                         f"{_fmt(s.get('final_iqm'))} | {s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} | "
-                         f"{_fmt(s.get('mean_eval_iqm'))} |")  # fmt: skip
+                         f"{s.get('final_iqm', math.nan):.1f} | {s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} | "
+                         f"{s.get('mean_eval_iqm', math.nan):.1f} |")  # fmt: skip
     if result["throughput"]:
         lines += ["", "| env | median env steps/s | ratio " + "/".join(config["algos"][:2]) + " |", "|---|---|---|"]
         for env, t in result["throughput"].items():
