@@ -28,7 +28,8 @@ from benchmarks.common import RESULTS_DIR, restore_missing, write_results
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
 from envs import resolve_env_id
 
-PROFILES: dict[str, dict[str, int]] = {
+Profiles = dict[str, dict[str, int]]
+PROFILES: Profiles = {
     "cpu": {"steps": 100_000, "eval_freq": 5_000},
     "gpu": {"steps": 1_000_000, "eval_freq": 10_000},
 }
@@ -62,9 +63,6 @@ class MujocoArgs:
     """Where the training runs are written."""
     name: str = "dqs_mujoco"
     """Results file: benchmarks/results/<name>.json."""
-
-
-Profiles = dict[str, dict[str, int]]
 
 
 def train_run(

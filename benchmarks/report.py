@@ -106,10 +106,10 @@ def dqs_mujoco(result: dict[str, Any]) -> str:
     ]
     for env, algos in result["summary"].items():
         for algo, s in algos.items():
-            steps = ", ".join(sorted({str(r["steps"]) for r in result["runs"] if r["env"] == env and r["algo"] == algo}))
+            steps = ", ".join(sorted({str(r["steps"]) for r in _runs_of(result, env, algo)}))
             lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
-                         f"{s.get('final_iqm', math.nan):.1f} | {s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} | "
-                         f"{s.get('mean_eval_iqm', math.nan):.1f} |")  # fmt: skip
+                         f"{s['final_iqm']:.1f} | {s['mean_eval_mean']:.1f} ± {s['mean_eval_std']:.1f} | "
+                         f"{s['mean_eval_iqm']:.1f} |")  # fmt: skip
     if result["throughput"]:
         lines += ["", "| env | median env steps/s | ratio " + "/".join(config["algos"][:2]) + " |", "|---|---|---|"]
         for env, t in result["throughput"].items():
@@ -144,12 +144,17 @@ def dqs_exploration(result: dict[str, Any]) -> str:
     ]
     for env, algos in result["summary"].items():
         for algo, s in algos.items():
-            steps = ", ".join(sorted({str(r["steps"]) for r in result["runs"] if r["env"] == env and r["algo"] == algo}))
+            steps = ", ".join(sorted({str(r["steps"]) for r in _runs_of(result, env, algo)}))
             lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_success_mean']:.2f} | "
                          f"{s['mean_success_mean']:.2f} |")  # fmt: skip
     figure = _curves(result, "eval_success_rates", "success rate", "dqs_exploration_curves.png")
     lines += ["", f"![DQS vs SAC success rates]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)
+
+
+def _runs_of(result: dict[str, Any], env: str, algo: str) -> list[dict[str, Any]]:
+    """The run records of one (env, algo) cell of a grid benchmark."""
+    return [r for r in result["runs"] if r["env"] == env and r["algo"] == algo]
 
 
 def _curves(result: dict[str, Any], key: str, ylabel: str, name: str) -> Path:
@@ -158,7 +163,7 @@ def _curves(result: dict[str, Any], key: str, ylabel: str, name: str) -> Path:
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.5), squeeze=False)
     for ax, env in zip(axes[0], envs):
         for color, algo in enumerate(result["summary"][env]):
-            runs = [r for r in result["runs"] if r["env"] == env and r["algo"] == algo]
+            runs = _runs_of(result, env, algo)
             length = min(len(r[key]) for r in runs)
             curves = np.array([r[key][:length] for r in runs])
             steps = runs[0]["eval_timesteps"][:length]

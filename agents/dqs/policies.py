@@ -401,7 +401,7 @@ class DiffusionPolicy(BasePolicy):
     def entropy(self, features: Tensor) -> Tensor:
         """Monte-Carlo estimate of the mean entropy of the sampling copy's policy over the states of ``features``.
 
-        One PF-ODE sample per state with the exact log-density of the Euler sampler's law
+        One PF-ODE sample per state with the exact log-density of the DDIM sampler's law
         (`samplers.integrators.probability_flow_sample`): H = -mean log q(a), the entropy of the actions of
         deterministic sampling (the reverse SDE's law agrees with it as far as the score is exact). With a tanh
         squash the log-density of the squashed action includes the Jacobian, as SAC's. With ``"clip"`` it is the
