@@ -33,8 +33,8 @@ import torch
 import tyro
 from stable_baselines3.common.utils import get_device
 
-from agents.common.io import atomic_write
 from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from core.io import atomic_write
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
 from samplers.canonical import CanonicalDiffusion, Mode
 from samplers.energies import Energy, make_energy

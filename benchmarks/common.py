@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from agents.common.io import atomic_write
 from agents.common.run import git_commit, package_versions
+from core.io import atomic_write
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

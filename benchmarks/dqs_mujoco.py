@@ -23,9 +23,9 @@ import tyro
 from scipy.stats import trim_mean
 
 from agents.common.experiment import TrainArgs, train
-from agents.common.io import atomic_write
 from benchmarks.common import RESULTS_DIR, restore_missing, write_results
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
+from core.io import atomic_write
 from envs import resolve_env_id
 
 Profiles = dict[str, dict[str, int]]

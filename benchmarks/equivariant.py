@@ -1,6 +1,6 @@
 """Does symmetry buy sample efficiency? SAC on ParticleReach (N = 3) with three networks, same steps and seeds.
 
-Variants (`equivariant.extractors`, EGNN sizes from the profile):
+Variants (`agents.equivariant`, EGNN sizes from the profile):
 
 * ``mlp``: SB3's ``MlpPolicy`` on the flat observation (no symmetry);
 * ``egnn_features``: ``MlpPolicy`` on `EGNNExtractor` features (translation- and target-permutation-invariant inputs
@@ -53,12 +53,13 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 
-from agents.common.io import atomic_save, atomic_write
+from agents.equivariant import EGNNExtractor, EquivariantSACPolicy
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.registry import get_algo
 from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from core.io import atomic_save, atomic_write
 from envs.registry import make_env
-from equivariant.extractors import EGNNConfig, EGNNExtractor, EquivariantSACPolicy, SetLayout
+from equivariant.scene import EGNNConfig, SetLayout
 
 ENV_ID = "ParticleReach-v0"
 N_PARTICLES = 3

@@ -33,12 +33,12 @@ import tyro
 from minari.storage import get_dataset_path
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.common.io import atomic_write
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
 from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from core.io import atomic_write
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id

@@ -26,7 +26,6 @@ import torch
 import tyro
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.common.io import atomic_write
 from agents.hyperparams import RUN_KEYS, default_hyperparams
 from agents.merlin import Merlin, evaluate_goal_policy
 from agents.merlin.merlin import value_for_dataset
@@ -42,6 +41,7 @@ from benchmarks.merlin import (
     prepare_dataset,
     use_project_folders,
 )
+from core.io import atomic_write
 from envs.datasets import KINDS
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id

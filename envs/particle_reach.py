@@ -2,7 +2,7 @@
 
 The MDP is invariant under rotations and reflections of the whole scene about the origin and under permutations of
 the particles (with their actions) and of the targets: every piece of it (arena, initial law, dynamics, reward,
-success) is built to keep that symmetry exact, so that equivariant policies (equivariant/extractors.py) can exploit it.
+success) is built to keep that symmetry exact, so that equivariant policies (agents/equivariant.py) can exploit it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ParticleReachEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Observation (float32, shape (4N,)): ``concat(particles.reshape(-1), targets.reshape(-1))``, i.e. the (N, 2)
     particle positions row by row in particle order ``[x_0, y_0, x_1, y_1, ...]``, then the (N, 2) target positions
-    in the same layout (``equivariant.extractors.SetLayout((N, N))`` parses it).
+    in the same layout (``equivariant.scene.SetLayout((N, N))`` parses it).
 
     Action (shape (2N,), in [-1, 1]): row i of ``action.reshape(N, 2)`` moves particle i by
     ``max_step * a_i / max(1, ‖a_i‖)``. The norm clip (rather than a per-coordinate clip) commutes with rotations.

@@ -2,8 +2,8 @@
 
 Modules: `egnn` (EGNN), `emnn` (mesh EGNN) and `mesh_pooling`, `emlp` (equivariant linear layers from generators),
 `canonicalization` (frames, sorting, learned canonicalizers), `relaxed` (relaxed equivariance), `weight_sharing`
-(the weight-sharing regulariser and its exact prox), `extractors` (SB3 features extractors and an equivariant SAC
-policy for set-structured observations; import it from its module).
+(the weight-sharing regulariser and its exact prox), `scene` (typed-entity scenes: their layout, EGNN and an
+equivariant squashed Gaussian). Plain torch only: the SB3 extractors and policies built on it are `agents.equivariant`.
 """
 
 from equivariant.canonicalization import Canonicalizer, EGNNCanonicalizer, GroupElement, sort_canonicalize

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from core.networks import SinusoidalEmbedding, check_score_inputs
 from equivariant.geometry import as_particles, remove_com
-from samplers.networks import SinusoidalEmbedding, check_score_inputs
 
 Aggregation = Literal["sum", "mean"]
 

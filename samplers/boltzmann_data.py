@@ -28,7 +28,7 @@ import torch
 import tyro
 from torch import Tensor
 
-from agents.common.io import atomic_write
+from core.io import atomic_write
 from equivariant.canonicalization import random_orthogonal
 from equivariant.geometry import as_particles, remove_com
 from samplers.energies import BOLTZMANN_DIR_ENV, Energy, boltzmann_data_dir, make_energy

@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from agents.common.io import atomic_write
+from core.io import atomic_write
+from core.networks import SinusoidalEmbedding, check_score_inputs
 from equivariant.canonicalization import EGNNCanonicalizer, random_orthogonal
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import as_particles, remove_com
@@ -52,7 +53,6 @@ from samplers.boltzmann_data import centred_samples, load_samples, random_symmet
 from samplers.energies import ENERGIES, Energy, make_energy
 from samplers.integrators import euler_maruyama
 from samplers.metrics import sampler_metrics
-from samplers.networks import SinusoidalEmbedding, check_score_inputs
 from samplers.schedules import CosineVPSchedule
 from samplers.training import evaluate_and_log, rng_state, seed_everything, set_rng_state
 

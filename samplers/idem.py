@@ -25,7 +25,7 @@ from stable_baselines3.common.utils import get_device
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from agents.common.io import atomic_write
+from core.io import atomic_write
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import remove_com
 from samplers.energies import Energy, energy_and_grad, make_energy

@@ -18,17 +18,9 @@ from stable_baselines3 import SAC
 from torch import Tensor
 
 from agents.dqs import DQS
+from agents.equivariant import DeepSetsExtractor, EGNNExtractor, EquivariantActor, EquivariantSACPolicy, InvariantCritic
 from envs.particle_reach import ParticleReachEnv
-from equivariant.extractors import (
-    DeepSetsExtractor,
-    EGNNConfig,
-    EGNNExtractor,
-    EquivariantActor,
-    EquivariantSACPolicy,
-    InvariantCritic,
-    RadialTanhGaussian,
-    SetLayout,
-)
+from equivariant.scene import EGNNConfig, RadialTanhGaussian, SetLayout
 
 N = 3
 LAYOUT = SetLayout((N, N))

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.common.io import atomic_write
+from core.io import atomic_write
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path):

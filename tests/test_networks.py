@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from samplers.networks import SinusoidalEmbedding, TimeMLPScore
+from core.networks import SinusoidalEmbedding
+from samplers.networks import TimeMLPScore
 
 
 def test_gmm_config_parameter_count() -> None:

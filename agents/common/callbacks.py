@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.common.io import atomic_save
+from core.io import atomic_save
 
 
 class CheckpointCallback(BaseCallback):

@@ -25,10 +25,10 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.common.callbacks import CheckpointCallback, SaveBestCallback
-from agents.common.io import atomic_save, atomic_write
 from agents.common.run import new_run_dir, write_run_config
 from agents.hyperparams import RUN_KEYS, apply_overrides, default_hyperparams
 from agents.registry import ALGOS, get_algo
+from core.io import atomic_save, atomic_write
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
 
 DEFAULT_EVAL_FREQ = 10_000  # environment steps between evaluations of RL agents

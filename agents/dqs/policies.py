@@ -19,8 +19,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from core.networks import SinusoidalEmbedding
 from samplers.integrators import ddim_coefficients, make_time_grid, probability_flow_sample
-from samplers.networks import SinusoidalEmbedding
 from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
 
 ScheduleName = Literal["ve_geometric", "vp_cosine"]

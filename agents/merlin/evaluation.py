@@ -15,7 +15,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from agents.common.io import atomic_save
+from core.io import atomic_save
 
 METRICS = ("success_rate", "final_distance", "discounted_return", "undiscounted_return")
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-from agents.common.io import atomic_write
 from agents.merlin.reverse_model import ReverseModelConfig, generate_reverse_model_data
 from agents.merlin.stitching import StitchingConfig, generate_stitched_data
+from core.io import atomic_write
 from envs.goal_dataset import GoalDataset
 
 NOISE_CONFIGS: dict[str, type | None] = {

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 from torch.nn import functional as F
 
-from samplers.networks import SinusoidalEmbedding
+from core.networks import SinusoidalEmbedding
 
 #: Keys every goal-conditioned observation must have (gymnasium-robotics GoalEnv convention).
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
