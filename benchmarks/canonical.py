@@ -186,7 +186,7 @@ def train_and_evaluate(
         "sample_s_per_1000": statistics.median(seconds),
         "sample_chunks_s_per_1000": seconds,
         "integration_steps": model.config.integration_steps,
-        "denoiser_parameters": _count(model.denoiser),
+        "denoiser_parameters": _count(model.network),
         "canonicalizer_parameters": 0 if model.canonicalizer is None else _count(model.canonicalizer),
         "val_denoising_loss": val_loss.item(),  # fixed t and noise on the compared val rows, in the mode's own pose
         "val_degenerate_frac": degenerate.float().mean().item(),

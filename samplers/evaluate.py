@@ -20,6 +20,7 @@ import tyro
 import yaml
 from torch import Tensor
 
+from samplers.energies import make_energy
 from samplers.metrics import sampler_metrics
 
 
@@ -96,8 +97,6 @@ def evaluate_run(config: EvaluateConfig, target: Target | None = None) -> dict[s
     samples = _load_samples(config.run_dir / "samples.npy", "samples")
     name = _target_name(config)
     if target is None and name is not None:
-        from samplers.energies import make_energy  # lazy: keeps the metrics usable without the energy module
-
         target = make_energy(name)
     n_particles, spatial_dim = (1, None) if target is None else (target.n_particles, target.spatial_dim)
     if target is not None and samples.shape[1] != n_particles * spatial_dim:

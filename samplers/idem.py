@@ -11,30 +11,22 @@ The unit of ``learn(total_timesteps)`` is one gradient step, as in d3rlpy's offl
 
 from __future__ import annotations
 
-import copy
 import math
-import time
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.utils import get_device
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from core.io import atomic_write
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import remove_com
-from samplers.energies import Energy, energy_and_grad, make_energy
+from samplers.base import BaseSampler, make_ema
+from samplers.energies import Energy, energy_and_grad
 from samplers.estimators import clip_norm, mc_score_estimate
 from samplers.integrators import euler_maruyama
-from samplers.metrics import sampler_metrics
 from samplers.networks import TimeMLPScore
 from samplers.schedules import GeometricVESchedule
-from samplers.training import evaluate_and_log, rng_state, seed_everything, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -130,59 +122,43 @@ class SampleBuffer:
         return self.data[torch.randint(self.size, (n,), device=self.data.device)]
 
 
-class IDEM:
+class IDEM(BaseSampler):
     """iDEM sampler with an SB3-like interface: ``IDEM("DW4").learn(10_000)``, ``sample``, ``save``/``load``.
 
-    Args:
-        target: a registered energy name (GMM40, DW4, LJ13, LJ55) or an :class:`~samplers.energies.Energy`.
-        seed: seeds torch, numpy and random; None leaves them alone.
-        device: "auto", "cpu", "cuda", ...
-        **hyperparams: fields of :class:`IDEMConfig` overriding the target's preset.
+    :param target: A registered energy name (GMM40, DW4, LJ13, LJ55) or an `Energy`
+    :param seed: Seeds torch, numpy and random; None leaves them alone
+    :param device: "auto", "cpu", "cuda", ...
+    :param hyperparams: Fields of `IDEMConfig` overriding the target's preset (`IDEM_PRESETS`)
     """
 
     config_class: ClassVar[type] = IDEMConfig
+    presets: ClassVar[dict[str, IDEMConfig]] = IDEM_PRESETS
+    config: IDEMConfig
 
     def __init__(self, target: str | Energy, seed: int | None = None, device: str | torch.device = "auto", **hyperparams: Any):
-        self.target_name = target if isinstance(target, str) else type(target).__name__
-        energy = make_energy(target) if isinstance(target, str) else target
-        base = IDEM_PRESETS.get(self.target_name, IDEMConfig())
-        unknown = set(hyperparams) - {f.name for f in fields(IDEMConfig)}
-        if unknown:
-            raise ValueError(f"unknown iDEM hyperparameters {sorted(unknown)}; see samplers.idem.IDEMConfig")
-        self.config = replace(base, **hyperparams)
-        self.seed = seed
-        if seed is not None:
-            seed_everything(seed)
-        self.device = get_device(device)
-        self.target = energy.to(self.device)
-        self.energy = (ScaledEnergy(energy, self.config.data_scale) if self.config.data_scale != 1.0 else energy).to(
-            self.device
-        )
+        super().__init__(target, seed, device, **hyperparams)
+        cfg, energy = self.config, self.target
+        self.energy = ScaledEnergy(energy, cfg.data_scale).to(self.device) if cfg.data_scale != 1.0 else energy
         self.is_particle_system = energy.is_particle_system
-        self.schedule = GeometricVESchedule(self.config.sigma_min, self.config.sigma_max)
-        self.policy = self._build_network().to(self.device)
-        self.ema = (
-            torch.optim.swa_utils.AveragedModel(
-                self.policy, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.config.ema_decay)
-            )
-            if self.config.ema_decay is not None
-            else None
-        )
-        self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
+        self.schedule = GeometricVESchedule(cfg.sigma_min, cfg.sigma_max)
+        self.network = self._build_network().to(self.device)
+        self.ema = make_ema(self.network, cfg.ema_decay)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.lr_scheduler = (
-            torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.1, patience=self.config.lr_plateau_patience)
-            if self.config.lr_plateau_patience is not None
+            torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.1, patience=cfg.lr_plateau_patience)
+            if cfg.lr_plateau_patience is not None
             else None
         )
-        self.buffer = SampleBuffer(self.config.buffer_size, energy.dim, self.device)
-        self.num_timesteps = 0
-        self.energy_evaluations = 0
-        self.best_metrics: dict[str, float] = {}
+        self.buffer = SampleBuffer(cfg.buffer_size, energy.dim, self.device)
         self._refresh_losses: list[float] = []
-        self._reference_missing = False
-        self._logger = Logger(folder=None, output_formats=[])
+
+    @property
+    def display_name(self) -> str:
+        return "iDEM"
+
+    @property
+    def selection_metric(self) -> str:
+        return "energy_w2" if self.is_particle_system else "x_w2_unaligned"
 
     # ----------------------------------------------------------------------------------------------------------------
     def _build_network(self) -> nn.Module:
@@ -196,8 +172,8 @@ class IDEM:
     def _project(self, x: Tensor) -> Tensor:
         return remove_com(x, self.energy.n_particles, self.energy.spatial_dim) if self.is_particle_system else x
 
-    def _prior(self, n: int) -> Tensor:
-        return self._project(self.schedule.sample_prior(n, self.energy.dim, device=self.device))
+    def _prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self._project(self.schedule.sample_prior(n, self.energy.dim, generator, device=self.device))
 
     def _mc_target(self, x_t: Tensor, t: Tensor) -> Tensor:
         cfg = self.config
@@ -207,29 +183,12 @@ class IDEM:
             richardson=cfg.richardson, chunk_size=cfg.chunk_size,
         )  # fmt: skip
 
-    def set_logger(self, logger: Logger) -> None:
-        """Use an SB3 logger (e.g. ``stable_baselines3.common.logger.configure(run_dir, ["tensorboard"])``)."""
-        self._logger = logger
-
-    @property
-    def logger(self) -> Logger:
-        return self._logger
-
     # ----------------------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, use_ema: bool = True, batch_size: int = 4096) -> Tensor:
-        """Draw ``n`` samples in the target's own coordinates by integrating the reverse SDE with the network score."""
-        network = self.ema.module if (use_ema and self.ema is not None) else self.policy
-        network.eval()
-        chunks = [self._sample_network(network, min(batch_size, n - start)) for start in range(0, n, batch_size)]
-        network.train()
-        return torch.cat(chunks) * self.config.data_scale
-
-    def _sample_network(self, network: nn.Module, n: int) -> Tensor:
+    def _sample_chunk(self, network: nn.Module, n: int, generator: torch.Generator | None) -> Tensor:
         cfg = self.config
         x = euler_maruyama(
-            network, self._prior(n), self.schedule, cfg.integration_steps, diffusion_scale=cfg.diffusion_scale,
-            projection=self._project if self.is_particle_system else None,
+            network, self._prior(n, generator), self.schedule, cfg.integration_steps, diffusion_scale=cfg.diffusion_scale,
+            projection=self._project if self.is_particle_system else None, generator=generator,
         )  # fmt: skip
         return self._negative_time(x)
 
@@ -260,139 +219,57 @@ class IDEM:
         cfg = self.config
         x0 = self.buffer.sample(cfg.batch_size) if cfg.use_buffer else self._prior(cfg.batch_size)
         t = torch.rand(cfg.batch_size, device=self.device)
-        x_t = self._project(self.schedule.alpha(t)[:, None] * x0 + self.schedule.sigma(t)[:, None] * torch.randn_like(x0))
+        x_t = self._project(self.schedule.noised(x0, t, torch.randn_like(x0)))
         target = self._mc_target(x_t, t)
-        prediction = self.policy(x_t, t)
-        weight = self.schedule.h(t) + 1e-3 if cfg.loss_weighting == "h" else torch.ones_like(t)
+        prediction = self.network(x_t, t)
+        weight = self.schedule.score_loss_weight(t) if cfg.loss_weighting == "h" else torch.ones_like(t)
         loss = (weight * (prediction - target).pow(2).mean(-1)).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"iDEM loss is {loss.item()} at step {self.num_timesteps}: the MC target or the network diverged. "
-                "Try a smaller learning_rate, a max_score_norm, or more num_mc_samples."
-            )
+        self._finite_or_raise(
+            loss, "the MC target or the network diverged. Try a smaller learning_rate, a max_score_norm, or more "
+            "num_mc_samples.",
+        )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip or math.inf)
+        grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip or math.inf)
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.policy)
+            self.ema.update_parameters(self.network)
         self.num_timesteps += 1
         return {"loss": loss.item(), "target_norm": target.norm(dim=-1).mean().item(), "grad_norm": grad_norm.item()}
 
-    def _refresh_buffer(self) -> None:
-        """End of an inner loop: new samples into the buffer, and the plateau scheduler steps on the mean loss."""
+    def _before_learn(self) -> None:
+        if self.buffer.size == 0:
+            self.buffer.add(self._initial_samples())
+
+    def _after_step(self, step: int, stats: dict[str, float]) -> None:
+        """Every ``inner_steps``: new samples into the buffer, and the plateau scheduler steps on the mean loss."""
+        self._refresh_losses.append(stats["loss"])
+        if step % self.config.inner_steps:
+            return
         if self.config.use_buffer:
-            network = self.ema.module if self.ema is not None else self.policy
+            network = self.ema.module if self.ema is not None else self.network
             with torch.no_grad():
-                self.buffer.add(self._sample_network(network, self.config.samples_per_refresh))
+                self.buffer.add(self._sample_chunk(network, self.config.samples_per_refresh, None))
         if self.lr_scheduler is not None and self._refresh_losses:
             self.lr_scheduler.step(float(np.mean(self._refresh_losses)))
         self._refresh_losses = []
 
-    def evaluate(self, samples: Tensor | None = None, reference: Tensor | None = None) -> dict[str, float]:
-        """Metrics of ``samples`` (default: ``eval_samples`` fresh ones) against ``reference`` (default: as many rows
-        of the target's val split, or exact draws where the target can sample)."""
-        samples = (self.sample(self.config.eval_samples) if samples is None else samples).cpu().double()
-        reference = self.reference_samples(len(samples)) if reference is None else reference
-        energy = copy.deepcopy(self.target).cpu().double()  # float64 energies, as the reference statistics
-        return sampler_metrics(
-            samples, reference.double(), energy_fn=energy.energy, n_particles=energy.n_particles,
-            spatial_dim=energy.spatial_dim,
-        )  # fmt: skip
-
-    def reference_samples(self, n: int, seed: int = 12345) -> Tensor:
-        """``n`` reference samples on the CPU: exact draws where the target can sample, else ``n`` random rows of its
-        val split (an error if it has fewer). ``seed`` fixes the draw, so repeated evaluations compare alike."""
-        target = copy.deepcopy(self.target).cpu()
-        generator = torch.Generator().manual_seed(seed)
-        if hasattr(target, "sample"):
-            return target.sample(n, generator=generator)
-        data = target.reference_samples("val")
-        if len(data) < n:
-            raise ValueError(f"{self.target_name} val split has {len(data)} rows, fewer than the {n} requested")
-        return data[torch.randperm(len(data), generator=generator)[:n]]
-
-    def learn(
-        self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-        checkpoint_dir: str | Path | None = None, checkpoint_freq: int = 0,
-    ) -> IDEM:  # fmt: skip
-        """Run ``total_timesteps`` gradient steps, refreshing the buffer every ``inner_steps``.
-
-        Logs ``train/loss``, ``train/target_norm``, ``train/learning_rate``, ``time/fps`` (gradient steps/s),
-        ``time/energy_evaluations`` and, every ``eval_freq`` steps, ``eval/*`` metrics. With ``checkpoint_dir``,
-        ``checkpoint_freq`` > 0 writes ``iter_<steps>.pt`` periodically and ``best.pt`` on the best ``eval/energy_w2``
-        (``eval/x_w2_unaligned`` for non-particle targets).
-        """
-        cfg = self.config
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-        if self.buffer.size == 0:
-            self.buffer.add(self._initial_samples())
-        end = self.num_timesteps + total_timesteps
-        start_time, start_step = time.perf_counter(), self.num_timesteps
-        bar = tqdm(total=total_timesteps, disable=not progress_bar, desc="iDEM")
-        while self.num_timesteps < end:
-            stats = self.train_step()
-            self._refresh_losses.append(stats["loss"])
-            bar.update(1)
-            step = self.num_timesteps
-            if step % cfg.inner_steps == 0:
-                self._refresh_buffer()
-            if step % cfg.log_interval == 0 or step == end:
-                fps = (step - start_step) / max(time.perf_counter() - start_time, 1e-9)
-                for key, value in stats.items():
-                    self.logger.record(f"train/{key}", value)
-                self.logger.record("train/learning_rate", self.optimizer.param_groups[0]["lr"])
-                self.logger.record("train/buffer_size", self.buffer.size)
-                self.logger.record("time/fps", fps)
-                self.logger.record("time/energy_evaluations", self.energy_evaluations)
-                self.logger.dump(step)
-            if cfg.eval_freq and not self._reference_missing and (step % cfg.eval_freq == 0 or step == end):
-                evaluate_and_log(self, step, checkpoint_dir, "energy_w2" if self.is_particle_system else "x_w2_unaligned")
-            if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
-                self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
-        bar.close()
-        return self
+    def _log_extras(self) -> dict[str, float]:
+        return {"train/buffer_size": self.buffer.size, "time/energy_evaluations": self.energy_evaluations}
 
     # ----------------------------------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Atomically write everything needed to resume: config, networks, optimiser, buffer, counters, RNG states."""
-        state = {
-            "target": self.target_name,
-            "config": asdict(self.config),
-            "seed": self.seed,
-            "policy": self.policy.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+    def _state(self) -> dict[str, Any]:
+        return {
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "buffer": {"data": self.buffer.data, "size": self.buffer.size, "pointer": self.buffer.pointer},
-            "num_timesteps": self.num_timesteps,
-            "energy_evaluations": self.energy_evaluations,
-            "best_metrics": self.best_metrics,
-            "rng": rng_state(),
         }
-        return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
-    @classmethod
-    def load(cls, path: str | Path, target: Energy | None = None, device: str | torch.device = "auto") -> IDEM:
-        """Restore a saved sampler (pass ``target`` if it was built from an unregistered Energy object)."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = cls(target if target is not None else state["target"], seed=None, device=device, **state["config"])
-        model.policy.load_state_dict(state["policy"])
-        if model.ema is not None and state["ema"] is not None:
-            model.ema.load_state_dict(state["ema"])
-        model.optimizer.load_state_dict(state["optimizer"])
-        if model.lr_scheduler is not None and state["lr_scheduler"] is not None:
-            model.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    def _load_state(self, state: dict[str, Any]) -> None:
+        if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         buffer = state["buffer"]
-        model.buffer.data = buffer["data"].to(model.device)
-        model.buffer.size, model.buffer.pointer = buffer["size"], buffer["pointer"]
-        model.num_timesteps = state["num_timesteps"]
-        model.energy_evaluations = state["energy_evaluations"]
-        model.best_metrics = state["best_metrics"]
-        model.seed = state["seed"]
-        set_rng_state(state["rng"])
-        return model
+        self.buffer.data = buffer["data"].to(self.device)
+        self.buffer.size, self.buffer.pointer = buffer["size"], buffer["pointer"]
 
 
 __all__ = ["IDEM", "IDEM_PRESETS", "IDEMConfig", "SampleBuffer", "ScaledEnergy"]

@@ -13,6 +13,9 @@ import math
 import torch
 from torch import Tensor
 
+#: Offset of the score-matching loss weight lambda(t) = h(t) + 1e-3 (`NoiseSchedule.score_loss_weight`).
+SCORE_LOSS_WEIGHT_OFFSET = 1e-3
+
 
 class NoiseSchedule(abc.ABC):
     """Forward SDE coefficients and the marginal kernel they induce; ``t`` may be a tensor of any shape."""
@@ -44,6 +47,20 @@ class NoiseSchedule(abc.ABC):
     def h(self, t: Tensor) -> Tensor:
         """Marginal variance sigma(t)^2 (iDEM's notation)."""
         return self.sigma(t) ** 2
+
+    def noised(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """The forward perturbation x_t = alpha(t) x_0 + sigma(t) eps of rows ``x0`` (N, D) at times ``t`` (N,)."""
+        return self.alpha(t)[:, None] * x0 + self.sigma(t)[:, None] * noise
+
+    def score_from_noise(self, noise: Tensor, t: Tensor) -> Tensor:
+        """The score -eps / sigma(t) of x_t | x_0 given a (predicted) noise ``eps`` (N, D) at times ``t`` (N,)."""
+        return -noise / self.sigma(t)[:, None]
+
+    def score_loss_weight(self, t: Tensor) -> Tensor:
+        """Weight lambda(t) = h(t) + 1e-3 of a score-matching regression, as ``BasicLambdaWeighter`` in the iDEM and
+        DQS reference code (src/components/lambda_weighter.py): h(t) |s - S|^2 keeps every time on one scale, and
+        the offset keeps the smallest times from vanishing."""
+        return self.h(t) + SCORE_LOSS_WEIGHT_OFFSET
 
     def sample_prior(
         self,

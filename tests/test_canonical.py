@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from equivariant.canonicalization import random_orthogonal
 from equivariant.geometry import as_particles, pairwise_distances, remove_com
 from samplers import boltzmann_data
+from samplers.base import ema_with_warmup
 from samplers.boltzmann_data import MALARecipe, mala_record, mala_training_samples, training_samples
-from samplers.canonical import CanonicalDiffusion, ParticleTransformer, ema_with_warmup
+from samplers.canonical import CanonicalDiffusion, ParticleTransformer
 from samplers.energies import DoubleWellEnergy, LennardJonesEnergy, boltzmann_data_dir
 from samplers.schedules import NoiseSchedule
 
@@ -69,7 +70,7 @@ class FixedPoseDenoiser(nn.Module):
 def test_sampled_density_is_rotation_and_permutation_invariant(spatial_dim: int) -> None:
     model = make_model(spatial_dim, ema_decay=None, integration_steps=200)
     pose = random_configurations(1, 4, spatial_dim, seed=1) / model.config.data_scale
-    model.denoiser = FixedPoseDenoiser(pose, model.schedule)
+    model.network = FixedPoseDenoiser(pose, model.schedule)
     samples = model.sample(3000, seed=0)
     particles = as_particles(samples, 4, spatial_dim)
     # invariant statistics are those of the pose: every sample is a rigid, relabelled copy of it (up to the
@@ -125,7 +126,7 @@ def test_degenerate_configurations_train_without_nan() -> None:
         loss.backward()
         assert degenerate[0], "a regular polygon cancels the pooled vector: the frame must be flagged"
         assert torch.isfinite(loss)
-        for parameter in [*model.denoiser.parameters(), *model.canonicalizer.parameters()]:
+        for parameter in [*model.network.parameters(), *model.canonicalizer.parameters()]:
             assert parameter.grad is None or torch.isfinite(parameter.grad).all()
 
 
@@ -138,7 +139,7 @@ def test_save_load_round_trip_gives_identical_samples_and_training(tmp_path: Pat
     torch.testing.assert_close(loaded.sample(64, seed=3), first.sample(64, seed=3), rtol=0, atol=0)
     loaded.learn(5, reset_num_timesteps=False)
     assert loaded.num_timesteps == 10 and loaded.config == straight.config
-    for a, b in zip(straight.denoiser.state_dict().values(), loaded.denoiser.state_dict().values()):
+    for a, b in zip(straight.network.state_dict().values(), loaded.network.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(loaded.sample(64, seed=4), straight.sample(64, seed=4), rtol=0, atol=0)
 
@@ -147,11 +148,11 @@ def test_frozen_mode_freezes_the_canonicalizer_and_canonical_mode_trains_it_slow
     for mode, lr_ratio in (("frozen", None), ("canonical", 1e-2)):
         model = make_model(mode=mode)
         canonicalizer = [p.detach().clone() for p in model.canonicalizer.parameters()]
-        denoiser = [p.detach().clone() for p in model.denoiser.parameters()]
+        denoiser = [p.detach().clone() for p in model.network.parameters()]
         model.learn(5)
         changed = [not torch.equal(a, b) for a, b in zip(canonicalizer, model.canonicalizer.parameters())]
         assert any(changed) == (mode == "canonical")
-        assert any(not torch.equal(a, b) for a, b in zip(denoiser, model.denoiser.parameters()))
+        assert any(not torch.equal(a, b) for a, b in zip(denoiser, model.network.parameters()))
         lr = model.config.learning_rate
         assert [group["lr"] for group in model.optimizer.param_groups] == ([lr] if lr_ratio is None else [lr, lr * lr_ratio])
     assert make_model(mode="augmented").canonicalizer is None and make_model(mode="equivariant").canonicalizer is None

@@ -50,7 +50,7 @@ def test_checkpoint_resume_is_exact(tmp_path: Path):
     torch.manual_seed(999)  # the checkpoint restores the RNG, whatever happened since
     resumed = IDEM.load(tmp_path / "ckpt.pt", target=mixture()).learn(30, reset_num_timesteps=False)
     assert resumed.num_timesteps == 60
-    for a, b in zip(straight.policy.state_dict().values(), resumed.policy.state_dict().values()):
+    for a, b in zip(straight.network.state_dict().values(), resumed.network.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -67,7 +67,7 @@ def test_nan_loss_is_reported_clearly():
     energy = mixture()
     model = IDEM(energy, seed=0, **TINY)
     with torch.no_grad():
-        next(model.policy.parameters()).fill_(float("nan"))
+        next(model.network.parameters()).fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="iDEM loss is nan"):
         model.learn(1)
 
@@ -111,3 +111,21 @@ def test_train_py_runs_idem_on_dw4(tmp_path: Path):
     assert list(run_dir.glob("events.out.tfevents.*"))
     loaded = IDEM.load(run_dir / "model.pt")
     assert loaded.num_timesteps == 4 and loaded.config.hidden_dim == 16
+
+
+class _WritesAMarker:
+    """Unpickling this object creates the file ``path``: what a crafted checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_loading_never_unpickles_code(tmp_path: Path):
+    marker = tmp_path / "executed"
+    torch.save({"target": "DW4", "config": _WritesAMarker(marker)}, tmp_path / "crafted.pt")
+    with pytest.raises(ValueError, match="IDEM cannot load .* never unpickled"):
+        IDEM.load(tmp_path / "crafted.pt")
+    assert not marker.exists()

@@ -27,9 +27,21 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from agents.common.callbacks import CheckpointCallback, SaveBestCallback
 from agents.common.run import new_run_dir, write_run_config
 from agents.hyperparams import RUN_KEYS, apply_overrides, default_hyperparams
+from agents.merlin import GoalEvalCallback, evaluate_goal_policy
 from agents.registry import ALGOS, get_algo
 from core.io import atomic_save, atomic_write
+from envs.datasets import (
+    GOAL_TASKS,
+    build_command,
+    build_dataset,
+    dataset_id,
+    default_episodes,
+    open_dataset,
+    parse_dataset_id,
+)
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
+from samplers.base import BaseSampler
+from samplers.energies import ENERGIES, make_energy
 
 DEFAULT_EVAL_FREQ = 10_000  # environment steps between evaluations of RL agents
 #: Most evaluation episodes run side by side: one batched policy call per step serves all of them, which makes a
@@ -91,8 +103,6 @@ def list_registry() -> str:
     lines += [f"  {spec.name:<10} {spec.kind:<8} {spec.description}" for spec in ALGOS.values()]
     lines.append("Environments (short name -> id; any registered Gymnasium id also works):")
     lines += [f"  {name:<28} {env_id}" for name, env_id in ENV_ALIASES.items()]
-    from samplers.energies import ENERGIES
-
     lines.append("Energy targets (for sampler algorithms, e.g. --algo idem --env DW4):")
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     return "\n".join(lines)
@@ -234,16 +244,6 @@ def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], s
 def _offline_dataset(hyperparams: dict[str, Any], env_id: str, build: bool) -> str:
     """The dataset id of an offline run: ``--hyperparams dataset ID``, else the task's expert dataset; built when
     missing and ``build`` is set, otherwise a missing dataset fails with the command that builds it."""
-    from envs.datasets import (
-        GOAL_TASKS,
-        build_command,
-        build_dataset,
-        dataset_id,
-        default_episodes,
-        open_dataset,
-        parse_dataset_id,
-    )
-
     dataset = hyperparams.get("dataset")
     if dataset is None:
         if env_id not in {ENV_ALIASES[name] for name in GOAL_TASKS}:
@@ -264,8 +264,6 @@ def _offline_dataset(hyperparams: dict[str, Any], env_id: str, build: bool) -> s
 def _train_offline(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
     """An offline goal-conditioned algorithm on a Minari dataset; timesteps are gradient steps, and evaluation
     episodes in the env report success rate, final distance and the shifted discounted return (agents/merlin)."""
-    from agents.merlin import GoalEvalCallback, evaluate_goal_policy
-
     env_id = resolve_env_id(args.env)
     hyperparams = apply_overrides(default_hyperparams(algo, env_id), args.hyperparams, algo_class)
     hyperparams["dataset"] = _offline_dataset(hyperparams, env_id, args.build_dataset)
@@ -298,10 +296,10 @@ def _train_offline(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], 
     return _finish(args, run_dir, model_path, results)
 
 
-def _train_sampler(args: TrainArgs, algo: str, algo_class: type, seed: int) -> Path:
+def _train_sampler(args: TrainArgs, algo: str, algo_class: type[BaseSampler], seed: int) -> Path:
     """A sampler trained from an energy target (``--env DW4``); writes samples.npy and their metrics at the end."""
-    from samplers.energies import make_energy
-
+    if not issubclass(algo_class, BaseSampler):
+        raise TypeError(f"{algo_class.__name__} is registered as a sampler but does not subclass samplers.base.BaseSampler")
     make_energy(args.env)  # validates the target name, suggesting close ones
     hyperparams = apply_overrides(default_hyperparams(algo, args.env), args.hyperparams, algo_class)
     total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 10_000)

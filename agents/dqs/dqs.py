@@ -83,8 +83,6 @@ POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "denoise_last_st
                 "deterministic_mode", "n_action_candidates", "n_explore_candidates")  # fmt: skip
 #: Smallest diffusion time of score training with the softmax estimator, whose target divides by sigma(t) > 0.
 SOFTMAX_T_MIN = 1e-3
-#: Offset of the reference loss weight lambda(t) = h(t) + 1e-3 (score parameterisation, spec dqs §4).
-LAMBDA_OFFSET = 1e-3
 #: Relative temperature tau of ``temperature="auto"``: T = tau * (spread of Q over the action box); docs/dqs.md.
 AUTO_RELATIVE_TEMPERATURE = 0.05
 #: States (one action each) per measurement of the policy's entropy (``train/entropy``).
@@ -446,7 +444,7 @@ class DQS(OffPolicyAlgorithm):
         t_min = SOFTMAX_T_MIN if self.score_estimator == "softmax" else 0.0
         t = t_min + (1.0 - t_min) * th.rand(n, device=self.device)
         sigma = schedule.sigma(t).unsqueeze(1)
-        noisy_actions = schedule.alpha(t).unsqueeze(1) * actions + sigma * th.randn_like(actions)
+        noisy_actions = schedule.noised(actions, t, th.randn_like(actions))
 
         def energy(a: Tensor, context: Tensor) -> Tensor:
             return -self.critic.min_q(context, a) / temperature
@@ -467,7 +465,7 @@ class DQS(OffPolicyAlgorithm):
             # score = -eps / sigma, so sigma^2 |score - S|^2 = |eps_theta + sigma S|^2: an eps-prediction MSE.
             loss = (output + sigma * target).pow(2).mean()
         else:
-            weight = schedule.h(t) + LAMBDA_OFFSET
+            weight = schedule.score_loss_weight(t)
             loss = (weight * (output - target).pow(2).mean(dim=1)).mean()
         return loss, target.norm(dim=1).mean()
 

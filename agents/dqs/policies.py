@@ -354,7 +354,7 @@ class DiffusionPolicy(BasePolicy):
         output = self.actor_target(features, noisy_actions, t, temperature)
         if self.score_parameterization == "score":
             return output
-        return -output / self.schedule.sigma(t).unsqueeze(-1)
+        return self.schedule.score_from_noise(output, t)
 
     def squash_actions(self, actions: Tensor) -> Tensor:
         """Map integrator output into [-1, 1]."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from agents.merlin.noise import make_noise_config, resolve_cache_dir, synthesize
 from agents.merlin.policies import GoalGaussianPolicy
 from agents.merlin.relabel import GoalBatch, HindsightRelabeler
+from envs.datasets import load_goal_dataset
 from envs.goal_dataset import GoalDataset
 
 SelfOfflineGoalAlgorithm = TypeVar("SelfOfflineGoalAlgorithm", bound="OfflineGoalAlgorithm")
@@ -186,8 +187,6 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
                 f"{type(self).__name__} has no dataset to learn from: pass dataset= to the constructor or to load()."
             )
         if isinstance(dataset, str):
-            from envs.datasets import load_goal_dataset
-
             dataset = load_goal_dataset(dataset)
         check_dataset(dataset, self.observation_space, self.action_space)  # type: ignore[arg-type]
         self.dataset, self.dataset_id = dataset, dataset.dataset_id or self.dataset_id
