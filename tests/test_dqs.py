@@ -1,5 +1,6 @@
 """DQS: learning a known Boltzmann policy, configuration modes, backups, determinism, save/load, errors, train.py."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_
     model = DQS("MlpPolicy", QuadraticBandit(), learning_starts=1000, batch_size=128, learning_rate=1e-3, gamma=0.0,
                 policy_delay=1, entropy_freq=100, seed=0, policy_kwargs={"net_arch": [64, 64], "score_hidden_dim": 64,
                                                                          "embedding_dim": 32})  # fmt: skip
-    assert model.temperature == "auto"
+    assert model.config.temperature == "auto"
     model.learn(1000)  # uniform actions only: fills the buffer
     model.train(gradient_steps=1500, batch_size=128)
     # Expected spread: the mean std of -50 a^2 over M = 8 Latin-hypercube actions (population value 50 * 0.298).
@@ -178,24 +179,33 @@ def test_sampling_terms_split_the_input_layer_exactly():
     torch.testing.assert_close(split, network(features, actions, t, temperature), atol=1e-5, rtol=1e-5)
 
 
-def test_mode_resolution_and_mixing():
+def test_mode_resolution_and_mixing(tmp_path):
     env = BimodalBandit()
     faithful = DQS("MlpPolicy", env, mode="faithful", _init_setup_model=False)
-    assert faithful.dqs_config["mode"] == "faithful"
-    for key, value in MODES["faithful"].items():
-        assert getattr(faithful, key) == value, key
-    assert faithful.learning_starts == 10_000 and faithful.sampler_steps == 500 and faithful.n_mc_samples == 1000
+    assert faithful.dqs_config == {"mode": "faithful", **dataclasses.asdict(MODES["faithful"])}
+    assert faithful.learning_starts == 10_000 and faithful.config.sampler_steps == 500
+    assert faithful.config.n_mc_samples == 1000
     mixed = DQS("MlpPolicy", env, mode="faithful", sampler_steps=20, schedule="vp_cosine", _init_setup_model=False)
-    assert mixed.sampler_steps == 20 and mixed.score_estimator == "mc" and mixed.schedule_kwargs == {}
+    assert mixed.config.sampler_steps == 20 and mixed.config.score_estimator == "mc"
+    assert mixed.config.schedule_kwargs == {}  # a new schedule takes its own defaults, not the mode's parameters
     improved = DQS("MlpPolicy", env, **TINY)
-    assert improved.mode == "improved" and improved.sampler_steps <= 20 and improved.backup == "soft"
-    assert improved.temperature == "auto" and improved.automatic_temperature
-    assert improved.policy.sampler_steps == improved.sampler_steps and improved.policy.squash == "clip"
-    assert improved.policy.schedule.sigma_min == improved.schedule_kwargs["sigma_min"] == 1e-2
+    assert improved.mode == "improved" and improved.config == dataclasses.replace(MODES["improved"], learning_starts=50)
+    assert improved.automatic_temperature and improved.policy.squash == "clip"
+    assert improved.policy.sampler_steps == improved.config.sampler_steps == 20
+    assert improved.policy.schedule.sigma_min == improved.config.schedule_kwargs["sigma_min"] == 1e-2
+    # SB3's load keywords change a knob, and the stored policy_kwargs stay the user's own (SAC accepts the same call).
+    improved.save(tmp_path / "dqs.zip")
+    loaded = DQS.load(tmp_path / "dqs.zip", policy_kwargs=TINY["policy_kwargs"], temperature=0.3, learning_starts=7)
+    assert loaded.config.temperature == 0.3 and loaded.learning_starts == loaded.config.learning_starts == 7
+    assert loaded.policy_kwargs == TINY["policy_kwargs"] and float(loaded.policy.temperature) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="mode must be"):
         DQS("MlpPolicy", env, mode="fast")
     with pytest.raises(ValueError, match="not in policy_kwargs"):
         DQS("MlpPolicy", env, policy_kwargs={"sampler_steps": 3})
+    with pytest.raises(TypeError, match="unknown keyword arguments 'temperatur' \\(did you mean temperature"):
+        DQS("MlpPolicy", env, temperatur=1.0)
+    with pytest.raises(ValueError, match="backup must be one of 'hard', 'soft'"):
+        DQS("MlpPolicy", env, backup="soft_max")
 
 
 def test_temperature_annealing_is_geometric_in_agent_updates():
@@ -242,7 +252,7 @@ def test_deterministic_predict_save_load_and_logging(mode, tmp_path):
     model.save(tmp_path / "dqs.zip")
     loaded = DQS.load(tmp_path / "dqs.zip")
     assert loaded.dqs_config == model.dqs_config
-    assert isinstance(loaded.policy, DiffusionPolicy) and loaded.policy.sampler_steps == model.sampler_steps
+    assert isinstance(loaded.policy, DiffusionPolicy) and loaded.policy.sampler_steps == model.config.sampler_steps
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
 
 
@@ -250,7 +260,7 @@ def test_faithful_update_with_the_reference_sample_and_step_counts():
     """One update with K = 1000 Monte-Carlo samples and 500 Euler-Maruyama steps (batch 8)."""
     model = DQS("MlpPolicy", "Pendulum-v1", mode="faithful", learning_starts=20, batch_size=8, seed=0,
                 policy_kwargs=SMALL_NETS)  # fmt: skip
-    assert (model.n_mc_samples, model.sampler_steps, model.policy.sampler_steps) == (1000, 500, 500)
+    assert (model.config.n_mc_samples, model.config.sampler_steps, model.policy.sampler_steps) == (1000, 500, 500)
     model.learn(20)  # warm-up only
     before = [p.detach().clone() for p in (*model.actor.parameters(), *model.critic.parameters())]
     model.train(gradient_steps=1, batch_size=8)

@@ -2,15 +2,18 @@
 
 The policy is the Boltzmann distribution pi_T(a|s) ∝ exp(Q(s, a)/T) of the critic, represented by a diffusion model
 whose score network regresses Monte-Carlo estimates of the noised score of exp(Q/T) (no likelihoods needed).
-``mode="faithful"`` reproduces the reference code (spec dqs §2-§8); ``mode="improved"`` (default) is the fast and
-principled variant of docs/dqs.md. Every knob whose default is ``None`` takes the mode's value (`MODES`).
+``mode="faithful"`` reproduces the reference code; ``mode="improved"`` (default) is the fast and principled variant
+of docs/dqs.md. The DQS knobs are the fields of the frozen `DQSConfig`; `MODES` holds the two modes, and constructor
+keywords override a mode's values (``DQS("MlpPolicy", env, temperature=0.1)``).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -39,45 +42,7 @@ SelfDQS = TypeVar("SelfDQS", bound="DQS")
 Mode = Literal["improved", "faithful"]
 Batch = ReplayBufferSamples | DictReplayBufferSamples
 
-#: Resolved value of every mode-dependent knob (constructor argument left at ``None``). See docs/dqs.md.
-MODES: dict[str, dict[str, Any]] = {
-    "faithful": {
-        "learning_starts": 10_000,
-        "critic_learning_rate": 1e-3,
-        "policy_delay": 1,
-        "ema_decay": 0.0,
-        "schedule": "ve_geometric",
-        "schedule_kwargs": {"sigma_min": 1e-5, "sigma_max": 1.0},
-        "sampler_steps": 500,
-        "denoise_last_step": False,
-        "squash": "tanh",
-        "score_parameterization": "score",
-        "score_estimator": "mc",
-        "n_mc_samples": 1000,
-        "backup": "hard",
-        "temperature": 1.0,
-        "deterministic_mode": "drift",
-        "n_action_candidates": 1,
-    },
-    "improved": {
-        "learning_starts": 1_000,
-        "critic_learning_rate": None,  # same as learning_rate
-        "policy_delay": 2,
-        "ema_decay": 0.99,
-        "schedule": "ve_geometric",
-        "schedule_kwargs": {"sigma_min": 1e-2, "sigma_max": 1.0},
-        "sampler_steps": 20,
-        "denoise_last_step": True,
-        "squash": "clip",
-        "score_parameterization": "noise",
-        "score_estimator": "softmax",
-        "n_mc_samples": 16,
-        "backup": "soft",
-        "temperature": "auto",
-        "deterministic_mode": "ode",
-        "n_action_candidates": 10,
-    },
-}
+
 #: Knobs that configure the policy's sampler; DQS owns them and passes them on as policy kwargs.
 POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "denoise_last_step", "squash", "score_parameterization",
                 "deterministic_mode", "n_action_candidates", "n_explore_candidates")  # fmt: skip
@@ -112,6 +77,108 @@ def parse_temperature(temperature: float | str) -> tuple[bool, float]:
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive finite number, 'auto' or 'auto_<tau>', got {temperature!r}")
     return False, float(temperature)
+
+
+@dataclass(frozen=True)
+class DQSConfig:
+    """DQS's own knobs (the SB3 ones are constructor arguments, as in SAC). The defaults are ``mode="improved"``, the
+    fast and principled variant of docs/dqs.md; `MODES` holds both modes. Every field is also a `DQS` keyword."""
+
+    learning_starts: int = 1_000
+    """Uniform-random steps before learning (faithful 10000)."""
+    critic_learning_rate: float | Schedule | None = None
+    """Learning rate of the critics; None: the same as ``learning_rate`` (faithful 1e-3)."""
+    policy_delay: int = 2
+    """Update the score network every this many critic updates, as TD3 (faithful 1)."""
+    ema_decay: float = 0.99
+    """Actions are sampled with an exponential moving average of the score network's weights with this decay, as
+    Diffusion-QL; 0 samples with the trained weights (faithful)."""
+    schedule: Literal["ve_geometric", "vp_cosine"] = "ve_geometric"
+    """Noise schedule."""
+    schedule_kwargs: dict[str, float] = field(default_factory=lambda: {"sigma_min": 1e-2, "sigma_max": 1.0})
+    """Schedule parameters (faithful sigma_min 1e-5). Changing ``schedule`` alone resets them to that schedule's
+    defaults."""
+    sampler_steps: int = 20
+    """Reverse-SDE steps per sample (faithful 500)."""
+    denoise_last_step: bool = True
+    """Omit the noise of the last SDE step (faithful False, as the reference)."""
+    squash: Literal["tanh", "clip"] = "clip"
+    """Map samples into the box by clipping (the score is then learned for the box-restricted Boltzmann density), or
+    by ``"tanh"`` after sampling (faithful; not part of the modelled density)."""
+    score_parameterization: Literal["score", "noise"] = "noise"
+    """The network predicts the noise, an eps-MSE = weight h(t), or the score with weight h(t) + 1e-3 (faithful)."""
+    score_estimator: Literal["mc", "softmax"] = "softmax"
+    """Score targets: the gradient-free posterior-mean estimator with proposals truncated to the action box, or the
+    iDEM estimator through grad Q (``"mc"``, faithful)."""
+    n_mc_samples: int = 16
+    """Monte-Carlo samples K per score target (faithful 1000)."""
+    backup: Literal["hard", "soft"] = "soft"
+    """``"soft"``: y = r + gamma V_soft(s'), V_soft = T log of the box integral of exp(Q'/T), estimated by uniform
+    importance sampling; ``"hard"``: y = r + gamma min_j Q'_j(s', a') with a' ~ pi_T (faithful, no entropy term)."""
+    temperature: float | str = "auto"
+    """Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule), or ``"auto"`` / ``"auto_<tau>"``: the
+    scale-free rule T = tau * s_Q, s_Q a moving average of the spread (std) of the target critic over the action box
+    at the batch's next states, so T means the same when returns grow from 10 to 10,000 (docs/dqs.md; tau = 0.05).
+    Faithful 1.0."""
+    deterministic_mode: Literal["ode", "drift"] = "ode"
+    """Integrator of deterministic predict from fixed prior draws: DDIM steps of the PF-ODE, or the noise-free
+    reverse-SDE drift (the reference's requested evaluation; faithful)."""
+    n_action_candidates: int = 10
+    """Fixed prior draws of deterministic predict, argmax-Q among them (faithful 1)."""
+    n_backup_samples: int = 8
+    """Uniform actions M per next state of the soft backup (a Latin hypercube per state)."""
+    final_temperature: float | None = None
+    """Final temperature T1 of the exponential annealing of a fixed temperature; None keeps T constant."""
+    temperature_anneal_steps: int = 1_000_000
+    """Gradient steps over which T goes from T0 to T1 (geometrically)."""
+    entropy_freq: int = 1000
+    """Log ``train/entropy``, the measured entropy of the acting policy on 16 states, every this many gradient
+    steps; 0 never."""
+    n_explore_candidates: int = 1
+    """Stochastic samples per exploration step, argmax-Q among them when > 1."""
+
+    def __post_init__(self) -> None:
+        choices = {"schedule": ("ve_geometric", "vp_cosine"), "squash": ("tanh", "clip"),
+                   "score_parameterization": ("score", "noise"), "score_estimator": ("mc", "softmax"),
+                   "backup": ("hard", "soft"), "deterministic_mode": ("ode", "drift")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        automatic, _ = parse_temperature(self.temperature)
+        if automatic and self.final_temperature is not None:
+            raise ValueError("final_temperature anneals a fixed temperature; it cannot be combined with temperature='auto'.")
+        if self.entropy_freq < 0:
+            raise ValueError(f"entropy_freq must be >= 0 (0: never), got {self.entropy_freq}")
+
+
+#: The two modes: ``"improved"`` (the defaults) and ``"faithful"``, the reference code (Jain et al. 2025, and the
+#: reference repository's src/agent/dqs.py and configs).
+MODES: dict[str, DQSConfig] = {
+    "improved": DQSConfig(),
+    "faithful": DQSConfig(
+        learning_starts=10_000, critic_learning_rate=1e-3, policy_delay=1, ema_decay=0.0,
+        schedule_kwargs={"sigma_min": 1e-5, "sigma_max": 1.0}, sampler_steps=500, denoise_last_step=False,
+        squash="tanh", score_parameterization="score", score_estimator="mc", n_mc_samples=1000, backup="hard",
+        temperature=1.0, deterministic_mode="drift", n_action_candidates=1,
+    ),
+}  # fmt: skip
+
+
+def resolve_config(mode: Mode, **overrides: Any) -> DQSConfig:
+    """The mode's configuration with ``overrides`` (fields of `DQSConfig`); a clear error names unknown keys. A new
+    ``schedule`` without ``schedule_kwargs`` takes that schedule's defaults, not the mode's parameters."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    known = {f.name for f in fields(DQSConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        hints = [f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(key, known,
+                 n=2, cutoff=0.6)) else "") for key in unknown]  # fmt: skip
+        raise TypeError(f"DQS got unknown keyword arguments {'; '.join(hints)}; the DQS knobs are the fields of DQSConfig.")
+    base = MODES[mode]
+    if overrides.get("schedule", base.schedule) != base.schedule and "schedule_kwargs" not in overrides:
+        overrides["schedule_kwargs"] = {}
+    return replace(base, **overrides)
 
 
 def latin_hypercube(n: int, m: int, dim: int, device: th.device) -> Tensor:
@@ -154,11 +221,9 @@ class DQS(OffPolicyAlgorithm):
 
     :param policy: The policy model (MlpPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
-    :param mode: ``"improved"`` (default) or ``"faithful"``; sets every knob left at ``None`` (see `MODES`)
+    :param mode: ``"improved"`` (default) or ``"faithful"``: the `DQSConfig` of `MODES` that the knobs start from
     :param learning_rate: Learning rate of the score network (Adam), a float or a schedule of the remaining progress
-    :param critic_learning_rate: Learning rate of the critics; ``None``: faithful 1e-3, improved = ``learning_rate``
     :param buffer_size: Size of the replay buffer
-    :param learning_starts: Uniform-random steps before learning; ``None``: faithful 10000, improved 1000
     :param batch_size: Minibatch size of each gradient step
     :param tau: Polyak coefficient of the target critics
     :param gamma: Discount factor
@@ -170,46 +235,18 @@ class DQS(OffPolicyAlgorithm):
     :param optimize_memory_usage: Memory-efficient replay buffer variant
     :param n_steps: n-step returns (only with the default replay buffer)
     :param target_update_interval: Polyak-update the target critics every this many gradient steps
-    :param policy_delay: Update the score network every this many critic updates (as TD3); faithful 1, improved 2
-    :param ema_decay: Actions are sampled with an exponential moving average of the score network's weights with this
-        decay (as Diffusion-QL); 0 samples with the trained weights. Faithful 0, improved 0.99
-    :param schedule: Noise schedule, ``"ve_geometric"`` (both modes) or ``"vp_cosine"``
-    :param schedule_kwargs: Schedule parameters; ``None``: the mode's (VE sigma_max 1 with sigma_min 1e-5 faithful,
-        1e-2 improved) when the schedule is the mode's, else the schedule's defaults
-    :param sampler_steps: Reverse-SDE steps per sample; faithful 500, improved 20
-    :param denoise_last_step: Omit the noise of the last SDE step; faithful False (as the reference), improved True
-    :param squash: ``"tanh"`` after sampling (faithful; not part of the modelled density) or ``"clip"`` to the box
-        (improved; the score is then learned for the box-restricted Boltzmann density)
-    :param score_parameterization: Network predicts the score with loss weight h(t) + 1e-3 (``"score"``, faithful) or
-        the noise, i.e. an eps-MSE = weight h(t) (``"noise"``, improved)
-    :param score_estimator: ``"mc"``: iDEM estimator through grad Q (faithful); ``"softmax"``: gradient-free
-        posterior-mean estimator with proposals truncated to the action box (improved)
-    :param n_mc_samples: Monte-Carlo samples K per score target; faithful 1000, improved 16
-    :param backup: ``"hard"``: y = r + gamma min_j Q'_j(s', a') with a' ~ pi_T (faithful, no entropy term);
-        ``"soft"``: y = r + gamma V_soft(s'), V_soft = T log of the box integral of exp(Q'/T), estimated by
-        uniform importance sampling (improved)
-    :param n_backup_samples: Uniform actions M per next state of the soft backup (a Latin hypercube per state)
-    :param temperature: Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule below), or ``"auto"``
-        / ``"auto_<tau>"``: the scale-free rule T = tau * s_Q, where s_Q is a moving average of the spread (std) of
-        the target critic over the action box at the batch's next states, so T means the same when returns grow
-        from 10 to 10,000 (docs/dqs.md). Faithful 1.0, improved ``"auto"`` (tau = 0.05)
-    :param final_temperature: Final temperature T1 of the exponential annealing; ``None`` keeps T constant
-    :param temperature_anneal_steps: Gradient steps over which T goes from T0 to T1 (geometrically)
-    :param entropy_freq: Log ``train/entropy``, the measured entropy of the acting policy on 16 states
-        (`DiffusionPolicy.entropy`), every this many gradient steps; 0 never
-    :param deterministic_mode: Integrator of deterministic predict from a fixed prior draw: ``"drift"`` (reverse SDE
-        with eta = 0, the reference's requested evaluation; faithful) or ``"ode"`` (PF-ODE; improved)
-    :param n_action_candidates: Fixed prior draws of deterministic predict, argmax-Q among them; faithful 1,
-        improved 10
-    :param n_explore_candidates: Stochastic samples per exploration step, argmax-Q among them when > 1
     :param stats_window_size: Window size of the rollout statistics
     :param tensorboard_log: TensorBoard log folder (None: no TensorBoard)
-    :param policy_kwargs: Policy keyword arguments (network sizes, features extractor; the sampler knobs are set here)
+    :param policy_kwargs: Policy keyword arguments (network sizes, features extractor)
     :param verbose: 0 silent, 1 info (also prints the resolved configuration), 2 debug
     :param seed: Seed of the pseudo-random generators
     :param device: Torch device ("auto", "cpu", "cuda", ...)
     :param _init_setup_model: Build the networks at creation (False when loading)
+    :param knobs: Fields of `DQSConfig` (``temperature``, ``backup``, ``sampler_steps``, ...) overriding the mode's
+        values; the sampler knobs among them reach the policy, not ``policy_kwargs``
     """
+
+    config_class: ClassVar[type] = DQSConfig
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": DiffusionPolicy,
@@ -220,22 +257,8 @@ class DQS(OffPolicyAlgorithm):
     actor_target: ScoreNetwork
     critic: EnsembleCritic
     critic_target: EnsembleCritic
-    # Mode-dependent knobs, resolved in __init__ (see MODES).
-    critic_learning_rate: float | Schedule | None
-    policy_delay: int
-    ema_decay: float
-    schedule: str
-    schedule_kwargs: dict[str, float]
-    sampler_steps: int
-    denoise_last_step: bool
-    squash: str
-    score_parameterization: str
-    score_estimator: str
-    n_mc_samples: int
-    backup: str
-    temperature: float
-    deterministic_mode: str
-    n_action_candidates: int
+    config: DQSConfig
+    mode: Mode
 
     def __init__(
         self,
@@ -243,9 +266,7 @@ class DQS(OffPolicyAlgorithm):
         env: GymEnv | str,
         mode: Mode = "improved",
         learning_rate: float | Schedule = 3e-4,
-        critic_learning_rate: float | Schedule | None = None,
         buffer_size: int = 1_000_000,
-        learning_starts: int | None = None,
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
@@ -257,25 +278,6 @@ class DQS(OffPolicyAlgorithm):
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
         target_update_interval: int = 1,
-        policy_delay: int | None = None,
-        ema_decay: float | None = None,
-        schedule: Literal["ve_geometric", "vp_cosine"] | None = None,
-        schedule_kwargs: dict[str, float] | None = None,
-        sampler_steps: int | None = None,
-        denoise_last_step: bool | None = None,
-        squash: Literal["tanh", "clip"] | None = None,
-        score_parameterization: Literal["score", "noise"] | None = None,
-        score_estimator: Literal["mc", "softmax"] | None = None,
-        n_mc_samples: int | None = None,
-        backup: Literal["hard", "soft"] | None = None,
-        n_backup_samples: int = 8,
-        temperature: float | str | None = None,
-        final_temperature: float | None = None,
-        temperature_anneal_steps: int = 1_000_000,
-        entropy_freq: int = 1000,
-        deterministic_mode: Literal["ode", "drift"] | None = None,
-        n_action_candidates: int | None = None,
-        n_explore_candidates: int = 1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -283,28 +285,9 @@ class DQS(OffPolicyAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        **knobs: Any,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-        given = {"learning_starts": learning_starts, "critic_learning_rate": critic_learning_rate,
-                 "policy_delay": policy_delay, "ema_decay": ema_decay, "schedule": schedule, "sampler_steps": sampler_steps,
-                 "denoise_last_step": denoise_last_step, "squash": squash, "score_parameterization": score_parameterization,
-                 "score_estimator": score_estimator, "n_mc_samples": n_mc_samples, "backup": backup,
-                 "temperature": temperature, "deterministic_mode": deterministic_mode,
-                 "n_action_candidates": n_action_candidates}  # fmt: skip
-        resolved = {key: MODES[mode][key] if value is None else value for key, value in given.items()}
-        if schedule_kwargs is None:  # the mode's parameters belong to the mode's schedule only
-            schedule_kwargs = dict(MODES[mode]["schedule_kwargs"]) if resolved["schedule"] == MODES[mode]["schedule"] else {}
-        resolved["schedule_kwargs"] = schedule_kwargs
-        if score_estimator is not None and score_estimator not in ("mc", "softmax"):
-            raise ValueError(f"score_estimator must be 'mc' or 'softmax', got {score_estimator!r}")
-        if backup is not None and backup not in ("hard", "soft"):
-            raise ValueError(f"backup must be 'hard' or 'soft', got {backup!r}")
-        automatic, _ = parse_temperature(resolved["temperature"])
-        if automatic and final_temperature is not None:
-            raise ValueError("final_temperature anneals a fixed temperature; it cannot be combined with temperature='auto'.")
-        if entropy_freq < 0:
-            raise ValueError(f"entropy_freq must be >= 0 (0: never), got {entropy_freq}")
+        config = resolve_config(mode, **knobs)
         clashes = sorted(set(POLICY_KNOBS) & set(policy_kwargs or {}))
         if clashes:
             raise ValueError(f"Set {', '.join(clashes)} as DQS arguments, not in policy_kwargs.")
@@ -316,7 +299,7 @@ class DQS(OffPolicyAlgorithm):
             env,
             learning_rate,
             buffer_size,
-            resolved.pop("learning_starts"),
+            config.learning_starts,
             batch_size,
             tau,
             gamma,
@@ -338,14 +321,8 @@ class DQS(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         self.mode = mode
-        for key, value in resolved.items():
-            setattr(self, key, value)
+        self.config = config
         self.target_update_interval = target_update_interval
-        self.n_backup_samples = n_backup_samples
-        self.final_temperature = final_temperature
-        self.temperature_anneal_steps = temperature_anneal_steps
-        self.entropy_freq = entropy_freq
-        self.n_explore_candidates = n_explore_candidates
         # Moving average of the spread of Q over the action box (automatic temperature; None until measured).
         self.q_spread: float | None = None
         if _init_setup_model:
@@ -353,16 +330,31 @@ class DQS(OffPolicyAlgorithm):
 
     @property
     def dqs_config(self) -> dict[str, Any]:
-        """The resolved DQS-specific configuration (mode knobs and the fixed-default extras)."""
-        keys = [*MODES[self.mode], "n_backup_samples", "final_temperature", "temperature_anneal_steps", "entropy_freq",
-                "n_explore_candidates"]  # fmt: skip
-        return {"mode": self.mode, **{key: getattr(self, key) for key in keys}}
+        """The mode and the resolved `DQSConfig`, as a dict."""
+        return {"mode": self.mode, **asdict(self.config)}
+
+    def _fold_knob_attributes(self) -> None:
+        """Move knobs set as attributes into `config`: SB3's ``load(path, **kwargs)`` sets ``kwargs`` as attributes
+        (``DQS.load(path, temperature=0.1)``), and ``learning_starts`` is also SB3's own attribute."""
+        knobs = {f.name: self.__dict__.pop(f.name) for f in fields(DQSConfig) if f.name in self.__dict__ and f.name !=
+                 "learning_starts"}  # fmt: skip
+        if self.learning_starts != self.config.learning_starts:
+            knobs["learning_starts"] = self.learning_starts
+        if knobs:
+            self.config = replace(self.config, **knobs)
 
     def _setup_model(self) -> None:
-        self.policy_kwargs = {**self.policy_kwargs, **{key: getattr(self, key) for key in POLICY_KNOBS}}
-        super()._setup_model()
+        self._fold_knob_attributes()
+        # The sampler knobs reach the policy through its kwargs, without entering the stored policy_kwargs (so that
+        # DQS.load(path, policy_kwargs=...) compares the user's own kwargs, as SB3 does).
+        user_kwargs = self.policy_kwargs
+        self.policy_kwargs = {**user_kwargs, **{key: getattr(self.config, key) for key in POLICY_KNOBS}}
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_kwargs
         self._create_aliases()
-        critic_lr = self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
+        critic_lr = self.learning_rate if self.config.critic_learning_rate is None else self.config.critic_learning_rate
         self.critic_lr_schedule = FloatSchedule(critic_lr)
         update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
         self.policy.temperature.fill_(self.temperature_at(self._n_updates))
@@ -378,25 +370,26 @@ class DQS(OffPolicyAlgorithm):
     @property
     def automatic_temperature(self) -> bool:
         """Whether T follows the scale-free rule (``temperature="auto"``)."""
-        return parse_temperature(self.temperature)[0]
+        return parse_temperature(self.config.temperature)[0]
 
     def temperature_at(self, n_updates: int) -> float:
         """T = tau * s_Q (automatic; s_Q = 1 before the first measurement), or the annealing rule
         T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates (spec dqs §7)."""
-        automatic, value = parse_temperature(self.temperature)
+        automatic, value = parse_temperature(self.config.temperature)
         if automatic:
             return value * max(1.0 if self.q_spread is None else self.q_spread, MIN_Q_SPREAD)
-        if self.final_temperature is None:
-            return float(self.temperature)
-        progress = min(n_updates / self.temperature_anneal_steps, 1.0) if self.temperature_anneal_steps > 0 else 1.0
-        log_t0, log_t1 = math.log(self.temperature), math.log(self.final_temperature)
+        cfg = self.config
+        if cfg.final_temperature is None:
+            return float(cfg.temperature)
+        progress = min(n_updates / cfg.temperature_anneal_steps, 1.0) if cfg.temperature_anneal_steps > 0 else 1.0
+        log_t0, log_t1 = math.log(cfg.temperature), math.log(cfg.final_temperature)
         return math.exp(log_t0 + (log_t1 - log_t0) * progress)
 
     # --- losses ---------------------------------------------------------------------------------------------------
 
     def _box_q(self, features: Tensor) -> Tensor:
         """min_j Q'_j at M = ``n_backup_samples`` uniform actions per state (a Latin hypercube), shape (B, M)."""
-        m, dim = self.n_backup_samples, self.policy.action_dim
+        m, dim = self.config.n_backup_samples, self.policy.action_dim
         actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
         return self.critic_target.min_q_grouped(features, actions.view(-1, m, dim))
 
@@ -409,13 +402,13 @@ class DQS(OffPolicyAlgorithm):
         """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft").
         With the automatic temperature it also updates the Q spread, from the soft backup's uniform actions."""
         features = self.critic_target.features(next_observations)
-        if self.backup == "hard":
+        if self.config.backup == "hard":
             if self.automatic_temperature:
                 self._track_q_spread(self._box_q(features))
             next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
             return self.critic_target.min_q(features, next_actions).unsqueeze(1)
         # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m Q(s', a_m)/T - log M + d log 2), a_m ~ U[-1, 1]^d.
-        q, m, dim = self._box_q(features), self.n_backup_samples, self.policy.action_dim
+        q, m, dim = self._box_q(features), self.config.n_backup_samples, self.policy.action_dim
         if self.automatic_temperature:
             self._track_q_spread(q)
         log_partition = th.logsumexp(q / temperature, dim=1, keepdim=True) - math.log(m) + dim * math.log(2.0)
@@ -441,7 +434,7 @@ class DQS(OffPolicyAlgorithm):
         with th.no_grad():
             critic_features = self.critic.features(data.observations)
         features = self.actor.features(data.observations)  # trains the actor's own features extractor
-        t_min = SOFTMAX_T_MIN if self.score_estimator == "softmax" else 0.0
+        t_min = SOFTMAX_T_MIN if self.config.score_estimator == "softmax" else 0.0
         t = t_min + (1.0 - t_min) * th.rand(n, device=self.device)
         sigma = schedule.sigma(t).unsqueeze(1)
         noisy_actions = schedule.noised(actions, t, th.randn_like(actions))
@@ -454,14 +447,16 @@ class DQS(OffPolicyAlgorithm):
             return -self.critic.min_q_grouped(critic_features, a.view(n, -1, a.shape[1])).view(-1) / temperature
 
         with th.profiler.record_function("dqs/score_target"):
-            if self.score_estimator == "mc":  # differentiates the energy: rows with their own context
-                target = mc_score_estimate(energy, noisy_actions, t, schedule, self.n_mc_samples, context=critic_features)
+            if self.config.score_estimator == "mc":  # differentiates the energy: rows with their own context
+                target = mc_score_estimate(
+                    energy, noisy_actions, t, schedule, self.config.n_mc_samples, context=critic_features
+                )
             else:
                 target = softmax_score_estimate(
-                    grouped_energy, noisy_actions, t, schedule, self.n_mc_samples, bounds=(-1.0, 1.0)
+                    grouped_energy, noisy_actions, t, schedule, self.config.n_mc_samples, bounds=(-1.0, 1.0)
                 )
         output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
-        if self.score_parameterization == "noise":
+        if self.config.score_parameterization == "noise":
             # score = -eps / sigma, so sigma^2 |score - S|^2 = |eps_theta + sigma S|^2: an eps-prediction MSE.
             loss = (output + sigma * target).pow(2).mean()
         else:
@@ -497,17 +492,17 @@ class DQS(OffPolicyAlgorithm):
             metrics["critic_loss"].append(critic_loss.item())
 
             self._n_updates += 1
-            if self._n_updates % self.policy_delay == 0:
+            if self._n_updates % self.config.policy_delay == 0:
                 actor_loss, target_norm = self._score_loss(data, temperature)
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor.optimizer.step()
-                polyak_update(self.actor.parameters(), self.actor_target.parameters(), 1.0 - self.ema_decay)
+                polyak_update(self.actor.parameters(), self.actor_target.parameters(), 1.0 - self.config.ema_decay)
                 metrics["actor_loss"].append(actor_loss.item())
                 metrics["score_target_norm"].append(target_norm.item())
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-            if self.entropy_freq and self._n_updates % self.entropy_freq == 0:
+            if self.config.entropy_freq and self._n_updates % self.config.entropy_freq == 0:
                 metrics["entropy"].append(self._measure_entropy(data))
             metrics["update_ms"].append(1e3 * (time.perf_counter() - start))
 
@@ -550,6 +545,16 @@ class DQS(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    @classmethod
+    def load(cls: type[SelfDQS], path: Any, env: GymEnv | None = None, device: th.device | str = "auto",
+             custom_objects: dict[str, Any] | None = None, print_system_info: bool = False, force_reset: bool = True,
+             **kwargs: Any) -> SelfDQS:  # fmt: skip
+        """SB3's load; the policy then acts at the temperature of the loaded configuration (a ``temperature=``
+        keyword included), not the one stored with its weights."""
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        model.policy.temperature.fill_(model.temperature_at(model._n_updates))
+        return model
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "critic_lr_schedule"]
