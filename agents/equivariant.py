@@ -146,8 +146,14 @@ class EquivariantActor(BasePolicy):
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Box, layout: SetLayout, egnn: EGNNConfig) -> None:
         super().__init__(observation_space, action_space, squash_output=True)
         self.layout = layout
+        self.egnn = egnn
         self.scene = SceneEGNN(layout, egnn)
         self.log_std = nn.Linear(egnn.hidden_dim, 1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        # Not BasePolicy's: this actor takes no features extractor, so policy.save() / load() round-trips.
+        return {"observation_space": self.observation_space, "action_space": self.action_space, "layout": self.layout,
+                "egnn": self.egnn}  # fmt: skip
 
     def distribution(self, obs: PyTorchObs) -> RadialTanhGaussian:
         """The action law at each observation."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 
 from agents.dqs import DQS, MODES
 from agents.dqs.dqs import AUTO_RELATIVE_TEMPERATURE
@@ -282,6 +282,33 @@ def test_dict_observations_use_the_multi_input_policy():
 
 class UnboundedActions(BimodalBandit):
     action_space = spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+
+class ImageBandit(BimodalBandit):
+    observation_space = spaces.Box(0, 255, (1, 36, 36), np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), *super().step(action)[1:]
+
+
+def test_cnn_policy_dict_net_arch_and_unshared_extractors():
+    kwargs = {"net_arch": {"qf": [16], "pi": [32, 32]}, "features_extractor_kwargs": {"features_dim": 16},
+              "share_features_extractor": False, "embedding_dim": 8}  # fmt: skip
+    model = DQS("CnnPolicy", ImageBandit(), learning_starts=16, batch_size=8, buffer_size=100, policy_kwargs=kwargs, seed=0)
+    assert isinstance(model.actor.features_extractor, NatureCNN)
+    assert model.actor.features_extractor is not model.critic.features_extractor
+    assert (model.policy.net_arch, model.policy.score_hidden_dim, model.policy.score_n_blocks) == ([16], 32, 1)
+    before = [p.detach().clone() for p in model.actor.features_extractor.parameters()]
+    model.learn(24)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.actor.features_extractor.parameters()))
+    with pytest.raises(ValueError, match="never share a features extractor"):
+        DQS("MlpPolicy", BimodalBandit(), policy_kwargs={"share_features_extractor": True})
+    with pytest.raises(ValueError, match="share one width"):
+        DQS("MlpPolicy", BimodalBandit(), policy_kwargs={"net_arch": {"pi": [32, 16]}})
 
 
 def test_rejects_discrete_and_unbounded_action_spaces():

@@ -210,6 +210,9 @@ def test_equivariant_policy_alone_round_trips_through_save_and_load(tmp_path):
     obs = observations(4).numpy()
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.policy.predict(obs, deterministic=True)[0])
     assert loaded.layout == LAYOUT and loaded.egnn == SMALL
+    model.actor.save(tmp_path / "actor.pth")  # the actor alone too, as SB3's policies
+    actor = EquivariantActor.load(tmp_path / "actor.pth")
+    np.testing.assert_array_equal(actor.predict(obs, deterministic=True)[0], model.actor.predict(obs, deterministic=True)[0])
 
 
 def test_dqs_accepts_the_extractors():

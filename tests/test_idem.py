@@ -126,6 +126,6 @@ class _WritesAMarker:
 def test_loading_never_unpickles_code(tmp_path: Path):
     marker = tmp_path / "executed"
     torch.save({"target": "DW4", "config": _WritesAMarker(marker)}, tmp_path / "crafted.pt")
-    with pytest.raises(ValueError, match="IDEM cannot load .* never unpickled"):
+    with pytest.raises(ValueError, match=r"IDEM cannot load .* never unpickled"):
         IDEM.load(tmp_path / "crafted.pt")
     assert not marker.exists()

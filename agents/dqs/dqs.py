@@ -35,7 +35,7 @@ from stable_baselines3.common.type_aliases import (
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 from torch import Tensor
 
-from agents.dqs.policies import DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
+from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
 SelfDQS = TypeVar("SelfDQS", bound="DQS")
@@ -219,7 +219,7 @@ class DQS(OffPolicyAlgorithm):
     Each gradient step updates the critic ensemble first, then regresses the score network onto score targets of
     exp(Q/T) computed from the updated online critic (spec dqs §6).
 
-    :param policy: The policy model (MlpPolicy, MultiInputPolicy)
+    :param policy: The policy model (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param mode: ``"improved"`` (default) or ``"faithful"``: the `DQSConfig` of `MODES` that the knobs start from
     :param learning_rate: Learning rate of the score network (Adam), a float or a schedule of the remaining progress
@@ -250,6 +250,7 @@ class DQS(OffPolicyAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": DiffusionPolicy,
+        "CnnPolicy": CnnDiffusionPolicy,
         "MultiInputPolicy": MultiInputDiffusionPolicy,
     }
     policy: DiffusionPolicy

@@ -14,7 +14,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BaseModel, BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -42,6 +42,19 @@ def tanh_log_abs_det_jacobian(latent: Tensor) -> Tensor:
     """log |det d tanh(u)/du| = sum_i log(1 - tanh(u_i)^2) per row, in the overflow-free form
     2 (log 2 - u - softplus(-2u))."""
     return (2.0 * (math.log(2.0) - latent - F.softplus(-2.0 * latent))).sum(-1)
+
+
+def _split_net_arch(net_arch: dict[str, list[int]], hidden_dim: int, n_blocks: int) -> tuple[list[int] | None, int, int]:
+    """SB3's ``{"qf": [...], "pi": [...]}``: the critics' sizes, and the score network's width and residual blocks."""
+    unknown = sorted(set(net_arch) - {"qf", "pi"})
+    if unknown:
+        raise ValueError(f"a dict net_arch takes the keys 'qf' and 'pi', got {unknown}")
+    pi = net_arch.get("pi")
+    if pi is not None:
+        if not pi or len(set(pi)) != 1:
+            raise ValueError(f"net_arch['pi'] sets the score network, whose hidden layers share one width: got {pi}")
+        hidden_dim, n_blocks = pi[0], len(pi) - 1
+    return net_arch.get("qf"), hidden_dim, n_blocks
 
 
 def make_schedule(name: str, kwargs: dict[str, float] | None = None) -> NoiseSchedule:
@@ -181,7 +194,8 @@ class DiffusionPolicy(BasePolicy):
     :param observation_space: Observation space
     :param action_space: Bounded Box action space
     :param lr_schedule: Learning-rate schedule (the optimisers' initial rate)
-    :param net_arch: Hidden layer sizes of each critic
+    :param net_arch: Hidden layer sizes of each critic, or SB3's dict ``{"qf": critic sizes, "pi": score network}``,
+        where ``pi`` (equal widths) sets ``score_hidden_dim`` = its width and ``score_n_blocks`` = its length - 1
     :param activation_fn: Activation of the critics
     :param n_critics: Number of critics in the ensemble
     :param score_hidden_dim: Width of the score network
@@ -201,6 +215,7 @@ class DiffusionPolicy(BasePolicy):
     :param features_extractor_class: Features extractor (one per network, never shared)
     :param features_extractor_kwargs: Its keyword arguments
     :param normalize_images: Divide image observations by 255
+    :param share_features_extractor: Must be False: the score network and the critics always learn their own features
     :param optimizer_class: Optimiser of the score network and of the critics
     :param optimizer_kwargs: Its keyword arguments, excluding the learning rate
     """
@@ -216,7 +231,7 @@ class DiffusionPolicy(BasePolicy):
         observation_space: spaces.Space,
         action_space: spaces.Box,
         lr_schedule: Schedule,
-        net_arch: list[int] | None = None,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         n_critics: int = 2,
         score_hidden_dim: int = 256,
@@ -236,7 +251,15 @@ class DiffusionPolicy(BasePolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = False,
     ) -> None:
+        if share_features_extractor:
+            raise ValueError(
+                "DQS networks never share a features extractor (the score network and the critics learn their own): "
+                "pass share_features_extractor=False"
+            )
+        if isinstance(net_arch, dict):
+            net_arch, score_hidden_dim, score_n_blocks = _split_net_arch(net_arch, score_hidden_dim, score_n_blocks)
         super().__init__(
             observation_space,
             action_space,
@@ -470,3 +493,22 @@ class MultiInputDiffusionPolicy(DiffusionPolicy):
 
 
 MultiInputPolicy = MultiInputDiffusionPolicy
+
+
+class CnnDiffusionPolicy(DiffusionPolicy):
+    """`DiffusionPolicy` for image observations: each network has its own NatureCNN features extractor."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
+
+
+CnnPolicy = CnnDiffusionPolicy

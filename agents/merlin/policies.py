@@ -146,8 +146,11 @@ class GoalGaussianPolicy(BasePolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(
+        # Not BaseModel's: this policy takes no features extractor, so policy.save() / load() round-trips.
+        return dict(
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            lr_schedule=self._dummy_schedule,
             net_arch=self.net_arch,
             activation_fn=self.activation_fn,
             use_horizon=self.use_horizon,
@@ -158,7 +161,6 @@ class GoalGaussianPolicy(BasePolicy):
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
         )
-        return data
 
     def fit_normalizers(self, observations: np.ndarray, goals: np.ndarray) -> None:
         """Fit the observation and goal normalisers once, from all training observations and goals."""

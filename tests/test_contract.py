@@ -1,0 +1,167 @@
+"""SB3's contract over every registered algorithm (as SB3's test_save_load.py, test_predict.py, test_deterministic.py):
+save -> load with and without an env gives identical deterministic actions, get/set_parameters round-trips, the
+replay buffer saves and loads, VecNormalize + two envs + EvalCallback + CheckpointCallback run, learn continues with
+reset_num_timesteps=False, and the same seed gives the same parameters. Samplers keep their own contract (save ->
+load gives identical samples; the same seed, the same network)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+from test_merlin import point_dataset, point_env
+
+from agents.registry import ALGOS
+from samplers.base import BaseSampler
+from samplers.energies import DoubleWellEnergy, GaussianMixtureEnergy
+
+ONLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "online")
+OFFLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "offline")
+SAMPLERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "sampler")
+STEPS = 64
+_OFF_POLICY = {"learning_starts": 16, "batch_size": 8, "buffer_size": 500, "policy_kwargs": {"net_arch": [16, 16]}}
+TINY: dict[str, dict[str, Any]] = {
+    "dqs": {"learning_starts": 16, "batch_size": 8, "buffer_size": 500,
+            "policy_kwargs": {"net_arch": [16, 16], "score_hidden_dim": 16, "embedding_dim": 8}},
+    "ppo": {"n_steps": 32, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}},
+    "a2c": {"n_steps": 8, "policy_kwargs": {"net_arch": [16]}},
+    "crossq": {**_OFF_POLICY, "policy_kwargs": {"net_arch": [16, 16]}},
+    "merlin": {"batch_size": 16, "policy_kwargs": {"net_arch": [16, 16]}},
+    "gcsl": {"batch_size": 16, "policy_kwargs": {"net_arch": [16, 16]}},
+    "wgcsl": {"batch_size": 16, "policy_kwargs": {"net_arch": [16, 16]}},
+}  # fmt: skip
+SAMPLER_TINY: dict[str, dict[str, Any]] = {
+    "idem": {"num_mc_samples": 8, "batch_size": 16, "inner_steps": 5, "samples_per_refresh": 16, "buffer_size": 64,
+             "init_samples": 16, "integration_steps": 5, "hidden_dim": 16, "n_layers": 1, "eval_freq": 0},
+    "canonical": {"batch_size": 8, "transformer_dim": 16, "transformer_layers": 1, "canonicalizer_dim": 8,
+                  "integration_steps": 5, "eval_freq": 0},
+}  # fmt: skip
+
+
+def make(name: str, env: Any = None, seed: int = 0, **overrides: Any) -> BaseAlgorithm:
+    """A tiny model of a registered RL algorithm: Pendulum for online algorithms, PointReach data for offline ones."""
+    spec = ALGOS[name]
+    kwargs = copy.deepcopy({**TINY.get(name, _OFF_POLICY), **overrides})  # SB3 writes into policy_kwargs
+    if spec.kind == "offline":
+        env = env if env is not None else point_env()
+        return spec.load_class()("MultiInputPolicy", env, dataset=point_dataset(20, 10), seed=seed, **kwargs)
+    return spec.load_class()("MlpPolicy", env if env is not None else "Pendulum-v1", seed=seed, **kwargs)
+
+
+def observations(model: BaseAlgorithm, n: int = 5) -> Any:
+    space = model.observation_space
+    space.seed(0)
+    samples = [space.sample() for _ in range(n)]
+    if isinstance(space, gym.spaces.Dict):
+        return {key: np.stack([s[key] for s in samples]) for key in space.spaces}
+    return np.stack(samples)
+
+
+def same_parameters(a: BaseAlgorithm, b: BaseAlgorithm) -> bool:
+    first, second = a.get_parameters(), b.get_parameters()
+    return first.keys() == second.keys() and all(
+        all(torch.equal(x, y) for x, y in zip(first[k].values(), second[k].values()) if isinstance(x, torch.Tensor))
+        for k in first
+        if not k.endswith("optimizer")
+    )
+
+
+@pytest.mark.parametrize("name", ONLINE + OFFLINE)
+def test_save_load_with_and_without_env_gives_identical_actions(name: str, tmp_path: Path) -> None:
+    model = make(name).learn(STEPS)
+    obs = observations(model)
+    action = model.predict(obs, deterministic=True)[0]
+    model.save(tmp_path / "model.zip")
+    algo_class = type(model)
+    without_env = algo_class.load(tmp_path / "model.zip")
+    np.testing.assert_array_equal(without_env.predict(obs, deterministic=True)[0], action)
+    data = {"dataset": model.dataset} if ALGOS[name].kind == "offline" else {}  # datasets are not saved in the zip
+    with_env = algo_class.load(tmp_path / "model.zip", env=model.get_env(), **data)
+    np.testing.assert_array_equal(with_env.predict(obs, deterministic=True)[0], action)
+    with_env.learn(8, reset_num_timesteps=False)  # a loaded model trains on
+    # get_parameters / set_parameters round-trip into a fresh model.
+    fresh = make(name, seed=1)
+    fresh.set_parameters(model.get_parameters(), exact_match=True)
+    np.testing.assert_array_equal(fresh.predict(obs, deterministic=True)[0], action)
+
+
+@pytest.mark.parametrize("name", ONLINE + OFFLINE)
+def test_the_same_seed_gives_the_same_parameters(name: str) -> None:
+    assert same_parameters(make(name, seed=3).learn(STEPS), make(name, seed=3).learn(STEPS))
+    assert not same_parameters(make(name, seed=3).learn(STEPS), make(name, seed=4).learn(STEPS))
+
+
+@pytest.mark.parametrize("name", [n for n in ONLINE if issubclass(ALGOS[n].load_class(), OffPolicyAlgorithm)])
+def test_the_replay_buffer_saves_and_loads(name: str, tmp_path: Path) -> None:
+    model = make(name).learn(STEPS)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    other = make(name, seed=1)
+    other.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert other.replay_buffer.size() == model.replay_buffer.size() == STEPS
+    np.testing.assert_array_equal(other.replay_buffer.observations, model.replay_buffer.observations)
+
+
+@pytest.mark.parametrize("name", ONLINE)
+def test_vec_normalize_two_envs_and_callbacks(name: str, tmp_path: Path) -> None:
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    eval_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=1), training=False, norm_reward=False)
+    callbacks = [
+        EvalCallback(eval_env, n_eval_episodes=1, eval_freq=16, log_path=str(tmp_path), warn=False),
+        CheckpointCallback(save_freq=16, save_path=str(tmp_path / "checkpoints")),
+    ]
+    model = make(name, env=env).learn(STEPS, callback=callbacks)
+    assert model.num_timesteps >= STEPS
+    assert (tmp_path / "evaluations.npz").is_file() and list((tmp_path / "checkpoints").glob("*.zip"))
+    model.learn(STEPS, reset_num_timesteps=False)
+    assert model.num_timesteps >= 2 * STEPS
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_eval_and_checkpoint_callbacks(name: str, tmp_path: Path) -> None:
+    callbacks = [
+        EvalCallback(make_vec_env(point_env, n_envs=1, seed=1), n_eval_episodes=1, eval_freq=16, log_path=str(tmp_path)),
+        CheckpointCallback(save_freq=16, save_path=str(tmp_path / "checkpoints")),
+    ]
+    model = make(name).learn(STEPS, callback=callbacks)
+    assert (tmp_path / "evaluations.npz").is_file() and list((tmp_path / "checkpoints").glob("*.zip"))
+    model.learn(8, reset_num_timesteps=False)
+    assert model.num_timesteps == STEPS + 8
+
+
+def make_sampler(name: str, seed: int = 0) -> BaseSampler:
+    sampler_class = ALGOS[name].load_class()
+    if name == "canonical":
+        data = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+        return sampler_class(DoubleWellEnergy(4, 2), data=data, seed=seed, **SAMPLER_TINY[name])
+    return sampler_class(GaussianMixtureEnergy([[-2.0, 0.0], [2.0, 0.0]], stds=0.5), seed=seed, **SAMPLER_TINY[name])
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_save_load_and_seed(name: str, tmp_path: Path) -> None:
+    model = make_sampler(name).learn(10)
+    assert isinstance(model, BaseSampler)
+    model.save(tmp_path / "model.pt")
+    loaded = type(model).load(tmp_path / "model.pt", target=model.target)
+    torch.testing.assert_close(loaded.sample(32, seed=5), model.sample(32, seed=5), rtol=0, atol=0)
+    again = make_sampler(name).learn(10)
+    for a, b in zip(model.network.state_dict().values(), again.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ONLINE + OFFLINE)
+def test_the_policy_alone_saves_and_loads(name: str, tmp_path: Path) -> None:
+    model = make(name).learn(STEPS)
+    obs = observations(model)
+    model.policy.save(tmp_path / "policy.pth")
+    loaded = type(model.policy).load(tmp_path / "policy.pth")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.policy.predict(obs, deterministic=True)[0])
