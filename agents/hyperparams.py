@@ -122,6 +122,46 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     return merged
 
 
+@dataclasses.dataclass(frozen=True)
+class Hyperparams:
+    """An algorithm's settings on one task, split once into the run keys (`RUN_KEYS`) and the constructor keywords."""
+
+    run: dict[str, Any]
+    """The run keys present (``policy``, ``n_timesteps``, ``n_envs``, ``env_kwargs``)."""
+    kwargs: dict[str, Any]
+    """Keyword arguments of the algorithm's constructor."""
+
+    @property
+    def policy(self) -> Any:
+        """The policy argument (``"MlpPolicy"`` when the table names none)."""
+        return self.run.get("policy", "MlpPolicy")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Both parts in one dict, as written to a run's config.yaml."""
+        return {**self.run, **self.kwargs}
+
+
+def hyperparams_for(
+    algo: str, env_id: str, overrides: dict[str, str] | None = None, algo_class: type | None = None
+) -> Hyperparams:
+    """The table's settings for ``algo`` on ``env_id`` with the CLI ``overrides`` (checked against ``algo_class``),
+    split into run keys and constructor keywords."""
+    merged = default_hyperparams(algo, env_id)
+    if overrides:
+        if algo_class is None:
+            raise ValueError("overrides are checked against the algorithm's constructor: pass algo_class")
+        merged = apply_overrides(merged, overrides, algo_class)
+    return split_run_keys(merged)
+
+
+def split_run_keys(hyperparams: dict[str, Any]) -> Hyperparams:
+    """Separate the run keys of a flat settings dict from the constructor keywords."""
+    return Hyperparams(
+        run={key: value for key, value in hyperparams.items() if key in RUN_KEYS},
+        kwargs={key: value for key, value in hyperparams.items() if key not in RUN_KEYS},
+    )
+
+
 def parse_value(text: str) -> Any:
     """Parse a CLI value: Python literals (``3e-4``, ``[256, 256]``, ``{'net_arch': [64]}``, ``None``), ``lin_X`` for
     a learning rate decaying linearly from X to 0, anything else as a string."""

@@ -54,7 +54,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 
 from agents.equivariant import EGNNExtractor, EquivariantSACPolicy
-from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.hyperparams import hyperparams_for
 from agents.registry import get_algo
 from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
 from core.io import atomic_save, atomic_write
@@ -162,8 +162,8 @@ def train_run(key: RunKey, profile: EquivariantProfile, run_dir: Path, device: s
     if not supported(key.algo, key.variant):
         raise ValueError(f"{key.algo} cannot train the {key.variant} variant: it is a SAC policy (use --algos sac)")
     policy, policy_kwargs = policy_and_kwargs(key.variant, profile.egnn)
-    hyperparams = default_hyperparams(key.algo, ENV_ID)
-    kwargs = {name: value for name, value in hyperparams.items() if name not in RUN_KEYS}
+    hyperparams = hyperparams_for(key.algo, ENV_ID)
+    kwargs = dict(hyperparams.kwargs)
     kwargs |= {"learning_starts": profile.learning_starts, "batch_size": profile.batch_size}
     env = make_vec_env(make_env, n_envs=1, seed=key.seed, env_kwargs={"name": ENV_ID, "n_particles": N_PARTICLES})
     eval_env = make_vec_env(

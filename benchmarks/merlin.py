@@ -33,7 +33,7 @@ import tyro
 from minari.storage import get_dataset_path
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.hyperparams import hyperparams_for
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
@@ -267,16 +267,15 @@ def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset
     method = METHODS[method_name]
     env_id = resolve_env_id(task)
     make = partial(make_env, env_id)
-    table = default_hyperparams(method.algo, env_id)
-    hyperparams = {name: value for name, value in table.items() if name not in RUN_KEYS}
+    table = hyperparams_for(method.algo, env_id)
     generating = method.noise_model != "reverse_play"
-    hyperparams |= {
+    hyperparams = table.kwargs | {
         "noise_model": method.noise_model,
         "noise_kwargs": profile.noise_kwargs.get(method.noise_model) if generating else None,
         "n_synthetic": profile.n_synthetic if generating else None,
     }
     model = method.algo_class(
-        table["policy"], make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, seed=seed, device=device, **hyperparams
+        table.policy, make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, seed=seed, device=device, **hyperparams
     )
     evaluation = RecordingEvalCallback(
         make_vec_env(make, n_envs=min(EVAL_ENVS, profile.eval_episodes), seed=seed + TRAIN_EVAL_SEED_OFFSET),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import tyro
 
-from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.hyperparams import hyperparams_for
 from agents.merlin import GCSL, Merlin
 from agents.merlin.base import OfflineGoalAlgorithm
 from benchmarks.common import write_results
@@ -98,10 +98,9 @@ def main(args: RoomsArgs) -> None:
     runs = []
     for seed in args.seeds:
         for name, algo_class in (("GCSL", GCSL), ("Merlin", Merlin)):
-            table = default_hyperparams(name.lower(), ENV_ID)
-            hyperparams = {key: value for key, value in table.items() if key not in RUN_KEYS}
-            model = algo_class(table["policy"], make_env(ENV_ID), dataset=dataset, seed=seed, device=args.device,
-                               **hyperparams)  # fmt: skip
+            hyperparams = hyperparams_for(name.lower(), ENV_ID)
+            model = algo_class(hyperparams.policy, make_env(ENV_ID), dataset=dataset, seed=seed, device=args.device,
+                               **hyperparams.kwargs)  # fmt: skip
             start = time.perf_counter()
             model.learn(profile.steps)
             train_s = time.perf_counter() - start

@@ -26,7 +26,7 @@ import torch
 import tyro
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.hyperparams import hyperparams_for
 from agents.merlin import Merlin, evaluate_goal_policy
 from agents.merlin.merlin import value_for_dataset
 from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
@@ -91,7 +91,7 @@ def train_and_sweep(
     """Train Merlin with ``her_ratio`` (every other setting as the main benchmark's), then evaluate it at each horizon."""
     env_id = resolve_env_id(task)
     make = partial(make_env, env_id)
-    hyperparams = {k: v for k, v in default_hyperparams("merlin", env_id).items() if k not in RUN_KEYS}
+    hyperparams = hyperparams_for("merlin", env_id).kwargs
     default = {
         name: value_for_dataset(hyperparams.pop(name), dataset.dataset_id, name) for name in ("her_ratio", "test_horizon")
     }

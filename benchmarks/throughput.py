@@ -20,7 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 
 from agents.common.experiment import evaluation_env
-from agents.hyperparams import RUN_KEYS, default_hyperparams
+from agents.hyperparams import hyperparams_for
 from agents.registry import get_algo
 from benchmarks.common import write_results
 from envs.registry import make_env, resolve_env_id
@@ -50,11 +50,10 @@ def warmed_up_model(algo: str, env_id: str, learning_starts: int, device: str, s
     """The algorithm with its default settings for the env, silent, after ``learning_starts`` random steps and one
     update (the replay buffer holds data and kernels are warm)."""
     spec = get_algo(algo)
-    hyperparams = default_hyperparams(spec.name, env_id)
-    kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
-    kwargs["learning_starts"] = learning_starts
+    hyperparams = hyperparams_for(spec.name, env_id)
+    kwargs = hyperparams.kwargs | {"learning_starts": learning_starts}
     env = make_vec_env(lambda: make_env(env_id), n_envs=1, seed=seed)
-    model = spec.load_class()(hyperparams.get("policy", "MlpPolicy"), env, seed=seed, device=device, **kwargs)
+    model = spec.load_class()(hyperparams.policy, env, seed=seed, device=device, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(learning_starts + 1)
     return model

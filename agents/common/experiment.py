@@ -26,7 +26,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.common.callbacks import CheckpointCallback, SaveBestCallback
 from agents.common.run import new_run_dir, write_run_config
-from agents.hyperparams import RUN_KEYS, apply_overrides, default_hyperparams
+from agents.hyperparams import Hyperparams, apply_overrides, hyperparams_for, split_run_keys
 from agents.merlin import GoalEvalCallback, evaluate_goal_policy
 from agents.registry import ALGOS, get_algo
 from core.io import atomic_save, atomic_write
@@ -112,23 +112,24 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _make_model(
-    algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: dict[str, Any], env: Any, seed: int
-) -> BaseAlgorithm:
-    """Build a new model, or load ``--trained-agent`` with the CLI overrides applied."""
-    ctor_kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
+def _make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hyperparams, env: Any, seed: int) -> Any:
+    """Build a new SB3-style model, or load ``--trained-agent`` with the CLI overrides applied."""
     if args.trained_agent is None:
-        return algo_class(hyperparams["policy"], env, seed=seed, device=args.device, verbose=args.verbose, **ctor_kwargs)
-    if not args.trained_agent.is_file():
-        raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected a model .zip).")
+        return algo_class(hyperparams.policy, env, seed=seed, device=args.device, verbose=args.verbose, **hyperparams.kwargs)
+    _check_trained_agent(args, "a model .zip")
     # Only what the user asked for on the command line; the network layout (policy_kwargs) is fixed by the zip.
-    overrides = apply_overrides({}, args.hyperparams, algo_class)
-    overrides = {key: value for key, value in overrides.items() if key not in RUN_KEYS and key != "policy_kwargs"}
+    overrides = split_run_keys(apply_overrides({}, args.hyperparams, algo_class)).kwargs
+    overrides.pop("policy_kwargs", None)
     model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
     buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
     if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
         model.load_replay_buffer(buffer_path)
     return model
+
+
+def _check_trained_agent(args: TrainArgs, expected: str) -> None:
+    if args.trained_agent is not None and not args.trained_agent.is_file():
+        raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected {expected}).")
 
 
 def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) -> tuple[bool, float, Path]:
@@ -170,81 +171,90 @@ def _start_run(args: TrainArgs, algo: str, target: str, seed: int, config: dict[
     return run_dir
 
 
-def train(args: TrainArgs) -> Path:
-    """Run one experiment and return its run folder."""
-    spec = get_algo(args.algo)
-    algo_class = spec.load_class()
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    if spec.kind == "online":
-        return _train_online(args, spec.name, algo_class, seed)
-    if spec.kind == "sampler":
-        return _train_sampler(args, spec.name, algo_class, seed)
-    return _train_offline(args, spec.name, algo_class, seed)
-
-
 def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
     """Vectorised evaluation environments (up to `MAX_EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
     return make_vec_env(env_factory, n_envs=max(1, min(episodes, MAX_EVAL_ENVS)), seed=seed)
 
 
-def _train_online(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
+class _Kind:
+    """What one kind of algorithm (online, offline, sampler) brings to the pipeline of `train`: its target, model and
+    budget (built in ``__init__``), what its run folder records, how it learns, saves and is evaluated at the end."""
+
+    target: str  # the env id, or the energy name of a sampler
+    model: Any
+    total_timesteps: int
+    config: dict[str, Any]  # entries of config.yaml besides algo, env, seed and the CLI arguments
+
+    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+        """Keyword arguments of ``model.learn`` besides the budget, the progress bar and reset_num_timesteps."""
+        return {}
+
+    def save(self, run_dir: Path) -> Path:
+        return atomic_save(self.model, run_dir / "model.zip")
+
+    def final_results(self, run_dir: Path) -> dict[str, Any]:
+        """Entries of results.json after an uninterrupted run (the final evaluation)."""
+        return {}
+
+
+class _Online(_Kind):
     """An SB3-style algorithm on a Gym environment, with evaluation, checkpoints and a final evaluation."""
-    env_id = resolve_env_id(args.env)
-    hyperparams = apply_overrides(default_hyperparams(algo, env_id), args.hyperparams, algo_class)
-    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 100_000)
-    n_envs = args.n_envs or hyperparams.get("n_envs", 1)
-    eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
-    env_factory = partial(make_env, env_id, **hyperparams.get("env_kwargs", {}))
-    model = _make_model(algo_class, args, hyperparams, make_vec_env(env_factory, n_envs=n_envs, seed=seed), seed)
-    config = {"env_id": env_id, "total_timesteps": total_timesteps, "n_envs": n_envs, "device": str(model.device),
-              "hyperparams": hyperparams}  # fmt: skip
-    run_dir = _start_run(args, algo, env_id, seed, config, model)
-    learning_starts = getattr(model, "learning_starts", 0)
-    if args.trained_agent is None and total_timesteps <= learning_starts:
-        warnings.warn(
-            f"{total_timesteps} steps do not exceed learning_starts={learning_starts}: the agent takes random actions "
-            f"and never updates. Train longer or pass --hyperparams learning_starts N.",
-            stacklevel=2,
-        )
 
-    callbacks: list[BaseCallback] = []
-    if eval_freq > 0:
-        eval_env = evaluation_env(env_factory, args.eval_episodes, seed + 10_000)
-        callbacks.append(
-            EvalCallback(
-                eval_env,
-                callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
-                n_eval_episodes=args.eval_episodes,
-                eval_freq=max(eval_freq // n_envs, 1),
-                log_path=str(run_dir),
-                verbose=args.verbose,
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> None:
+        self.args, self.seed = args, seed
+        self.target = resolve_env_id(args.env)
+        hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
+        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 100_000)
+        self.n_envs = args.n_envs or hyperparams.run.get("n_envs", 1)
+        self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
+        self.model = _make_model(
+            algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=self.n_envs, seed=seed), seed
+        )
+        self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "n_envs": self.n_envs,
+                       "device": str(self.model.device), "hyperparams": hyperparams.as_dict()}  # fmt: skip
+
+    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+        args = self.args
+        learning_starts = getattr(self.model, "learning_starts", 0)
+        if args.trained_agent is None and self.total_timesteps <= learning_starts:
+            warnings.warn(
+                f"{self.total_timesteps} steps do not exceed learning_starts={learning_starts}: the agent takes random "
+                f"actions and never updates. Train longer or pass --hyperparams learning_starts N.",
+                stacklevel=3,
             )
-        )
-    if args.save_freq > 0:
-        callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+        eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
+        callbacks: list[BaseCallback] = []
+        if eval_freq > 0:
+            callbacks.append(
+                EvalCallback(
+                    evaluation_env(self.env_factory, args.eval_episodes, self.seed + 10_000),
+                    callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
+                    n_eval_episodes=args.eval_episodes,
+                    eval_freq=max(eval_freq // self.n_envs, 1),
+                    log_path=str(run_dir),
+                    verbose=args.verbose,
+                )
+            )
+        if args.save_freq > 0:
+            callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+        return {"callback": callbacks}
 
-    def save() -> Path:
-        if args.save_replay_buffer and isinstance(model, OffPolicyAlgorithm):
-            atomic_write(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
-        return atomic_save(model, run_dir / "model.zip")
+    def save(self, run_dir: Path) -> Path:
+        if self.args.save_replay_buffer and isinstance(self.model, OffPolicyAlgorithm):
+            atomic_write(run_dir / "replay_buffer.pkl", self.model.save_replay_buffer)
+        return super().save(run_dir)
 
-    learn = partial(model.learn, total_timesteps, callback=callbacks, progress_bar=args.progress,
-                    reset_num_timesteps=args.trained_agent is None)  # fmt: skip
-    interrupted, wall_time, model_path = _run_interruptibly(learn, save)
-    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
-    if not interrupted and args.eval_episodes > 0:
-        eval_env = evaluation_env(env_factory, args.eval_episodes, seed + 20_000)
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
-        results |= {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
-    return _finish(args, run_dir, model_path, results)
+    def final_results(self, run_dir: Path) -> dict[str, Any]:
+        if self.args.eval_episodes <= 0:
+            return {}
+        eval_env = evaluation_env(self.env_factory, self.args.eval_episodes, self.seed + 20_000)
+        mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=self.args.eval_episodes, deterministic=True)
+        return {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}
 
 
-def _offline_dataset(hyperparams: dict[str, Any], env_id: str, build: bool) -> str:
+def _offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
     """The dataset id of an offline run: ``--hyperparams dataset ID``, else the task's expert dataset; built when
     missing and ``build`` is set, otherwise a missing dataset fails with the command that builds it."""
-    dataset = hyperparams.get("dataset")
     if dataset is None:
         if env_id not in {ENV_ALIASES[name] for name in GOAL_TASKS}:
             raise ValueError(f"{env_id} has no default dataset: pass one with --hyperparams dataset MINARI_ID.")
@@ -261,73 +271,108 @@ def _offline_dataset(hyperparams: dict[str, Any], env_id: str, build: bool) -> s
     return dataset
 
 
-def _train_offline(args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Path:
+class _Offline(_Kind):
     """An offline goal-conditioned algorithm on a Minari dataset; timesteps are gradient steps, and evaluation
     episodes in the env report success rate, final distance and the shifted discounted return (agents/merlin)."""
-    env_id = resolve_env_id(args.env)
-    hyperparams = apply_overrides(default_hyperparams(algo, env_id), args.hyperparams, algo_class)
-    hyperparams["dataset"] = _offline_dataset(hyperparams, env_id, args.build_dataset)
-    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 500_000)
-    eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
-    env_factory = partial(make_env, env_id, **hyperparams.get("env_kwargs", {}))
-    model = _make_model(algo_class, args, hyperparams, make_vec_env(env_factory, n_envs=1, seed=seed), seed)
-    config = {"env_id": env_id, "total_timesteps": total_timesteps, "device": str(model.device), "hyperparams": hyperparams}
-    run_dir = _start_run(args, algo, env_id, seed, config, model)
 
-    callbacks: list[BaseCallback] = []
-    evaluation = None
-    if eval_freq > 0 and args.eval_episodes > 0:
-        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 10_000)
-        evaluation = GoalEvalCallback(
-            eval_env, eval_freq, args.eval_episodes, best_model_save_path=run_dir, verbose=args.verbose
-        )
-        callbacks.append(evaluation)
-    if args.save_freq > 0:
-        callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
-    learn = partial(model.learn, total_timesteps, callback=callbacks, progress_bar=args.progress,
-                    reset_num_timesteps=args.trained_agent is None)  # fmt: skip
-    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: atomic_save(model, run_dir / "model.zip"))
-    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
-    if evaluation is not None:
-        results |= {"best_eval": evaluation.best_metrics, "best_eval_timestep": evaluation.best_timestep}
-    if not interrupted and args.eval_episodes > 0:
-        eval_env = make_vec_env(env_factory, n_envs=1, seed=seed + 20_000)
-        results["final_eval"] = evaluate_goal_policy(model, eval_env, args.eval_episodes)
-    return _finish(args, run_dir, model_path, results)
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> None:
+        self.args, self.seed = args, seed
+        self.target = resolve_env_id(args.env)
+        hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
+        hyperparams.kwargs["dataset"] = _offline_dataset(hyperparams.kwargs.get("dataset"), self.target, args.build_dataset)
+        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 500_000)
+        self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
+        self.model = _make_model(algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=1, seed=seed), seed)
+        self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
+                       "hyperparams": hyperparams.as_dict()}  # fmt: skip
+        self.evaluation: GoalEvalCallback | None = None
+
+    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+        args = self.args
+        eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
+        callbacks: list[BaseCallback] = []
+        if eval_freq > 0 and args.eval_episodes > 0:
+            eval_env = make_vec_env(self.env_factory, n_envs=1, seed=self.seed + 10_000)
+            self.evaluation = GoalEvalCallback(
+                eval_env, eval_freq, args.eval_episodes, best_model_save_path=run_dir, verbose=args.verbose
+            )
+            callbacks.append(self.evaluation)
+        if args.save_freq > 0:
+            callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+        return {"callback": callbacks}
+
+    def final_results(self, run_dir: Path) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        if self.evaluation is not None:
+            results |= {"best_eval": self.evaluation.best_metrics, "best_eval_timestep": self.evaluation.best_timestep}
+        if self.args.eval_episodes > 0:
+            eval_env = make_vec_env(self.env_factory, n_envs=1, seed=self.seed + 20_000)
+            results["final_eval"] = evaluate_goal_policy(self.model, eval_env, self.args.eval_episodes)
+        return results
 
 
-def _train_sampler(args: TrainArgs, algo: str, algo_class: type[BaseSampler], seed: int) -> Path:
+class _Sampler(_Kind):
     """A sampler trained from an energy target (``--env DW4``); writes samples.npy and their metrics at the end."""
-    if not issubclass(algo_class, BaseSampler):
-        raise TypeError(f"{algo_class.__name__} is registered as a sampler but does not subclass samplers.base.BaseSampler")
-    make_energy(args.env)  # validates the target name, suggesting close ones
-    hyperparams = apply_overrides(default_hyperparams(algo, args.env), args.hyperparams, algo_class)
-    total_timesteps = args.total_timesteps or hyperparams.get("n_timesteps", 10_000)
-    ctor_kwargs = {key: value for key, value in hyperparams.items() if key not in RUN_KEYS}
-    if args.eval_freq is not None:
-        ctor_kwargs["eval_freq"] = args.eval_freq
-    if args.trained_agent is not None:
-        if not args.trained_agent.is_file():
-            raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected a checkpoint .pt).")
-        model = algo_class.load(args.trained_agent, device=args.device)
-    else:
-        model = algo_class(args.env, seed=seed, device=args.device, **ctor_kwargs)
-    config = {"env_id": args.env, "total_timesteps": total_timesteps, "device": str(model.device),
-              "hyperparams": {**hyperparams, **asdict(model.config)}}  # fmt: skip
-    run_dir = _start_run(args, algo, args.env, seed, config, model)
-    learn = partial(model.learn, total_timesteps, progress_bar=args.progress, reset_num_timesteps=args.trained_agent is None,
-                    checkpoint_dir=run_dir / "checkpoints", checkpoint_freq=max(args.save_freq, 0))  # fmt: skip
-    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: model.save(run_dir / "model.pt"))
-    results: dict[str, Any] = {"num_timesteps": model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted,
-                               "energy_evaluations": model.energy_evaluations, "best_eval": model.best_metrics}  # fmt: skip
-    if not interrupted and args.n_samples > 0:
-        samples = model.sample(args.n_samples).cpu()
+
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseSampler], seed: int) -> None:
+        if not issubclass(algo_class, BaseSampler):
+            raise TypeError(
+                f"{algo_class.__name__} is registered as a sampler but does not subclass samplers.base.BaseSampler"
+            )
+        self.args = args
+        self.target = args.env
+        make_energy(args.env)  # validates the target name, suggesting close ones
+        hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
+        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 10_000)
+        kwargs = hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
+        _check_trained_agent(args, "a checkpoint .pt")
+        self.model: BaseSampler = (
+            algo_class(args.env, seed=seed, device=args.device, **kwargs)
+            if args.trained_agent is None
+            else algo_class.load(args.trained_agent, device=args.device)
+        )
+        self.config = {"env_id": args.env, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
+                       "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
+
+    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+        return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0)}
+
+    def save(self, run_dir: Path) -> Path:
+        return self.model.save(run_dir / "model.pt")
+
+    def final_results(self, run_dir: Path) -> dict[str, Any]:
+        model, n = self.model, self.args.n_samples
+        results: dict[str, Any] = {"energy_evaluations": model.energy_evaluations, "best_eval": model.best_metrics}
+        if n <= 0:
+            return results
+        samples = model.sample(n).cpu()
         atomic_write(run_dir / "samples.npy", lambda p: np.save(p, samples.numpy()))
         try:
-            results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(args.n_samples))
+            results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(n))
         except FileNotFoundError as error:
             results["final_eval"] = f"skipped: {error}"
             print(f"Final evaluation skipped: {error}")
+        return results
+
+
+KINDS: dict[str, type[_Kind]] = {"online": _Online, "offline": _Offline, "sampler": _Sampler}
+
+
+def train(args: TrainArgs) -> Path:
+    """Run one experiment and return its run folder: the same pipeline for every kind of algorithm."""
+    spec = get_algo(args.algo)
+    algo_class = spec.load_class()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    kind = KINDS[spec.kind](args, spec.name, algo_class, seed)
+    run_dir = _start_run(args, spec.name, kind.target, seed, kind.config, kind.model)
+    learn = partial(kind.model.learn, kind.total_timesteps, progress_bar=args.progress,
+                    reset_num_timesteps=args.trained_agent is None, **kind.learn_kwargs(run_dir))  # fmt: skip
+    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: kind.save(run_dir))
+    results: dict[str, Any] = {"num_timesteps": kind.model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
+    if not interrupted:
+        results |= kind.final_results(run_dir)
     return _finish(args, run_dir, model_path, results)
 
 
