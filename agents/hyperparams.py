@@ -103,8 +103,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # Data-trained sampler: per-target settings are the presets in samplers/canonical.py (gradient steps).
     "canonical": {"default": {"n_timesteps": 20_000}},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
-    # test_horizon are the reference's per-task tuning (spec merlin §4) except ReacherGoal-expert (see _MERLIN_TUNED),
-    # chosen by the dataset kind in the dataset id.
+    # test_horizon are the reference's per-task tuning (hard-coded in vineetjain96/merlin src/train_offline.py) except
+    # ReacherGoal-expert (see _MERLIN_TUNED), chosen by the dataset kind in the dataset id.
     "merlin": {"default": _OFFLINE_GOAL_DEFAULT, **_MERLIN_TUNED},
     "gcsl": {"default": _OFFLINE_GOAL_DEFAULT},
     "wgcsl": {"default": _OFFLINE_GOAL_DEFAULT, **_WGCSL_TUNED},

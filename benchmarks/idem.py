@@ -8,8 +8,9 @@ samples, then run MALA chains from the same prior with the energy-evaluation bud
     python -m benchmarks.idem                       # CPU profile, all three tasks, resumes finished tasks
     python -m benchmarks.idem --profile gpu --tasks DW4 LJ13 LJ55 --device cuda
 
-The CPU profile shrinks the reference configs (spec idem §2) so each task fits in roughly 20-40 minutes on 2 cores;
-the changes are listed per task in `PROFILES` and recorded in the JSON. The GPU profile is the reference config.
+The CPU profile shrinks the reference configs (jarridrb/DEM ``configs/experiment/*_idem.yaml``) so each task fits in
+roughly 20-40 minutes on 2 cores; the changes are listed per task in `PROFILES` and recorded in the JSON. The GPU
+profile is the reference config.
 """
 
 from __future__ import annotations

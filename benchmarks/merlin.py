@@ -1,8 +1,8 @@
-"""Offline goal reaching: Merlin, Merlin-P and Merlin-NP against GCSL and WGCSL (spec merlin §10-§11).
+"""Offline goal reaching: Merlin, Merlin-P and Merlin-NP against GCSL and WGCSL (Jain & Ravanbakhsh, ICML 2024).
 
 Every (method, task, dataset kind, seed) run trains for the profile's gradient steps on the task's Minari dataset,
 evaluates every ``eval_freq`` steps (the evaluation with the best discounted return marks the best checkpoint: model
-selection on evaluation episodes, spec merlin §5) and evaluates the final model on fresh episodes. Each run writes
+selection on evaluation episodes) and evaluates the final model on fresh episodes. Each run writes
 ``<work_dir>/<profile>/<task>-<kind>/<method>/seed<k>.json`` when it finishes, so an interrupted benchmark resumes
 where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the targets, training
 times, the deviations from the reference protocol) is rewritten from every finished run of the profile each time.
@@ -79,7 +79,7 @@ METHODS: dict[str, Method] = {
 
 @dataclass(frozen=True)
 class MerlinProfile:
-    """Budget of one profile. ``gpu`` is the reference protocol (spec merlin §5, §7, §8); the others deviate from it
+    """Budget of one profile. ``gpu`` is the reference protocol (vineetjain96/merlin); the others deviate from it
     where `deviations` says."""
 
     steps: int  # gradient steps per run (batches of 512, as the reference)
@@ -129,7 +129,7 @@ NOTES = (
     "Datasets: the project's own (envs.datasets: noisy scripted experts and uniform random actions, seed 0), not "
     "WGCSL's buffers; ReacherGoal-v0 stands for Reacher-v2 and FetchReach-v4 for FetchReach-v2 (MuJoCo 3).",
     "Final-model metrics are a separate evaluation on fresh episodes; best-checkpoint metrics are those of the "
-    "training-time evaluation with the highest discounted return (selection on evaluation episodes, spec merlin §5).",
+    "training-time evaluation with the highest discounted return (selection on evaluation episodes).",
     f"Evaluations step {EVAL_ENVS} env copies in lockstep (batched policy calls); the distribution of episodes is unchanged.",
     f"The evaluation envs of seed k are seeded k + {FINAL_EVAL_SEED_OFFSET} + i (i < {EVAL_ENVS}), so consecutive seeds "
     "share most evaluation episodes: methods are compared on the same episodes (paired), and the std over seeds "

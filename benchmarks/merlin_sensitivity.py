@@ -1,4 +1,5 @@
-"""Merlin's sensitivity to ``her_ratio`` and the test horizon (spec merlin §4; reviewers' criticism, §12).
+"""Merlin's sensitivity to ``her_ratio`` and the test horizon (tuned per task in vineetjain96/merlin
+``src/train_offline.py``; a criticism raised by the paper's reviewers).
 
 For each (task, dataset kind, her_ratio, seed) Merlin (reverse play) trains for the profile's gradient steps on the same
 datasets as `benchmarks.merlin`; the final model is then evaluated at every test horizon on fresh episodes

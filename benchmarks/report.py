@@ -257,7 +257,7 @@ def merlin(result: dict[str, Any]) -> str:
         f"{profile['eval_freq']} steps, then {profile['final_episodes']} fresh episodes for the final model. Mean ± std "
         "over seeds. Success: `is_success` at the last step; final distance: |achieved - desired goal| at the last step; "
         "discounted return: sum of 0.98^t (r_t + 1). The best checkpoint is the training evaluation with the highest "
-        "discounted return, i.e. model selection on evaluation episodes (spec merlin §5): the final model is the "
+        "discounted return, i.e. model selection on evaluation episodes: the final model is the "
         "unselected number.",
         "",
         "| task | dataset | method | seeds | success | final distance | discounted return | best ckpt: success "

@@ -36,8 +36,8 @@ class SinusoidalEmbedding(nn.Module):
     """Map values of any shape ``(...)`` to ``(..., dim)`` features ``[sin(scale·v·f_k), cos(scale·v·f_k)]``.
 
     Frequencies f_k = exp(-k ln(max_period) / (dim/2 - 1)), k = 0..dim/2-1, so they span 1 down to exactly
-    1/max_period. iDEM's ``MyMLP`` uses max_period 10000; DQS uses 1000 (spec dqs §4). The guided-diffusion
-    convention exp(-k ln P / (dim/2)) equals this one with ``max_period = P ** ((dim/2 - 1) / (dim/2))``.
+    1/max_period. iDEM's ``MyMLP`` uses max_period 10000; DQS uses 1000 (vineetjain96/Diffusion_Q_Sampling). The
+    guided-diffusion convention exp(-k ln P / (dim/2)) equals this one with ``max_period = P ** ((dim/2 - 1) / (dim/2))``.
     """
 
     def __init__(self, dim: int, scale: float = 1.0, max_period: float = 10000.0) -> None:

@@ -1,7 +1,8 @@
 """Small 2-D tasks whose optimal maximum-entropy policies are multimodal, and the MMD metric used to score them.
 
-* `GMMNavEnv` ("GMM-v0" of DQS, spec dqs §9): unit-length steps in [-50, 50]^2 rewarded by log p(s') of a 40-mode
-  mixture, so that with gamma = 0 the Boltzmann policy at T = 1 moves towards p.
+* `GMMNavEnv` ("GMM-v0" of DQS, vineetjain96/Diffusion_Q_Sampling ``src/envs/gmm_env.py``): unit-length steps in
+  [-50, 50]^2 rewarded by log p(s') of a 40-mode mixture, so that with gamma = 0 the Boltzmann policy at T = 1 moves
+  towards p.
 * `MultiGoalEnv` (Haarnoja et al. 2017, soft Q-learning): a point mass with four equally good goals.
 """
 

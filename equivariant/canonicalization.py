@@ -1,8 +1,8 @@
 """Canonicalization for particle systems: frames from equivariant vectors, sorting, and a learned EGNN canonicalizer.
 
 A canonicalizer maps an input x to a group element c(x) with c(g·x) ∈ g·G_x·c(x) (G_x the stabiliser of x); the
-canonical input c(x)⁻¹·x is then invariant, and any network applied to it can be mapped back with c(x) (spec
-equivariant §3, canonical §2, §6).
+canonical input c(x)⁻¹·x is then invariant, and any network applied to it can be mapped back with c(x) (Kaba et al.,
+ICML 2023; Kaba & Ravanbakhsh, arXiv 2312.09016; Sareen et al., arXiv 2501.07773).
 
 Conventions, shared by every function here and by ``equivariant.relaxed``:
 
@@ -10,7 +10,7 @@ Conventions, shared by every function here and by ``equivariant.relaxed``:
   x ↦ x Rᵀ + t.
 - Frames are columns: R = [u_1 … u_D] with every u_i an equivariant vector, so rotating the input by Q maps
   R ↦ Q R. The canonical input is Rᵀ(p − t) per point, i.e. rows (x − t) R, invariant because (QR)ᵀQ = Rᵀ.
-  (canonical.md writes R with rows u_i and x Rᵀ: the same map with R transposed.)
+  (kushasareen/canonical_generation writes R with rows u_i and x Rᵀ: the same map with R transposed.)
 - Permutations: (g·x)[π_k] = R x_k + t, so slot k of the canonical configuration holds input particle π_k.
 
 Degenerate inputs (zero, (near-)parallel or cancelling vectors) follow one rule, see :func:`on_frame`: skip to the

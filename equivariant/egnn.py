@@ -1,6 +1,7 @@
 """E(n)-equivariant graph network (Satorras et al. 2021) in plain torch, and iDEM's time-conditioned EGNN score.
 
-Equations (spec equivariant §1), for edges (i, j) of a graph with node features h and coordinates x:
+Equations (vgsatorras/egnn ``models/egnn_clean/egnn_clean.py``), for edges (i, j) of a graph with node features h
+and coordinates x:
 
     m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖², a_ij)            [· σ(Linear(m_ij)) with attention]
     x_i ← x_i + AGG_j (x_i − x_j) / (‖x_i − x_j‖ + c) · φ_x(m_ij)   [division only if normalize; φ_x tanh-bounded]

@@ -6,7 +6,7 @@ trivially (identity, resp. zero) on a piece that does not name them. Hence sums 
 different groups describe the product group: ``symmetric(n) * so2()`` is S_n × SO(2) on ℝ^{n×2} (n particles,
 2-D vectors, particle-major), while pieces of one group combine as usual (``so3() * so3()``: rank-2 tensors).
 
-W: ρ_in → ρ_out is equivariant iff, with row-major vec (spec equivariant §4),
+W: ρ_in → ρ_out is equivariant iff, with row-major vec,
 
     (ρ_out(g) ⊗ ρ_in(g)^{−T} − I) vec(W) = 0,        (dρ_out(A) ⊗ I − I ⊗ dρ_in(A)ᵀ) vec(W) = 0,
 

@@ -1,14 +1,15 @@
 """E(3)-equivariant mesh network EMNN (Trang et al., AISTATS 2024) in plain torch, with the released code's defects fixed.
 
-Equations (spec equivariant §2), for vertex features h, coordinates x, directed edges (i, j) with a_ij = 1/deg(i) and
-triangles f = (i, j, k) visited in each of their three cyclic roles:
+Equations (Trang et al., AISTATS 2024; `HySonLab/EquiMesh` ``egnn/nn/egnn_conv.py``), for vertex features h,
+coordinates x, directed edges (i, j) with a_ij = 1/deg(i) and triangles f = (i, j, k) visited in each of their three
+cyclic roles:
 
     m_ij    = φ_e(h_i, h_j, ‖x_i − x_j‖², a_ij),                   Δx_i^E = Σ_j (x_i − x_j) φ_x(m_ij)
     n_f     = (x_i − x_j) × (x_i − x_k),  a_f = ½‖n_f‖
     m_{f,i} = φ_f(h_i, ½(h_j + h_k), a_f),                         Δx_i^F = Σ_{f∋i} u_f φ_n(m_{f,i})
     x_i'    = x_i + Δx_i^E + Δx_i^F,      h_i' = h_i + φ_h(h_i, Σ_j m_ij, Σ_{f∋i} m_{f,i})
 
-Fixes against `HySonLab/EquiMesh` (spec §2, "Defects"):
+Fixes against `HySonLab/EquiMesh` (commit 8020362):
 1. Face routing: the message of (face f, role r) is summed onto vertex ``faces[r, f]`` (role-major messages scattered
    with the role-major index ``faces.reshape(-1)``), so disconnected components never interact.
 2. Reflections: u_f = n_f (``orientation="se3"``, the paper) is a pseudo-vector, Q n_f = det(Q)·(rotated normal), so
@@ -20,7 +21,7 @@ Fixes against `HySonLab/EquiMesh` (spec §2, "Defects"):
    x ↦ Qx + t (Q orthogonal), translations cancel in every difference, so n_f ↦ det(Q) Q n_f and v_f ↦ Q v_f; then
    n_f · v_f ↦ det(Q) n_f · v_f, both norms are invariant, and u_f ↦ det(Q)² Q u_f = Q u_f. On a convex surface around
    its centroid u_f ≈ the outward normal of length 2·area, the paper's n_f with a consistent orientation. u_f is 0 when
-   v_f lies in the face plane. It equals ‖n_f‖/‖v_f‖ times the spec's n_f n_fᵀ v_f / ‖n_f‖², so it keeps n_f's scale.
+   v_f lies in the face plane. It equals ‖n_f‖/‖v_f‖ times the projection n_f n_fᵀ v_f / ‖n_f‖², so it keeps n_f's scale.
    The mesh centroid couples the components of one mesh (never different meshes of a batch).
 
 Multi-channel variant (``EGNNmc``/``MeshEGNNmc``): coordinates X_i ∈ ℝ^{3×C}, per-channel radials/areas as invariants,
@@ -197,7 +198,7 @@ class EMNN(nn.Module):
     ``h`` (N, in_node_dim) is embedded to ``hidden_dim``; output features are projected to ``out_node_dim`` (or
     returned at ``hidden_dim`` if None). With ``num_vectors`` C > 1 the layers output C coordinate channels and the
     output position is their mean; the first layer reads 1 + ``in_vectors`` channels (the position, then the extra
-    vectors given to forward; spec: position plus vertex normal, ``num_vectors_in=2``).
+    vectors given to forward; EquiMesh: position plus vertex normal, ``num_vectors_in=2``).
     """
 
     def __init__(

@@ -1,5 +1,5 @@
-"""Invariant PointNet++-style hierarchy for EMNN (HUMAN ``--hier``, spec equivariant §2): farthest-point sampling,
-radius max-pooling, kNN-interpolation unpooling, and the U-Net :class:`HierarchicalEMNN`.
+"""Invariant PointNet++-style hierarchy for EMNN (HUMAN ``--hier``, `HySonLab/EquiMesh` ``egnn/utils.py``):
+farthest-point sampling, radius max-pooling, kNN-interpolation unpooling, and the U-Net :class:`HierarchicalEMNN`.
 
 Every choice (which vertices are sampled, which are neighbours, interpolation weights) depends only on distances between
 input positions normalised per mesh (centred, largest radius 1), computed with ``torch.cdist``, and only invariant

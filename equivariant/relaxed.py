@@ -1,4 +1,4 @@
-"""Relaxed equivariance by symmetry breaking (Kaba & Ravanbakhsh, arXiv 2312.09016; spec equivariant §3).
+"""Relaxed equivariance by symmetry breaking (Kaba & Ravanbakhsh, arXiv 2312.09016).
 
 An equivariant f satisfies G_x ⊆ G_{f(x)}: its output is at least as symmetric as its input, so it cannot, say,
 pick one corner of a square. A relaxed-equivariant f only needs f(g·x) = g′·f(x) for some g′ ∈ g·G_x, which

@@ -2,8 +2,8 @@
 
     R(w) = 1/(d−1) Σ_{i>j} |w_i − w_j|,        prox_{λR}(w) = argmin_u ½‖u − w‖² + λ R(u)
 
-R pulls every pair of weights together, so its proximal map makes weights exactly equal (shared). The prox is exact
-(spec equivariant §5): sort w ascending into s, shift z_k = s_k + λ(d + 1 − 2k)/(d − 1), take the increasing
+R pulls every pair of weights together, so its proximal map makes weights exactly equal (shared). The prox is exact:
+sort w ascending into s, shift z_k = s_k + λ(d + 1 − 2k)/(d − 1), take the increasing
 isotonic regression of z, unsort. Everything is batched over leading dimensions (one vector per row, last dim = d).
 
 Isotonic regression has two exact backends:

@@ -1,6 +1,7 @@
 """Training data for samplers that learn from samples (e.g. :mod:`samplers.canonical`) on the Boltzmann targets.
 
-- DW-4: the train split of the shared reference data (spec idem §7), centred on load (the files are not mean-free).
+- DW-4: the train split of the shared reference data (the MCMC samples of Klein et al. 2023 distributed with
+  jarridrb/DEM, ``data/train_split_DW4.npy``), centred on load (the files are not mean-free).
 - LJ-13: only a val split is distributed, so training samples are generated with the library's MALA
   (:func:`samplers.mcmc.mala`) by a :class:`MALARecipe` and cached as ``.npy`` beside a ``.json`` holding the recipe,
   the generation time and diagnostics (acceptance, step size, energy statistics against the val split). The cache

@@ -1,5 +1,5 @@
-"""Symmetry-aware diffusion through learned canonicalization (Sareen et al., arXiv 2501.07773; spec canonical.md),
-with the comparison models, trained from samples of a particle system (DW-4, LJ-13).
+"""Symmetry-aware diffusion through learned canonicalization (Sareen et al., arXiv 2501.07773; code
+kushasareen/canonical_generation), with the comparison models, trained from samples of a particle system (DW-4, LJ-13).
 
 One diffusion core: a variance-preserving cosine schedule, the ε-prediction loss E‖ε̂(z_t, t) − ε‖² on
 z_t = α(t) z₀ + σ(t) ε in the zero-centre-of-mass subspace, and the reverse SDE (Euler–Maruyama) of
@@ -10,7 +10,7 @@ that turns a training sample x₀ into the z₀ the denoiser learns:
 mode          z₀ (training)                                                      denoiser
 ============  ================================================================  ==========================
 canonical     c(x₀)⁻¹·x₀: EGNN canonicalizer → SO(d) frame, trained jointly      :class:`ParticleTransformer`
-              through the denoising loss only, at learning_rate × 1e-2 (§4)
+              through the denoising loss only, at learning_rate × 1e-2
 frozen        the same with a randomly initialised, frozen canonicalizer         :class:`ParticleTransformer`
 augmented     a Haar-random rotation of x₀                                       :class:`ParticleTransformer`
 equivariant   x₀                                                                 EGNN (:class:`EGNNScore`)
@@ -69,7 +69,7 @@ class CanonicalConfig:
     time_embed_dim: int = 32  # sinusoidal time features of either denoiser
     canonicalizer_dim: int = 32  # width of the EGNN canonicalizer (canonical, frozen)
     canonicalizer_layers: int = 2  # its EGNN layers
-    canonicalizer_lr_ratio: float = 1e-2  # canonicalizer learning rate / learning_rate, same AdamW (spec canonical §4)
+    canonicalizer_lr_ratio: float = 1e-2  # canonicalizer learning rate / learning_rate, same AdamW (``qm9/models.py``)
     batch_size: int = 256  # training samples per gradient step (drawn uniformly with replacement)
     learning_rate: float = 1e-3  # AdamW learning rate of the denoiser
     weight_decay: float = 1e-12  # AdamW weight decay (EDM's value)

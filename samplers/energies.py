@@ -3,7 +3,8 @@
 Conventions: inputs are flat ``(N, dim)`` tensors (particle systems store ``n_particles * spatial_dim`` coordinates
 per row, see :mod:`equivariant.geometry`), outputs are ``(N,)``. An optional ``context`` of shape ``(N, context_dim)``
 is row-aligned with ``x``; this is how a conditional target such as DQS's -Q(s, a)/T is expressed.
-Definitions follow the iDEM reference code (spec idem §6), which is also what reproduces the reference data.
+Definitions follow the iDEM reference code (jarridrb/DEM: ``dem/energies/gmm_energy.py``,
+``multi_double_well_energy.py``, ``lennardjones_energy.py``), which is also what reproduces the reference data.
 """
 
 from __future__ import annotations

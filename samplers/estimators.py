@@ -7,11 +7,12 @@ N(x_0; x_t / alpha, sigma^2 / alpha^2 I), hence
 
 Both estimators draw K proposals y_k = (x_t + sigma eps_k) / alpha per row and self-normalise w = softmax_k(-E(y_k)):
 
-* :func:`mc_score_estimate` (iDEM, spec idem §1): differentiate the log-mean-exp, S = sum_k w_k (-grad E(y_k)) / alpha.
-* :func:`softmax_score_estimate` (QNE/Tweedie, spec dqs §3.2): differentiate the kernel instead,
-  S = (alpha sum_k w_k y_k - x_t) / sigma^2; forward passes only.
+* :func:`mc_score_estimate` (iDEM, jarridrb/DEM ``dem/models/components/score_estimator.py``): differentiate the
+  log-mean-exp, S = sum_k w_k (-grad E(y_k)) / alpha.
+* :func:`softmax_score_estimate` (QNE/Tweedie, the QNE target of MaxEntDP, diffusionyes/MaxEntDP): differentiate the
+  kernel instead, S = (alpha sum_k w_k y_k - x_t) / sigma^2; forward passes only.
 
-For VE schedules (alpha = 1, sigma^2 = h) these are exactly the spec formulas.
+For VE schedules (alpha = 1, sigma^2 = h) these are exactly the iDEM and QNE formulas.
 
 Particle systems: the noise eps is projected to zero centre of mass. iDEM draws full-space noise, but its energies are
 translation invariant, so the COM part of eps changes neither E(y) nor grad E(y): the MC estimator has the same
@@ -186,7 +187,7 @@ def softmax_score_estimate(
 
     Proposals y_k ~ N(x_t / alpha, sigma^2 / alpha^2 I); with ``bounds=(lo, hi)`` they are truncated to the box. The
     truncation normaliser depends on x_t only and cancels in the self-normalised weights, so S is then the noised
-    score of the target restricted to the box (spec dqs §3.2). Needs only forward passes of the energy; the variance
+    score of the target restricted to the box. Needs only forward passes of the energy; the variance
     grows like 1/sigma^2 at small t (sigma(t) must be > 0). ``bounds`` cannot be combined with a particle system
     (mean-free noise).
 

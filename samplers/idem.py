@@ -4,7 +4,8 @@ energy alone.
 Inner loop: regress the network score s_θ(x_t, t) onto the Monte-Carlo target of
 :func:`~samplers.estimators.mc_score_estimate` at points x_t = α(t) x₀ + σ(t) ε, with x₀ from a replay buffer of the
 sampler's own samples (pDEM: from the prior). Outer loop: integrate the reverse SDE with the network score and push
-the new samples into the buffer. Defaults follow the reference configs (spec ``idem.md`` §2–§4) per target.
+the new samples into the buffer. Defaults follow the reference configs (jarridrb/DEM
+``configs/experiment/{gmm,dw4,lj13,lj55}_idem.yaml`` and ``configs/model/dem.yaml``) per target.
 
 The unit of ``learn(total_timesteps)`` is one gradient step, as in d3rlpy's offline ``fit``.
 """
@@ -65,7 +66,8 @@ class IDEMConfig:
     log_interval: int = 100  # gradient steps between logger dumps
 
 
-#: Reference settings per benchmark target (spec idem §2, §3; GMM-40 in normalised coordinates).
+#: Reference settings per benchmark target (jarridrb/DEM ``configs/experiment/*_idem.yaml`` and
+#: ``configs/model/dem.yaml``; GMM-40 in normalised coordinates).
 IDEM_PRESETS: dict[str, IDEMConfig] = {
     "GMM40": IDEMConfig(
         sigma_min=1e-5, sigma_max=1.0, num_mc_samples=500, max_score_norm=70.0, loss_weighting="h", data_scale=50.0,

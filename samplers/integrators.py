@@ -59,7 +59,7 @@ def euler_maruyama(
 
     Each step evaluates f, g and the score at the step's upper time t_n (iDEM/DQS): with dt = t_n - t_{n+1} > 0,
     x <- x - [f(x, t_n) - g(t_n)^2 s(x, t_n)] dt + eta g(t_n) sqrt(dt) eps. eta = ``diffusion_scale``; eta != 1
-    keeps the drift, so it is a biased (colder for eta < 1) sampler, exactly as in iDEM (spec idem §4).
+    keeps the drift, so it is a biased (colder for eta < 1) sampler, exactly as in iDEM (jarridrb/DEM ``sde_integration.py``).
 
     The reference code also adds noise in the final step (t = dt -> 0); that is the default here. With
     ``denoise_last_step=True`` the final step is drift only, returning the mean of the last transition.

@@ -1,4 +1,6 @@
-"""Metropolis-adjusted Langevin (MALA) with many parallel chains: the matched-budget MCMC baseline (spec idem §10)."""
+"""Metropolis-adjusted Langevin (MALA) with many parallel chains: the matched-budget MCMC baseline of Aggarwal et al.
+(ICLR 2025 blog post "Models trained with unnormalized density functions: A need for a course correction"; code
+RishalAggarwal/EnergyBasedMCMC)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Sample-quality metrics for samplers (spec idem §8), with the original iDEM values available under explicit names.
+"""Sample-quality metrics for samplers (iDEM's, jarridrb/DEM ``dem_module.py`` and
+``components/distribution_distances.py``), with the original iDEM values available under explicit names.
 
 Every metric compares *all* rows it is given: the sample counts are the caller's choice and are reported by
 :func:`sampler_metrics`, since OT-based values depend on them (biased upwards for small counts). Inputs may be
 torch tensors or numpy arrays; computation is in float64 on the CPU (POT and scipy work on numpy).
 
-Traps this module avoids or names (spec idem §8):
+Traps this module avoids or names:
 - iDEM's ``energy_w2`` and ``dist_w2`` are *squared* W2: here ``energy_w2`` / ``dist_w2`` are true W2 and
   ``energy_w2_squared`` / ``dist_w2_squared`` are the iDEM values.
 - iDEM's ``2-Wasserstein`` compares raw flattened positions (:func:`x_w2_unaligned`); for particle systems the

@@ -1,6 +1,6 @@
 """Time-conditioned score / drift networks with the shared signature ``forward(x, t, context=None) -> (N, dim)``.
 
-``TimeMLPScore`` is iDEM's GMM network (``MyMLP``, spec idem §5); the particle-system counterpart is
+``TimeMLPScore`` is iDEM's GMM network (``MyMLP``, jarridrb/DEM ``mlp.py``); the particle-system counterpart is
 :class:`equivariant.egnn.EGNNScore`; both embed with `core.networks.SinusoidalEmbedding`.
 """
 

@@ -75,7 +75,8 @@ class NoiseSchedule(abc.ABC):
 
 
 class GeometricVESchedule(NoiseSchedule):
-    """iDEM/DQS geometric variance-exploding schedule (spec idem §2).
+    """iDEM/DQS geometric variance-exploding schedule (``GeometricNoiseSchedule`` of jarridrb/DEM
+    ``dem/models/components/noise_schedules.py``).
 
     With r = sigma_max / sigma_min: g(t) = sigma_min r^t sqrt(2 ln r) and h(t) = sigma_min^2 (r^{2t} - 1), so
     h(0) = 0 and the prior std is sqrt(sigma_max^2 - sigma_min^2). sigma_min sets the rate g(0), not a noise floor.

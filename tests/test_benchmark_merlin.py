@@ -49,7 +49,7 @@ def test_tiny_runs_write_resumable_records(folders):
     assert pending_runs([stitched, plain], folders, "tiny", force=True) == [stitched, plain]
 
     assert record["steps"] == profile.steps and record["profile"] == "tiny"
-    assert record["resolved"] == {"her_ratio": 1.0, "test_horizon": 1, "use_horizon": True}  # spec merlin §4, PointReach
+    assert record["resolved"] == {"her_ratio": 1.0, "test_horizon": 1, "use_horizon": True}  # the reference tuning, PointReach
     assert 0.0 <= record["final"]["success_rate"] <= 1.0 and record["final"]["final_distance"] >= 0.0
     # One evaluation every eval_freq steps; the best checkpoint is the one with the highest discounted return.
     curve = record["curve"]

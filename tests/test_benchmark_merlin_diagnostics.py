@@ -26,7 +26,7 @@ def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch):
     main(args)
     result = json.loads((folders / "results" / "merlin_sensitivity_tiny.json").read_text())
     assert len(result["runs"]) == 2 and all(set(r["by_horizon"]) == {"1", "7"} for r in result["runs"])
-    assert result["runs"][0]["tuned"] == {"her_ratio": 1.0, "test_horizon": 1}  # spec merlin §4, PointReach expert
+    assert result["runs"][0]["tuned"] == {"her_ratio": 1.0, "test_horizon": 1}  # the reference tuning, PointReach expert
     cell = result["summary"]["PointReach-expert"]
     assert set(cell["grid"]) == {"0", "1"} and set(cell["grid"]["1"]) == {"1", "7"}
 

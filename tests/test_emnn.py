@@ -148,7 +148,7 @@ def three_triangles() -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 @pytest.mark.parametrize(("orientation", "one_mesh"), [("se3", False), ("o3", False), ("se3", True)])
 def test_disconnected_components_do_not_interact(orientation: str, one_mesh: bool) -> None:
-    """The released code routes face messages role-major/face-major mixed, so triangle C moved triangle A (spec §2).
+    """The released code routes face messages role-major/face-major mixed, so triangle C moved triangle A (HySonLab/EquiMesh).
 
     "o3" is checked across meshes only: its orientation uses the mesh centroid, which all components of a mesh share.
     """

@@ -52,7 +52,7 @@ def test_reference_statistics(name: str, split: str, mean: float, std: float, mi
 @needs_data
 def test_dw4_raw_file_is_not_centred_and_centring_matters() -> None:
     raw = torch.from_numpy(np.load(boltzmann_data_dir() / "dw4_val.npy")).double()
-    assert as_particles(raw, 4, 2).mean(-2).abs().max() > 10  # spec idem §7: raw files carry COM offsets up to ~16
+    assert as_particles(raw, 4, 2).mean(-2).abs().max() > 10  # the raw reference files carry COM offsets up to ~16
     # DW is translation invariant, so the offsets do not change the energy; the centred samples are what metrics use.
     energy = DW4Energy()
     torch.testing.assert_close(energy(raw), energy(energy.reference_samples("val").double()), atol=1e-4, rtol=1e-5)

@@ -43,7 +43,7 @@ def load_reference(name: str, n_particles: int, spatial_dim: int) -> Tensor:
 
 
 def dw4_energy(x: Tensor) -> Tensor:
-    """DW-4 energy (spec idem §6), local so that these tests do not depend on samplers.energies."""
+    """DW-4 energy (as jarridrb/DEM), local so that these tests do not depend on samplers.energies."""
     u = pairwise_distances(x, 4, 2) - 4.0
     return (0.9 * u**4 - 4.0 * u**2).sum(-1)
 

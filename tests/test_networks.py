@@ -12,7 +12,7 @@ from samplers.networks import TimeMLPScore
 
 
 def test_gmm_config_parameter_count() -> None:
-    # Linear(384, 128) + 3 × Linear(128, 128) + Linear(128, 2), as iDEM's MyMLP (spec idem §5).
+    # Linear(384, 128) + 3 × Linear(128, 128) + Linear(128, 2), as iDEM's MyMLP (jarridrb/DEM).
     assert sum(p.numel() for p in TimeMLPScore(2).parameters()) == 99_074
 
 

@@ -217,7 +217,7 @@ class DQS(OffPolicyAlgorithm):
     """Diffusion Q-Sampling: off-policy actor-critic whose actor samples exp(Q/T) with a learned diffusion model.
 
     Each gradient step updates the critic ensemble first, then regresses the score network onto score targets of
-    exp(Q/T) computed from the updated online critic (spec dqs §6).
+    exp(Q/T) computed from the updated online critic, as in the reference code (vineetjain96/Diffusion_Q_Sampling).
 
     :param policy: The policy model (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -375,7 +375,7 @@ class DQS(OffPolicyAlgorithm):
 
     def temperature_at(self, n_updates: int) -> float:
         """T = tau * s_Q (automatic; s_Q = 1 before the first measurement), or the annealing rule
-        T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates (spec dqs §7)."""
+        T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates, as in the reference code."""
         automatic, value = parse_temperature(self.config.temperature)
         if automatic:
             return value * max(1.0 if self.q_spread is None else self.q_spread, MIN_Q_SPREAD)
@@ -425,7 +425,8 @@ class DQS(OffPolicyAlgorithm):
         return 0.5 * (q - target).pow(2).mean(dim=0).sum()
 
     def _score_loss(self, data: Batch, temperature: float) -> tuple[Tensor, Tensor]:
-        """Denoising regression of the score network onto MC targets of grad log p_t for exp(Q/T) (spec dqs §3-4).
+        """Denoising regression of the score network onto MC targets of grad log p_t for exp(Q/T) (reference code:
+        ``src/components/score_estimator.py`` and ``src/agent/dqs.py``).
 
         One noised point a_t = alpha(t) a + sigma(t) eps per buffer action, t ~ U(t_min, 1). Returns (loss, mean
         norm of the score targets).

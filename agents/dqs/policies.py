@@ -72,8 +72,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 class ScoreNetwork(BaseModel):
     """DQS ScoreMLP on concat(features(s), a_t, emb(t), emb(T)) -> Dense -> GELU -> ``n_blocks`` x
-    [h + GELU(Dense(h))] -> Dense(|A|) (spec dqs §4). The output is the score itself or the noise prediction,
-    depending on the policy's parameterisation; t and the raw temperature T share one 1000-period embedding.
+    [h + GELU(Dense(h))] -> Dense(|A|), as ``src/components/mlp.py`` of the reference code
+    (vineetjain96/Diffusion_Q_Sampling). The output is the score itself or the noise prediction, depending on the
+    policy's parameterisation; t and the raw temperature T share one 1000-period embedding.
 
     :param features_extractor: Network mapping observations to a flat feature vector
     :param features_dim: Size of that feature vector
@@ -309,7 +310,8 @@ class DiffusionPolicy(BasePolicy):
         self.critic_target.set_training_mode(False)
 
     def _orthogonal_init(self, module: nn.Module) -> nn.Module:
-        """Orthogonal weights with gain sqrt(2) and zero biases on every layer, as the reference (spec dqs §4, §6)."""
+        """Orthogonal weights with gain sqrt(2) and zero biases on every layer, as the reference code's networks
+        (vineetjain96/Diffusion_Q_Sampling ``src/components/mlp.py`` and ``src/agent/critic.py``)."""
         module.apply(partial(self.init_weights, gain=math.sqrt(2)))
         return module.to(self.device)
 

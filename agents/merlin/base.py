@@ -32,7 +32,8 @@ from envs.datasets import load_goal_dataset
 from envs.goal_dataset import GoalDataset
 
 SelfOfflineGoalAlgorithm = TypeVar("SelfOfflineGoalAlgorithm", bound="OfflineGoalAlgorithm")
-#: synthetic_ratio used when a noise model other than reverse play is chosen and synthetic_ratio is None (spec §8).
+#: synthetic_ratio used when a noise model other than reverse play is chosen and synthetic_ratio is None (the
+#: reference's ``diffusion_ratio=0.5``, vineetjain96/merlin).
 DEFAULT_SYNTHETIC_RATIO = 0.5
 
 
@@ -170,7 +171,8 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
 
     def set_test_horizon(self, horizon: int) -> None:
         """Change the horizon fed to the policy when acting. The horizon is an input of the trained network, so one model
-        can be evaluated at several horizons (Merlin is sensitive to it, spec merlin §12) without retraining."""
+        can be evaluated at several horizons (Merlin is sensitive to it, as reviewers of the paper noted) without
+        retraining."""
         if not self.use_horizon:
             raise ValueError(f"{type(self).__name__} was built with use_horizon=False: it has no horizon input to set.")
         if int(horizon) != horizon or horizon < 1:

@@ -1,4 +1,4 @@
-"""GCSL and WGCSL (spec merlin §11) on Merlin's data pipeline, so that they can be given the same (synthetic) data.
+"""GCSL and WGCSL on Merlin's data pipeline, so that they can be given the same (synthetic) data.
 
 * GCSL (Ghosh et al., ICLR 2021): maximum likelihood of a_i given (s_i, g = achieved goal at a later step j), with no
   horizon input. Here the Gaussian policy and the uniform upper-triangular pairs of Merlin, her_ratio 1.

@@ -1,4 +1,5 @@
-"""Evaluation of goal-conditioned policies with the Merlin metrics (spec merlin §5-§6), and its SB3 callback.
+"""Evaluation of goal-conditioned policies with the Merlin metrics (``eval_policy`` and ``discounted_return`` of the
+reference code, vineetjain96/merlin), and its SB3 callback.
 
 Per episode: success = the final step's ``info["is_success"]``; final distance = |achieved_goal - desired_goal| at
 the end; discounted return with the +1 shift G = sum_t gamma^t (r_t + 1) (sparse -1/0 rewards become 0/1); and the
@@ -64,7 +65,7 @@ class GoalEvalCallback(BaseCallback):
     """Evaluate every ``eval_freq`` gradient steps, log ``eval/*``, keep the best checkpoint and the final metrics.
 
     The best checkpoint (highest discounted return, as the reference) is chosen on the evaluation episodes, i.e. it
-    is model selection on the test set (spec merlin §5): report ``final_metrics`` (the last model) next to
+    is model selection on the test set: report ``final_metrics`` (the last model) next to
     ``best_metrics``. At the end of training the final model is evaluated once more if the last step was not an
     evaluation step.
 

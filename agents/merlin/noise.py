@@ -1,4 +1,4 @@
-"""Merlin's noise models (spec merlin §7): which synthetic trajectories to add to the dataset, and their disk cache.
+"""Merlin's noise models (vineetjain96/merlin): which synthetic trajectories to add to the dataset, and their disk cache.
 
 * ``reverse_play`` (Merlin): no synthetic data, the dataset trajectories themselves are the "forward diffusion".
 * ``reverse_model`` (Merlin-P): backward rollouts of a learned reverse model, `agents.merlin.reverse_model`.

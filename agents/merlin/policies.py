@@ -1,4 +1,5 @@
-"""Goal- and horizon-conditioned Gaussian policy of Merlin, GCSL and WGCSL (spec merlin §2), with its normalisers.
+"""Goal- and horizon-conditioned Gaussian policy of Merlin, GCSL and WGCSL (class ``Policy`` of vineetjain96/merlin
+``src/train_offline.py``), with its normalisers.
 
 The policy maps concat(norm(observation), norm(desired_goal), emb(h)) through an MLP to a diagonal Gaussian over
 actions in the env's own units: mean = tanh(mu) mapped onto the action box, std = softplus(.) + 1e-5. Training
@@ -24,7 +25,7 @@ from core.networks import SinusoidalEmbedding
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 #: Floor of the normalisers' std, as in the HER normaliser the reference ports (eps = 1e-2).
 NORMALIZER_MIN_STD = 1e-2
-#: Added to softplus(.) so that the policy's std never reaches zero (spec merlin §2).
+#: Added to softplus(.) so that the policy's std never reaches zero (as in the reference's ``Policy``).
 MIN_STD = 1e-5
 
 
@@ -87,7 +88,7 @@ class Normalizer(nn.Module):
 
 
 class GoalGaussianPolicy(BasePolicy):
-    """Diagonal Gaussian pi(a | s, g, h) on concat(norm(s), norm(g), emb(h)) (spec merlin §2).
+    """Diagonal Gaussian pi(a | s, g, h) on concat(norm(s), norm(g), emb(h)) (the reference's ``Policy``).
 
     :param observation_space: Dict space with ``observation``, ``achieved_goal`` and ``desired_goal``
     :param action_space: Bounded Box of actions

@@ -1,4 +1,5 @@
-"""Hindsight relabelling with horizons (spec merlin §3): (state, goal, horizon) -> action samples from episodes.
+"""Hindsight relabelling with horizons (vineetjain96/merlin ``src/components/buffer.py``): (state, goal, horizon) ->
+action samples from episodes.
 
 A sample is an episode e and a pair of its steps i < j (0 <= i < j <= T_e, so that a_i exists and s_j may be the final
 observation). With probability ``her_ratio`` the goal is the achieved goal at j and the horizon h = j - i; otherwise

@@ -1,4 +1,5 @@
-"""Merlin-P noise model (spec merlin §7.2): a learned reverse model generates trajectories backwards from goal states.
+"""Merlin-P noise model (vineetjain96/merlin ``src/components/dynamics_model.py``): a learned reverse model generates
+trajectories backwards from goal states.
 
 The state is x = [observation, achieved_goal] (so that synthetic data carries its own achieved goals without a
 task-specific map from observations to goals, which the reference hard-codes per env).
@@ -45,7 +46,7 @@ WARN_ERROR_RATIO = 0.5
 
 @dataclass
 class ReverseModelConfig:
-    """Settings of the Merlin-P reverse model (defaults: spec merlin §7)."""
+    """Settings of the Merlin-P reverse model (defaults: those of vineetjain96/merlin)."""
 
     epochs: int = 100  # training passes over the data, for the dynamics and for the VAE
     batch_size: int = 256  # sequences (dynamics) or transitions (VAE) per gradient step

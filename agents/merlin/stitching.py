@@ -1,4 +1,5 @@
-"""Merlin-NP noise model (spec merlin §7.3): nearest-neighbour trajectory stitching in a learned latent space.
+"""Merlin-NP noise model (vineetjain96/merlin ``src/components/representations.py`` and
+``src/components/trajectory_stitching.py``): nearest-neighbour trajectory stitching in a learned latent space.
 
 A contrastive encoder (InfoNCE on consecutive states) maps observations to 16-d codes, compared by cosine
 similarity. Walks go backwards from dataset final states. At each step the walk's current state queries its
@@ -34,7 +35,7 @@ SEARCH_CHUNK_ELEMENTS = 1 << 24
 
 @dataclass
 class StitchingConfig:
-    """Settings of the Merlin-NP stitching (defaults: spec merlin §7)."""
+    """Settings of the Merlin-NP stitching (defaults: those of vineetjain96/merlin)."""
 
     threshold: float = 0.9999  # jump when the codes' cosine similarity is at least this (reference --stitching-radius)
     epochs: int = 100  # encoder training passes over the (s_t, s_{t+1}) pairs
