@@ -94,7 +94,7 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
         # The README quickstart (make train): 16 minutes on an idle 2-core machine.
         "HalfCheetah-v5": {"n_timesteps": 25_000, "learning_starts": 5_000},
         "Hopper-v5": {"n_timesteps": 50_000, "learning_starts": 5_000},
-        "Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3},
+        "Pendulum-v1": {"n_timesteps": 20_000},
         "MultiGoal-v0": {"n_timesteps": 20_000},
         "GMMNav-v0": {"n_timesteps": 50_000, "gamma": 0.0, "temperature": 1.0},
     },
@@ -175,12 +175,14 @@ def parse_value(text: str) -> Any:
 
 def constructor_keys(algo_class: type) -> set[str]:
     """Keyword arguments accepted by an algorithm's constructor, minus the ones `train.py` sets itself. Algorithms
-    configured by a dataclass (``config_class``) also accept its fields."""
+    configured by a dataclass (``config_class``) also accept its fields, except those they fix (``fixed_knobs``)."""
     params = inspect.signature(algo_class.__init__).parameters
     named = {name for name, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     keys = named - {"self", "env", "target", "seed", "device", "tensorboard_log", "_init_setup_model"}
     config_class = getattr(algo_class, "config_class", None)
-    return keys | {f.name for f in dataclasses.fields(config_class)} if config_class is not None else keys
+    if config_class is not None:  # the knobs of the algorithm's config dataclass, minus the ones it fixes
+        keys |= {f.name for f in dataclasses.fields(config_class)} - set(getattr(algo_class, "fixed_knobs", {}))
+    return keys
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:

@@ -303,7 +303,7 @@ def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset
         "dataset_id": dataset.dataset_id,
         "algorithm": method.algo_class.__name__,
         "hyperparams": hyperparams,
-        "resolved": {"her_ratio": model.her_ratio, "test_horizon": model.test_horizon, "use_horizon": model.use_horizon},
+        "resolved": {key: getattr(model.config, key) for key in ("her_ratio", "test_horizon", "use_horizon")},
         "steps": model.num_timesteps,
         "final": final,
         "final_episodes": profile.final_episodes,

@@ -108,7 +108,7 @@ def main(args: RoomsArgs) -> None:
             for horizon in settings:
                 result = success_by_relation(model, seed, args.episodes, horizon)
                 runs.append({"method": name, "seed": seed, "test_horizon": horizon, "train_s": train_s,
-                             "her_ratio": model.her_ratio, **result})  # fmt: skip
+                             "her_ratio": model.config.her_ratio, **result})  # fmt: skip
                 cells = "  ".join(
                     f"{key} {result[key]['success']:.2f}" for key in RELATIONS if result[key]["success"] is not None
                 )

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 
 from agents.dqs import DQS, MODES
@@ -83,6 +85,14 @@ class QuadraticBandit(BimodalBandit):
 
     def step(self, action):
         return np.zeros(1, np.float32), float(-50.0 * float(action[0]) ** 2), True, False, {}
+
+
+def test_the_defaults_learn_pendulum_in_3000_steps():
+    """No per-env setting, the automatic temperature: a random policy scores about -1200 to -1500 on Pendulum, the
+    default DQS reaches better than -900 after 3000 steps (2000 updates)."""
+    model = DQS("MlpPolicy", "Pendulum-v1", seed=0).learn(3000)
+    mean, _ = evaluate_policy(model, make_vec_env("Pendulum-v1", n_envs=5, seed=100), n_eval_episodes=5)
+    assert mean > -900, mean
 
 
 def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_it(tmp_path):

@@ -254,7 +254,7 @@ def test_set_test_horizon_changes_actions_and_survives_save_load(tmp_path):
     obs = {key: value[None] for key, value in PointReachEnv().reset(seed=0)[0].items()}
     at_one = model.predict(obs, deterministic=True)[0]
     model.set_test_horizon(30)
-    assert model.test_horizon == model.policy.test_horizon == 30
+    assert model.config.test_horizon == model.policy.test_horizon == 30
     assert not np.array_equal(model.predict(obs, deterministic=True)[0], at_one)
     model.save(tmp_path / "merlin.zip")
     assert Merlin.load(tmp_path / "merlin.zip", env=env, device="cpu").policy.test_horizon == 30
@@ -313,11 +313,11 @@ def test_tuned_values_follow_the_dataset_kind():
     env, tuned = point_env(), {"expert": 0.2, "random": 1.0}
     expert = Merlin("MultiInputPolicy", env, dataset=point_dataset(5, 3, dataset_id="pointrooms/expert-v0"),
                     her_ratio=tuned, test_horizon={"expert": 5, "random": 1}, device="cpu", policy_kwargs=SMALL)  # fmt: skip
-    assert expert.her_ratio == 0.2 and expert.policy.test_horizon == 5
+    assert expert.config.her_ratio == 0.2 and expert.policy.test_horizon == 5
     with pytest.warns(UserWarning, match="expert or random"):
         unknown = Merlin("MultiInputPolicy", env, dataset=point_dataset(5, 3, dataset_id="mystery-v0"), her_ratio=tuned,
                          device="cpu", policy_kwargs=SMALL)  # fmt: skip
-    assert unknown.her_ratio == 1.0
+    assert unknown.config.her_ratio == 1.0
     assert {get_algo(name).kind for name in ("merlin", "gcsl", "wgcsl")} == {"offline"}
 
 

@@ -9,11 +9,10 @@ keywords override a mode's values (``DQS("MlpPolicy", env, temperature=0.1)``).
 
 from __future__ import annotations
 
-import difflib
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -35,6 +34,7 @@ from stable_baselines3.common.type_aliases import (
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
 from torch import Tensor
 
+from agents.common.config import fold_config_attributes, with_overrides
 from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
@@ -169,16 +169,10 @@ def resolve_config(mode: Mode, **overrides: Any) -> DQSConfig:
     ``schedule`` without ``schedule_kwargs`` takes that schedule's defaults, not the mode's parameters."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    known = {f.name for f in fields(DQSConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        hints = [f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(key, known,
-                 n=2, cutoff=0.6)) else "") for key in unknown]  # fmt: skip
-        raise TypeError(f"DQS got unknown keyword arguments {'; '.join(hints)}; the DQS knobs are the fields of DQSConfig.")
     base = MODES[mode]
     if overrides.get("schedule", base.schedule) != base.schedule and "schedule_kwargs" not in overrides:
         overrides["schedule_kwargs"] = {}
-    return replace(base, **overrides)
+    return with_overrides(base, overrides, "DQS")
 
 
 def latin_hypercube(n: int, m: int, dim: int, device: th.device) -> Tensor:
@@ -334,18 +328,8 @@ class DQS(OffPolicyAlgorithm):
         """The mode and the resolved `DQSConfig`, as a dict."""
         return {"mode": self.mode, **asdict(self.config)}
 
-    def _fold_knob_attributes(self) -> None:
-        """Move knobs set as attributes into `config`: SB3's ``load(path, **kwargs)`` sets ``kwargs`` as attributes
-        (``DQS.load(path, temperature=0.1)``), and ``learning_starts`` is also SB3's own attribute."""
-        knobs = {f.name: self.__dict__.pop(f.name) for f in fields(DQSConfig) if f.name in self.__dict__ and f.name !=
-                 "learning_starts"}  # fmt: skip
-        if self.learning_starts != self.config.learning_starts:
-            knobs["learning_starts"] = self.learning_starts
-        if knobs:
-            self.config = replace(self.config, **knobs)
-
     def _setup_model(self) -> None:
-        self._fold_knob_attributes()
+        fold_config_attributes(self, shared=("learning_starts",))  # SB3's load(path, temperature=...)
         # The sampler knobs reach the policy through its kwargs, without entering the stored policy_kwargs (so that
         # DQS.load(path, policy_kwargs=...) compares the user's own kwargs, as SB3 does).
         user_kwargs = self.policy_kwargs

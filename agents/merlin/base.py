@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from torch import Tensor
 
+from agents.common.config import fold_config_attributes, with_overrides
 from agents.merlin.noise import make_noise_config, resolve_cache_dir, synthesize
 from agents.merlin.policies import GoalGaussianPolicy
 from agents.merlin.relabel import GoalBatch, HindsightRelabeler
@@ -58,6 +59,49 @@ def check_dataset(dataset: GoalDataset, observation_space: spaces.Dict, action_s
             raise ValueError(f"The {name} of {source} contain NaN or inf.")
 
 
+@dataclass(frozen=True)
+class GoalConfig:
+    """The knobs of the offline goal-reaching algorithms (Merlin, GCSL; WGCSL adds `WGCSLConfig`'s). SB3's own
+    arguments (learning_rate, policy_kwargs, seed, ...) stay constructor arguments; every field is a keyword too."""
+
+    batch_size: int = 512
+    """Samples per gradient step (reference 512)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of the policy (reference 1.0)."""
+    her_ratio: float = 1.0
+    """Probability of relabelling a sample's goal to a later achieved goal of its episode."""
+    use_horizon: bool = True
+    """Condition the policy on the horizon h."""
+    test_horizon: int = 1
+    """Horizon fed to the policy when acting."""
+    max_horizon: int | None = None
+    """Only relabel to goals at most this many steps ahead (long episodes); None: any later step."""
+    noise_model: str = "reverse_play"
+    """"reverse_play" (Merlin), "reverse_model" (Merlin-P) or "stitching" (Merlin-NP), see `agents.merlin.noise`."""
+    noise_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Settings of the noise model (fields of `ReverseModelConfig` or `StitchingConfig`)."""
+    synthetic_ratio: float | None = None
+    """Share of each batch drawn from synthetic data; None: 0.5 with a generating noise model, else 0."""
+    n_synthetic: int | None = None
+    """Number of synthetic trajectories; None: as many as dataset episodes."""
+    cache_dir: str | None = None
+    """Folder of the synthetic-data cache; None: $DIFFUSION_BASELINES_CACHE/merlin or
+    ~/.cache/diffusion-baselines/merlin."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_kwargs", dict(self.noise_kwargs or {}))
+        object.__setattr__(self, "cache_dir", None if self.cache_dir is None else str(self.cache_dir))
+        object.__setattr__(self, "her_ratio", float(self.her_ratio))
+        object.__setattr__(self, "test_horizon", int(self.test_horizon))
+        make_noise_config(self.noise_model, self.noise_kwargs)  # fail early on a bad name or setting
+        if not 0.0 <= self.her_ratio <= 1.0:
+            raise ValueError(f"her_ratio must be in [0, 1], got {self.her_ratio}.")
+        if self.synthetic_ratio is not None and not 0.0 <= self.synthetic_ratio < 1.0:
+            raise ValueError(f"synthetic_ratio must be in [0, 1), got {self.synthetic_ratio}.")
+        if self.synthetic_ratio and self.noise_model == "reverse_play":
+            raise ValueError("synthetic_ratio > 0 needs a noise_model that generates data ('reverse_model' or 'stitching').")
+
+
 class OfflineGoalAlgorithm(BaseAlgorithm):
     """Goal- (and optionally horizon-) conditioned maximum likelihood on relabelled offline data.
 
@@ -69,29 +113,22 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
     :param dataset: The training episodes: a `GoalDataset`, a dataset id (loaded at the first ``learn``) or None
         (for loading a saved model)
     :param learning_rate: Adam learning rate of the policy (a float or a schedule of the remaining progress)
-    :param batch_size: Samples per gradient step
-    :param max_grad_norm: Gradient-norm clip of the policy
-    :param her_ratio: Probability of relabelling a sample's goal to a later achieved goal of its episode
-    :param use_horizon: Condition the policy on the horizon h
-    :param test_horizon: Horizon fed to the policy when acting
-    :param max_horizon: Only relabel to goals at most this many steps ahead; None: any later step
-    :param noise_model: "reverse_play", "reverse_model" or "stitching" (see `agents.merlin.noise`)
-    :param noise_kwargs: Settings of the noise model (fields of its config dataclass)
-    :param synthetic_ratio: Share of each batch drawn from synthetic data; None: 0.5 with a generating noise model,
-        else 0
-    :param n_synthetic: Number of synthetic trajectories; None: as many as dataset episodes
-    :param cache_dir: Folder of the synthetic-data cache; None: $DIFFUSION_BASELINES_CACHE/merlin or
-        ~/.cache/diffusion-baselines/merlin
     :param policy_kwargs: Keyword arguments of the policy (e.g. ``net_arch``)
     :param tensorboard_log: TensorBoard log folder (None: no TensorBoard)
     :param verbose: 0 silent, 1 info
     :param seed: Seed of the pseudo-random generators (sampling, networks, noise models)
     :param device: Torch device ("auto", "cpu", "cuda", ...)
     :param _init_setup_model: Build the networks at creation (False when loading)
+    :param knobs: Fields of `config_class` (`GoalConfig`), except the ones the algorithm fixes (`fixed_knobs`)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MultiInputPolicy": GoalGaussianPolicy}
     policy: GoalGaussianPolicy
+    #: The frozen dataclass of the algorithm's knobs.
+    config_class: ClassVar[type[GoalConfig]] = GoalConfig
+    #: Knobs the algorithm sets itself; passing one is an error (GCSL: her_ratio 1, no horizon input).
+    fixed_knobs: ClassVar[dict[str, Any]] = {}
+    config: GoalConfig
 
     def __init__(
         self,
@@ -99,24 +136,20 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
         env: GymEnv | str | None,
         dataset: GoalDataset | str | None = None,
         learning_rate: float | Schedule = 5e-4,
-        batch_size: int = 512,
-        max_grad_norm: float = 1.0,
-        her_ratio: float = 1.0,
-        use_horizon: bool = True,
-        test_horizon: int = 1,
-        max_horizon: int | None = None,
-        noise_model: str = "reverse_play",
-        noise_kwargs: dict[str, Any] | None = None,
-        synthetic_ratio: float | None = None,
-        n_synthetic: int | None = None,
-        cache_dir: str | Path | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | None = None,
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        **knobs: Any,
     ) -> None:
+        pinned = sorted(set(knobs) & set(self.fixed_knobs))
+        if pinned:
+            raise ValueError(
+                f"{type(self).__name__} fixes {', '.join(f'{k}={self.fixed_knobs[k]!r}' for k in pinned)}: leave it out."
+            )
+        config = with_overrides(self.config_class(), {**knobs, **self.fixed_knobs}, type(self).__name__)
         super().__init__(
             policy,
             env,
@@ -128,26 +161,9 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
             support_multi_env=True,
             seed=seed,
         )
-        make_noise_config(noise_model, noise_kwargs)  # fail early on a bad name or setting
-        if not 0.0 <= her_ratio <= 1.0:
-            raise ValueError(f"her_ratio must be in [0, 1], got {her_ratio}.")
-        if synthetic_ratio is not None and not 0.0 <= synthetic_ratio < 1.0:
-            raise ValueError(f"synthetic_ratio must be in [0, 1), got {synthetic_ratio}.")
-        if synthetic_ratio and noise_model == "reverse_play":
-            raise ValueError("synthetic_ratio > 0 needs a noise_model that generates data ('reverse_model' or 'stitching').")
+        self.config = config
         self.dataset = dataset
         self.dataset_id = dataset if isinstance(dataset, str) else getattr(dataset, "dataset_id", "")
-        self.batch_size = batch_size
-        self.max_grad_norm = max_grad_norm
-        self.her_ratio = float(her_ratio)
-        self.use_horizon = use_horizon
-        self.test_horizon = int(test_horizon)
-        self.max_horizon = max_horizon
-        self.noise_model = noise_model
-        self.noise_kwargs = dict(noise_kwargs or {})
-        self.synthetic_ratio = synthetic_ratio
-        self.n_synthetic = n_synthetic
-        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.data_stats: dict[str, float] = {}
         self._samplers: list[tuple[HindsightRelabeler, int]] | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
@@ -157,6 +173,7 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
                 check_dataset(dataset, self.observation_space, self.action_space)  # type: ignore[arg-type]
 
     def _setup_model(self) -> None:
+        fold_config_attributes(self)  # SB3's load(path, test_horizon=...) sets its keywords as attributes
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self._rng = np.random.default_rng(self.seed)
@@ -164,8 +181,8 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
             self.observation_space,
             self.action_space,
             self.lr_schedule,
-            use_horizon=self.use_horizon,
-            test_horizon=self.test_horizon,
+            use_horizon=self.config.use_horizon,
+            test_horizon=self.config.test_horizon,
             **self.policy_kwargs,
         ).to(self.device)
 
@@ -173,11 +190,12 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
         """Change the horizon fed to the policy when acting. The horizon is an input of the trained network, so one model
         can be evaluated at several horizons (Merlin is sensitive to it, as reviewers of the paper noted) without
         retraining."""
-        if not self.use_horizon:
+        if not self.config.use_horizon:
             raise ValueError(f"{type(self).__name__} was built with use_horizon=False: it has no horizon input to set.")
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"The test horizon must be a positive integer number of steps, got {horizon!r}.")
-        self.test_horizon = self.policy.test_horizon = int(horizon)
+        self.config = replace(self.config, test_horizon=int(horizon))
+        self.policy.test_horizon = int(horizon)
 
     # --- data -----------------------------------------------------------------------------------------------------
 
@@ -199,28 +217,27 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
         if self._samplers is not None:
             return
         dataset = self._load_dataset()
-        config = make_noise_config(self.noise_model, self.noise_kwargs)
+        cfg = self.config
+        config = make_noise_config(cfg.noise_model, cfg.noise_kwargs)
         sources = [dataset]
         self.data_stats = {"n_episodes": float(dataset.n_episodes), "n_transitions": float(dataset.n_transitions)}
         ratio = 0.0
         if config is not None:
-            n = self.n_synthetic or dataset.n_episodes
+            n = cfg.n_synthetic or dataset.n_episodes
             seed = 0 if self.seed is None else self.seed
-            cache_dir = resolve_cache_dir(self.cache_dir)
+            cache_dir = resolve_cache_dir(cfg.cache_dir)
             start = time.perf_counter()
-            synthetic, stats = synthesize(
-                dataset, self.noise_model, config, n, self.action_space, seed, self.device, cache_dir
-            )
+            synthetic, stats = synthesize(dataset, cfg.noise_model, config, n, self.action_space, seed, self.device, cache_dir)
             sources.append(synthetic)
-            ratio = DEFAULT_SYNTHETIC_RATIO if self.synthetic_ratio is None else self.synthetic_ratio
+            ratio = DEFAULT_SYNTHETIC_RATIO if cfg.synthetic_ratio is None else cfg.synthetic_ratio
             self.data_stats.update(n_synthetic=float(synthetic.n_episodes), synthesis_s=time.perf_counter() - start)
             self.data_stats.update(stats)
             if self.verbose >= 1:
-                print(f"{self.noise_model}: {synthetic.n_episodes} synthetic trajectories; " + str(stats))
-        n_synthetic_samples = round(self.batch_size * ratio)
-        sizes = [self.batch_size - n_synthetic_samples, n_synthetic_samples][: len(sources)]
+                print(f"{cfg.noise_model}: {synthetic.n_episodes} synthetic trajectories; " + str(stats))
+        n_synthetic_samples = round(cfg.batch_size * ratio)
+        sizes = [cfg.batch_size - n_synthetic_samples, n_synthetic_samples][: len(sources)]
         self._samplers = [
-            (HindsightRelabeler(data, self.her_ratio, self.max_horizon), size) for data, size in zip(sources, sizes)
+            (HindsightRelabeler(data, cfg.her_ratio, cfg.max_horizon), size) for data, size in zip(sources, sizes)
         ]
         if not bool(self.policy.obs_normalizer.fitted):
             observations = np.concatenate([data.observations for data in sources])
@@ -243,11 +260,11 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
             lr = optimizer.param_groups[0]["lr"]
             raise FloatingPointError(
                 f"The {name} loss of {type(self).__name__} became {loss.item()} at gradient step {self._n_updates}; "
-                f"try a lower learning rate (now {lr:g}) or max_grad_norm (now {self.max_grad_norm:g})."
+                f"try a lower learning rate (now {lr:g}) or max_grad_norm (now {self.config.max_grad_norm:g})."
             )
         optimizer.zero_grad()
         loss.backward()
-        grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.config.max_grad_norm)
         optimizer.step()
         return float(grad_norm)
 
@@ -272,7 +289,7 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
         return [self.policy.optimizer]
 
     def train(self, gradient_steps: int) -> None:
-        """Run ``gradient_steps`` updates of ``batch_size`` samples."""
+        """Run ``gradient_steps`` updates of ``config.batch_size`` samples."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self._optimizers())
         for _ in range(gradient_steps):

@@ -17,20 +17,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from agents.merlin.base import OfflineGoalAlgorithm
-from agents.merlin.policies import GoalGaussianPolicy
+from agents.merlin.base import GoalConfig, OfflineGoalAlgorithm
 from agents.merlin.relabel import GoalBatch
-from envs.goal_dataset import GoalDataset
 
 SelfGCSL = TypeVar("SelfGCSL", bound="GCSL")
 SelfWGCSL = TypeVar("SelfWGCSL", bound="WGCSL")
@@ -83,69 +81,11 @@ class GoalValueNetwork(nn.Module):
 class GCSL(OfflineGoalAlgorithm):
     """Goal-conditioned supervised learning: Merlin's pipeline with her_ratio 1 and no horizon input.
 
-    :param policy: The policy model ("MultiInputPolicy")
-    :param env: The goal env, or its id
-    :param dataset: A `GoalDataset` or a dataset id (loaded lazily)
-    :param learning_rate: Adam learning rate
-    :param batch_size: Samples per gradient step
-    :param max_grad_norm: Gradient-norm clip
-    :param max_horizon: Only relabel to goals at most this many steps ahead; None: any later step
-    :param noise_model: Noise model whose synthetic data is mixed in ("reverse_play": none)
-    :param noise_kwargs: Settings of the noise model
-    :param synthetic_ratio: Share of each batch from synthetic data; None: 0.5 with a generating noise model
-    :param n_synthetic: Number of synthetic trajectories; None: as many as dataset episodes
-    :param cache_dir: Folder of the synthetic-data cache
-    :param policy_kwargs: Keyword arguments of `GoalGaussianPolicy`
-    :param tensorboard_log: TensorBoard log folder (None: no TensorBoard)
-    :param verbose: 0 silent, 1 info
-    :param seed: Seed of the pseudo-random generators
-    :param device: Torch device
-    :param _init_setup_model: Build the networks at creation (False when loading)
+    Takes `OfflineGoalAlgorithm`'s arguments; its knobs are the fields of `GoalConfig` except ``her_ratio`` and
+    ``use_horizon``, which GCSL fixes.
     """
 
-    def __init__(
-        self,
-        policy: str | type[GoalGaussianPolicy],
-        env: GymEnv | str | None,
-        dataset: GoalDataset | str | None = None,
-        learning_rate: float | Schedule = 5e-4,
-        batch_size: int = 512,
-        max_grad_norm: float = 1.0,
-        max_horizon: int | None = None,
-        noise_model: str = "reverse_play",
-        noise_kwargs: dict[str, Any] | None = None,
-        synthetic_ratio: float | None = None,
-        n_synthetic: int | None = None,
-        cache_dir: str | Path | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        tensorboard_log: str | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
-        _init_setup_model: bool = True,
-    ) -> None:
-        super().__init__(
-            policy,
-            env,
-            dataset=dataset,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            max_grad_norm=max_grad_norm,
-            her_ratio=1.0,
-            use_horizon=False,
-            max_horizon=max_horizon,
-            noise_model=noise_model,
-            noise_kwargs=noise_kwargs,
-            synthetic_ratio=synthetic_ratio,
-            n_synthetic=n_synthetic,
-            cache_dir=cache_dir,
-            policy_kwargs=policy_kwargs,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=_init_setup_model,
-        )
+    fixed_knobs: ClassVar[dict[str, Any]] = {"her_ratio": 1.0, "use_horizon": False}
 
     def learn(
         self: SelfGCSL,
@@ -159,90 +99,49 @@ class GCSL(OfflineGoalAlgorithm):
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
 
+@dataclass(frozen=True)
+class WGCSLConfig(GoalConfig):
+    """GCSL's knobs plus WGCSL's weighting and value learning (module docstring; defaults from the reference)."""
+
+    gamma: float = 0.98
+    """Discount of V and of the gamma^Delta weight (reference: 1 - 1/T = 0.98)."""
+    tau: float = 0.1
+    """Polyak coefficient of the value target (reference: polyak 0.9, i.e. tau 0.1)."""
+    target_update_interval: int = 5
+    """Update the value target every this many gradient steps (reference: ``n_batches``)."""
+    baw_delta: float = 0.15
+    """Rise of the advantage percentile per gradient step."""
+    baw_max: float = 80.0
+    """Largest advantage percentile."""
+    advantage_queue_size: int = 50_000
+    """Number of recent advantages the percentile is taken over."""
+    value_original_goal_ratio: float = 0.2
+    """Share of the value update's goals reset to the episode's desired goal."""
+    value_net_arch: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """Hidden layers of V (same learning rate as the policy)."""
+
+
 class WGCSL(GCSL):
     """Weighted GCSL: GCSL's likelihood weighted by discount, exponentiated advantage and best-advantage filter.
 
-    Takes GCSL's arguments, plus:
-
-    :param gamma: Discount of V and of the gamma^Delta weight (reference: 1 - 1/T = 0.98)
-    :param tau: Polyak coefficient of the value target (reference: polyak 0.9, i.e. tau 0.1)
-    :param target_update_interval: Update the value target every this many gradient steps (reference: ``n_batches``)
-    :param baw_delta: Rise of the advantage percentile per gradient step
-    :param baw_max: Largest advantage percentile
-    :param advantage_queue_size: Number of recent advantages the percentile is taken over
-    :param value_original_goal_ratio: Share of the value update's goals reset to the episode's desired goal
-    :param value_net_arch: Hidden layers of V (same learning rate as the policy)
+    Takes GCSL's arguments; its knobs are the fields of `WGCSLConfig`.
     """
 
-    def __init__(
-        self,
-        policy: str | type[GoalGaussianPolicy],
-        env: GymEnv | str | None,
-        dataset: GoalDataset | str | None = None,
-        learning_rate: float | Schedule = 5e-4,
-        batch_size: int = 512,
-        max_grad_norm: float = 1.0,
-        gamma: float = 0.98,
-        tau: float = 0.1,
-        target_update_interval: int = 5,
-        baw_delta: float = 0.15,
-        baw_max: float = 80.0,
-        advantage_queue_size: int = 50_000,
-        value_original_goal_ratio: float = 0.2,
-        value_net_arch: list[int] | None = None,
-        max_horizon: int | None = None,
-        noise_model: str = "reverse_play",
-        noise_kwargs: dict[str, Any] | None = None,
-        synthetic_ratio: float | None = None,
-        n_synthetic: int | None = None,
-        cache_dir: str | Path | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        tensorboard_log: str | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
-        _init_setup_model: bool = True,
-    ) -> None:
-        self.gamma = gamma
-        self.tau = tau
-        self.target_update_interval = target_update_interval
-        self.baw_delta = baw_delta
-        self.baw_max = baw_max
-        self.advantage_queue_size = advantage_queue_size
-        self.value_original_goal_ratio = value_original_goal_ratio
-        self.value_net_arch = [256, 256, 256] if value_net_arch is None else list(value_net_arch)
-        self.baw_percentile = 0.0
-        super().__init__(
-            policy,
-            env,
-            dataset=dataset,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            max_grad_norm=max_grad_norm,
-            max_horizon=max_horizon,
-            noise_model=noise_model,
-            noise_kwargs=noise_kwargs,
-            synthetic_ratio=synthetic_ratio,
-            n_synthetic=n_synthetic,
-            cache_dir=cache_dir,
-            policy_kwargs=policy_kwargs,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=_init_setup_model,
-        )
+    config_class: ClassVar[type[GoalConfig]] = WGCSLConfig
+    config: WGCSLConfig
+    #: The current advantage percentile of the best-advantage filter; rises by baw_delta per update.
+    baw_percentile: float = 0.0
 
     def _setup_model(self) -> None:
         super()._setup_model()
         obs_dim = self.observation_space["observation"].shape[0]  # type: ignore[index]
         goal_dim = self.observation_space["desired_goal"].shape[0]  # type: ignore[index]
-        self.value = GoalValueNetwork(obs_dim, goal_dim, self.value_net_arch).to(self.device)
-        self.value_target = GoalValueNetwork(obs_dim, goal_dim, self.value_net_arch).to(self.device)
+        self.value = GoalValueNetwork(obs_dim, goal_dim, self.config.value_net_arch).to(self.device)
+        self.value_target = GoalValueNetwork(obs_dim, goal_dim, self.config.value_net_arch).to(self.device)
         self.value_target.load_state_dict(self.value.state_dict())
         self.value_target.requires_grad_(False)
         self.value_optimizer = th.optim.Adam(self.value.parameters(), lr=self.lr_schedule(1))
-        self.advantages = AdvantageQueue(self.advantage_queue_size)
+        self.advantages = AdvantageQueue(self.config.advantage_queue_size)
 
     def _optimizers(self) -> list[th.optim.Optimizer]:
         return [self.policy.optimizer, self.value_optimizer]
@@ -261,11 +160,13 @@ class WGCSL(GCSL):
         goals = self.to_tensor(batch.goals)
         with th.no_grad():
             reward = self._shifted_reward(batch.next_achieved_goals, batch.goals)
-            advantages = reward + self.gamma * self._values(self.value, next_obs, goals) - self._values(self.value, obs, goals)
+            advantages = (
+                reward + self.config.gamma * self._values(self.value, next_obs, goals) - self._values(self.value, obs, goals)
+            )
         self.advantages.add(advantages.cpu().numpy())
-        self.baw_percentile = min(self.baw_percentile + self.baw_delta, self.baw_max)
+        self.baw_percentile = min(self.baw_percentile + self.config.baw_delta, self.config.baw_max)
         threshold = self.advantages.percentile(self.baw_percentile)
-        weights = wgcsl_weights(advantages, self.to_tensor(batch.offsets), self.gamma, threshold)
+        weights = wgcsl_weights(advantages, self.to_tensor(batch.offsets), self.config.gamma, threshold)
         self._metrics["advantage"].append(advantages.mean().item())
         self._metrics["weight"].append(weights.mean().item())
         self._metrics["baw_threshold"].append(threshold)
@@ -273,19 +174,18 @@ class WGCSL(GCSL):
 
     def _value_step(self, batch: GoalBatch) -> None:
         """TD(0) on V with 20 % of the goals reset to the episode's goal; clipped target from the Polyak copy."""
-        original = self._rng.random(len(batch)) < self.value_original_goal_ratio
+        original = self._rng.random(len(batch)) < self.config.value_original_goal_ratio
         goals = np.where(original[:, None], batch.original_goals, batch.goals)
         obs, next_obs, goals_t = (self.to_tensor(x) for x in (batch.observations, batch.next_observations, goals))
         with th.no_grad():
             reward = self._shifted_reward(batch.next_achieved_goals, goals)
-            target = (reward + self.gamma * self._values(self.value_target, next_obs, goals_t)).clamp(
-                0.0, 1.0 / (1.0 - self.gamma)
-            )
+            gamma = self.config.gamma
+            target = (reward + gamma * self._values(self.value_target, next_obs, goals_t)).clamp(0.0, 1.0 / (1.0 - gamma))
         loss = F.mse_loss(self._values(self.value, obs, goals_t), target)
         self._optimize(loss, self.value_optimizer, list(self.value.parameters()), "value")
         self._metrics["value_loss"].append(loss.item())
-        if (self._n_updates + 1) % self.target_update_interval == 0:
-            polyak_update(self.value.parameters(), self.value_target.parameters(), self.tau)
+        if (self._n_updates + 1) % self.config.target_update_interval == 0:
+            polyak_update(self.value.parameters(), self.value_target.parameters(), self.config.tau)
 
     def _gradient_step(self, batch: GoalBatch) -> None:
         super()._gradient_step(batch)  # the policy, weighted with the advantages of the current V
