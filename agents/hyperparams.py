@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import fnmatch
 import inspect
 from typing import Any
 
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.utils import LinearSchedule
+
+from agents.common.config import unknown_keys
 
 #: Keys that configure the run rather than the algorithm's constructor.
 RUN_KEYS: dict[str, str] = {
@@ -188,13 +189,9 @@ def constructor_keys(algo_class: type) -> set[str]:
 def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:
     """Return ``base`` updated with parsed CLI overrides, rejecting keys the algorithm does not accept."""
     allowed = constructor_keys(algo_class) | set(RUN_KEYS)
-    unknown = [key for key in overrides if key not in allowed]
+    unknown = unknown_keys(overrides, allowed, cutoff=0.5)
     if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
-            hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         raise ValueError(
-            f"Unknown hyperparameter {'; '.join(hints)} for {algo_class.__name__}. Accepted: {', '.join(sorted(allowed))}."
+            f"Unknown hyperparameter {unknown} for {algo_class.__name__}. Accepted: {', '.join(sorted(allowed))}."
         )
     return {**base, **{key: parse_value(value) for key, value in overrides.items()}}

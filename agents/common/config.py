@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
 
+def unknown_keys(given: Iterable[str], known: Iterable[str], cutoff: float = 0.6) -> str:
+    """The keys of ``given`` not in ``known``, each with its closest known names: "'lr' (did you mean ...?); ...";
+    empty when every key is known."""
+    known = set(known)
+    hints = []
+    for key in (key for key in given if key not in known):
+        close = difflib.get_close_matches(key, known, n=3, cutoff=cutoff)
+        hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return "; ".join(hints)
+
+
 def with_overrides(base: ConfigT, overrides: dict[str, Any], owner: str) -> ConfigT:
     """``dataclasses.replace(base, **overrides)``, with a did-you-mean TypeError naming the unknown keys."""
-    known = {field.name for field in dataclasses.fields(base)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - known)
+    unknown = unknown_keys(sorted(overrides), (field.name for field in dataclasses.fields(base)))  # type: ignore[arg-type]
     if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
-            hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        raise TypeError(
-            f"{owner} got unknown keyword arguments {'; '.join(hints)}; its knobs are the fields of {type(base).__name__}."
-        )
+        raise TypeError(f"{owner} got unknown keyword arguments {unknown}; its knobs are the fields of {type(base).__name__}.")
     return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
 
 
