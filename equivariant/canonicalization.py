@@ -301,11 +301,15 @@ class EGNNCanonicalizer(Canonicalizer):
     permutation consistent with the frame's tie-break on symmetric inputs, so the canonical configuration is exactly
     invariant there too.
 
-    Args:
-        n_particles: N. spatial_dim: D ≥ 2. group: "SO" (rotations) or "O" (rotations and reflections).
-        frame_vectors: "pooled" or "particles" (above). sort_particles: also canonicalize the particle order.
-        hidden_dim, n_layers, coords_range: EGNN width, depth and total tanh bound on coordinate steps.
-        tol: relative degeneracy threshold of the frame (:func:`on_frame`); None = :func:`default_tol`.
+    :param n_particles: N
+    :param spatial_dim: D ≥ 2
+    :param group: "SO" (rotations) or "O" (rotations and reflections)
+    :param frame_vectors: "pooled" or "particles" (above)
+    :param sort_particles: Also canonicalize the particle order
+    :param hidden_dim: EGNN width
+    :param n_layers: EGNN depth
+    :param coords_range: Total tanh bound on the EGNN's coordinate steps
+    :param tol: Relative degeneracy threshold of the frame (:func:`on_frame`); None = :func:`default_tol`
     """
 
     def __init__(

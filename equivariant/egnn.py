@@ -53,17 +53,16 @@ def coordinate_head(hidden_dim: int, out_dim: int, act: type[nn.Module]) -> nn.S
 class EGNNLayer(nn.Module):
     """One E(n)-equivariant message-passing layer on hidden features of width ``hidden_dim``.
 
-    Args:
-        hidden_dim: width of h and of the messages.
-        edge_attr_dim: width of the per-edge invariant attribute a_ij (0 = none).
-        act: activation class used in every MLP.
-        residual: h ← h + φ_h(·) instead of h ← φ_h(·).
-        attention: gate each message by σ(Linear(m_ij)).
-        normalize: use (x_i − x_j) / (‖x_i − x_j‖ + norm_constant) instead of the raw difference. norm_constant 1 is
-            iDEM's soft normalisation; a tiny one gives unit vectors (egnn_clean's ``normalize=True``).
-        tanh: bound φ_x to coords_range · tanh(·), limiting each coordinate step.
-        coords_range: the bound used with tanh.
-        aggregation: "sum" or "mean" over neighbours, for both the coordinate update and the message sum.
+    :param hidden_dim: Width of h and of the messages
+    :param edge_attr_dim: Width of the per-edge invariant attribute a_ij (0 = none)
+    :param act: Activation class used in every MLP
+    :param residual: h ← h + φ_h(·) instead of h ← φ_h(·)
+    :param attention: Gate each message by σ(Linear(m_ij))
+    :param normalize: Use (x_i − x_j) / (‖x_i − x_j‖ + norm_constant) instead of the raw difference. norm_constant 1 is
+        iDEM's soft normalisation; a tiny one gives unit vectors (egnn_clean's ``normalize=True``).
+    :param tanh: Bound φ_x to coords_range · tanh(·), limiting each coordinate step
+    :param coords_range: The bound used with tanh
+    :param aggregation: "sum" or "mean" over neighbours, for both the coordinate update and the message sum
     """
 
     def __init__(

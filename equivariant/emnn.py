@@ -132,13 +132,12 @@ def face_vectors(x: Tensor, topology: MeshTopology, orientation: Orientation) ->
 class EMNNLayer(nn.Module):
     """One EMNN layer: edge messages (EGNN, sum aggregation) plus face messages, on features of width ``hidden_dim``.
 
-    Args:
-        hidden_dim: width of h and of both message types.
-        vectors_in: coordinate channels C_in of the input X (N, 3, C_in).
-        vectors_out: coordinate channels C_out of the output; if it differs from C_in every output channel starts from
-            input channel 0 (the position), which keeps them translation-equivariant points.
-        orientation: "se3" (face normal n_f, the paper) or "o3" (oriented normal, see module docstring).
-        act: activation class of every MLP.
+    :param hidden_dim: Width of h and of both message types
+    :param vectors_in: Coordinate channels C_in of the input X (N, 3, C_in)
+    :param vectors_out: Coordinate channels C_out of the output; if it differs from C_in every output channel starts from
+        input channel 0 (the position), which keeps them translation-equivariant points.
+    :param orientation: "se3" (face normal n_f, the paper) or "o3" (oriented normal, see module docstring)
+    :param act: Activation class of every MLP
     """
 
     def __init__(

@@ -101,11 +101,10 @@ class ProxGradient:
     hence separate vectors, as in the reference code. A separate object (not an optimizer subclass) keeps the
     optimizer's state, checkpoints and schedulers untouched.
 
-    Args:
-        params: the parameters to regularise.
-        strength: λ, the weight of R in the objective.
-        l1_strength: μ, the weight of an extra L1 penalty (0 = none).
-        backend: isotonic-regression backend (see module docstring).
+    :param params: The parameters to regularise
+    :param strength: λ, the weight of R in the objective
+    :param l1_strength: μ, the weight of an extra L1 penalty (0 = none)
+    :param backend: Isotonic-regression backend (see module docstring)
     """
 
     def __init__(self, params: Iterable[Tensor], strength: float, l1_strength: float = 0.0, backend: Backend = "auto") -> None:

@@ -9,10 +9,10 @@ that turns a training sample x₀ into the z₀ the denoiser learns:
 ============  ================================================================  ==========================
 mode          z₀ (training)                                                      denoiser
 ============  ================================================================  ==========================
-canonical     c(x₀)⁻¹·x₀: EGNN canonicalizer → SO(d) frame, trained jointly      :class:`ParticleTransformer`
+canonical     c(x₀)⁻¹·x₀: EGNN canonicalizer → SO(d) frame, trained jointly      `ParticleTransformer`
               through the denoising loss only, at learning_rate × 1e-2
-frozen        the same with a randomly initialised, frozen canonicalizer         :class:`ParticleTransformer`
-augmented     a Haar-random rotation of x₀                                       :class:`ParticleTransformer`
+frozen        the same with a randomly initialised, frozen canonicalizer         `ParticleTransformer`
+augmented     a Haar-random rotation of x₀                                       `ParticleTransformer`
 equivariant   x₀                                                                 EGNN (:class:`EGNNScore`)
 ============  ================================================================  ==========================
 
@@ -37,9 +37,7 @@ from typing import Any, ClassVar, Literal, get_args
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from core.networks import SinusoidalEmbedding, check_score_inputs
 from equivariant.canonicalization import EGNNCanonicalizer, random_orthogonal
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import as_particles, remove_com
@@ -47,6 +45,7 @@ from samplers.base import BaseSampler, make_ema
 from samplers.boltzmann_data import centred_samples, load_samples, random_symmetry, reference_subset, training_samples
 from samplers.energies import ENERGIES, Energy
 from samplers.integrators import euler_maruyama
+from samplers.networks import ParticleTransformer
 from samplers.schedules import CosineVPSchedule
 
 Mode = Literal["canonical", "frozen", "equivariant", "augmented"]
@@ -87,71 +86,6 @@ CANONICAL_PRESETS: dict[str, CanonicalConfig] = {
     "DW4": CanonicalConfig(transformer_layers=2, batch_size=512),
     "LJ13": CanonicalConfig(),
 }
-
-
-class AttentionBlock(nn.Module):
-    """Pre-norm multi-head self-attention with an additive per-head logit bias, then a GELU MLP (both residual)."""
-
-    def __init__(self, dim: int, n_heads: int) -> None:
-        super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"the width {dim} must be divisible by the number of heads {n_heads}")
-        self.n_heads = n_heads
-        self.attention_norm = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.mlp_norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, h: Tensor, bias: Tensor) -> Tensor:
-        """``h`` (B, n, dim), ``bias`` (B, heads, n, n) added to the attention logits."""
-        batch, n, dim = h.shape
-        q, k, v = self.qkv(self.attention_norm(h)).view(batch, n, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        h = h + self.out(attended.transpose(1, 2).reshape(batch, n, dim))
-        return h + self.mlp(self.mlp_norm(h))
-
-
-class ParticleTransformer(nn.Module):
-    """Permutation-equivariant, not rotation-equivariant ε-network on particle coordinates (the GDM-style denoiser).
-
-    Tokens are particles: Linear(x_i) + MLP(sinusoidal(t)), with no positional encoding, so permuting the particles
-    permutes the output. Every block's attention logits get a learned per-head bias from the pair distance
-    ‖x_i − x_j‖, a cheap pair feature (n² scalars through a small MLP) that EGNNs get for free. Output:
-    LayerNorm → Linear (zero-initialised, so training starts from ε̂ = 0) with the centre of mass removed.
-    Flat interface, as every score network here: x (N, n·d), t (N,) → (N, n·d).
-    """
-
-    def __init__(
-        self, n_particles: int, spatial_dim: int, hidden_dim: int = 128, n_layers: int = 4, n_heads: int = 4,
-        time_embed_dim: int = 32, distance_dim: int = 32,
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self.n_particles = n_particles
-        self.spatial_dim = spatial_dim
-        self.dim = n_particles * spatial_dim
-        self.n_layers, self.n_heads = n_layers, n_heads
-        self.embed = nn.Linear(spatial_dim, hidden_dim)
-        # DDPM's convention: sinusoids of 1000 t (t in [0, 1]), i.e. of the integer step of a 1000-step chain.
-        self.time_embed = nn.Sequential(
-            SinusoidalEmbedding(time_embed_dim, scale=1000.0), nn.Linear(time_embed_dim, hidden_dim), nn.SiLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-        )  # fmt: skip
-        self.distance_bias = nn.Sequential(nn.Linear(1, distance_dim), nn.SiLU(), nn.Linear(distance_dim, n_layers * n_heads))
-        self.blocks = nn.ModuleList(AttentionBlock(hidden_dim, n_heads) for _ in range(n_layers))
-        self.head = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, spatial_dim))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
-
-    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
-        t = check_score_inputs(x, t, context, self.dim, 0)
-        positions = as_particles(x, self.n_particles, self.spatial_dim)
-        h = self.embed(positions) + self.time_embed(t).unsqueeze(1)
-        distances = torch.cdist(positions, positions).unsqueeze(-1)  # (B, n, n, 1)
-        biases = self.distance_bias(distances).permute(0, 3, 1, 2).chunk(self.n_layers, dim=1)  # (B, heads, n, n) each
-        for block, bias in zip(self.blocks, biases):
-            h = block(h, bias)
-        return remove_com(self.head(h).reshape(x.shape), self.n_particles, self.spatial_dim)
 
 
 class CanonicalDiffusion(BaseSampler):
@@ -306,4 +240,4 @@ class CanonicalDiffusion(BaseSampler):
             self.canonicalizer.load_state_dict(state["canonicalizer"])
 
 
-__all__ = ["CANONICAL_PRESETS", "AttentionBlock", "CanonicalConfig", "CanonicalDiffusion", "ParticleTransformer"]
+__all__ = ["CANONICAL_PRESETS", "CanonicalConfig", "CanonicalDiffusion"]

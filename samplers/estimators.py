@@ -124,18 +124,18 @@ def mc_score_estimate(
 ) -> Tensor:
     """iDEM's target S_K(x_t, t) = grad_x log mean_k exp(-E(y_k)), y_k = (x_t + sigma eps_k) / alpha.
 
-    Args:
-        energy: ``energy(x, context) -> (M,)`` on a flat (M, dim) batch, e.g. an :class:`~samplers.energies.Energy`.
-        x_t: noised points (N, dim); ``t``: scalar or (N,).
-        num_samples: K proposals per row; cost N*K energy+gradient evaluations (1.5x with ``richardson``).
-        context: (N, context_dim) conditioning, repeated row-aligned over the K proposals.
-        max_norm: clip the target's norm (per particle for particle systems), as iDEM's ``max_score_norm``.
-        n_particles, spatial_dim: particle layout; ``None`` takes the energy's attributes (1 particle otherwise).
-        richardson: return 2 S_K - S_{K/2} from independent draws (bias reduction, off in iDEM's configs).
-        chunk_size: at most this many energy evaluations per autograd call.
+    :param energy: ``energy(x, context) -> (M,)`` on a flat (M, dim) batch, e.g. an :class:`~samplers.energies.Energy`.
+    :param x_t: Noised points (N, dim)
+    :param t: Diffusion times, a scalar or (N,)
+    :param num_samples: K proposals per row; cost N*K energy+gradient evaluations (1.5x with ``richardson``)
+    :param context: (N, context_dim) conditioning, repeated row-aligned over the K proposals
+    :param max_norm: Clip the target's norm (per particle for particle systems), as iDEM's ``max_score_norm``
+    :param n_particles: Particles of the layout; ``None`` takes the energy's attribute (1 particle otherwise)
+    :param spatial_dim: Coordinates per particle; ``None`` takes the energy's attribute
+    :param richardson: Return 2 S_K - S_{K/2} from independent draws (bias reduction, off in iDEM's configs)
+    :param chunk_size: At most this many energy evaluations per autograd call
 
-    Returns:
-        Detached (N, dim) target, also correct under ``torch.no_grad()``.
+    :return: Detached (N, dim) target, also correct under ``torch.no_grad()``.
     """
     x_t, alpha, sigma = _prepare(x_t, t, schedule, context, num_samples)
     layout = _particle_layout(energy, x_t.shape[1], n_particles, spatial_dim)
@@ -191,8 +191,7 @@ def softmax_score_estimate(
     grows like 1/sigma^2 at small t (sigma(t) must be > 0). ``bounds`` cannot be combined with a particle system
     (mean-free noise).
 
-    Returns:
-        Detached (N, dim) target.
+    :return: Detached (N, dim) target.
     """
     x_t, alpha, sigma = _prepare(x_t, t, schedule, context, num_samples)
     n, dim = x_t.shape

@@ -65,8 +65,7 @@ def euler_maruyama(
     ``denoise_last_step=True`` the final step is drift only, returning the mean of the last transition.
     ``projection`` (e.g. zero-COM) is applied after every step.
 
-    Returns:
-        Final states (N, D), or with ``return_trajectory`` all states (n_steps + 1, N, D) starting with ``x``.
+    :return: Final states (N, D), or with ``return_trajectory`` all states (n_steps + 1, N, D) starting with ``x``.
     """
     _check_state(x, context)
     if not t_start > t_end:

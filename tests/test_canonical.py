@@ -22,8 +22,9 @@ from equivariant.geometry import as_particles, pairwise_distances, remove_com
 from samplers import boltzmann_data
 from samplers.base import ema_with_warmup
 from samplers.boltzmann_data import MALARecipe, mala_record, mala_training_samples, training_samples
-from samplers.canonical import CanonicalDiffusion, ParticleTransformer
+from samplers.canonical import CanonicalDiffusion
 from samplers.energies import DoubleWellEnergy, LennardJonesEnergy, boltzmann_data_dir
+from samplers.networks import ParticleTransformer
 from samplers.schedules import NoiseSchedule
 
 ROOT = Path(__file__).resolve().parents[1]
