@@ -112,6 +112,32 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: Default search space of ``python -m agents.sweep search`` per algorithm (``--search`` replaces it): KEY -> (kind,
+#: arguments) with kind ``uniform`` / ``loguniform`` (low, high), ``int`` (low, high) or ``choice`` (values). Around the
+#: defaults above and zoo-style ranges.
+SEARCH_SPACES: dict[str, dict[str, tuple[str, Any, ...]]] = {
+    "dqs": {
+        "learning_rate": ("loguniform", 1e-4, 3e-3),
+        "temperature": ("choice", ["auto_0.02", "auto_0.05", "auto_0.1", "auto_0.2"]),
+        "n_mc_samples": ("choice", [8, 16, 32]),
+        "batch_size": ("choice", [128, 256, 512]),
+    },
+    **{
+        algo: {
+            "learning_rate": ("loguniform", 1e-4, 3e-3),
+            "batch_size": ("choice", [128, 256, 512]),
+            "tau": ("choice", [0.005, 0.01, 0.02]),
+        }
+        for algo in ("sac", "td3", "tqc")
+    },
+    "ppo": {
+        "learning_rate": ("loguniform", 1e-4, 3e-3),
+        "n_steps": ("choice", [256, 1024, 2048]),
+        "gae_lambda": ("uniform", 0.9, 0.99),
+    },
+}
+
+
 def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     """Merge the table entries that apply to ``algo`` on ``env_id`` (a fresh dict; the table is not modified)."""
     table = HYPERPARAMS.get(algo, {})

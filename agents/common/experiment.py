@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -135,7 +136,10 @@ def _check_trained_agent(args: TrainArgs, expected: str) -> None:
 def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) -> tuple[bool, float, Path]:
     """Run ``learn``; on Ctrl-C or SIGTERM stop it, and in every case ``save``. Returns (interrupted, seconds, path)."""
     # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
-    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Handlers can only be set from the main thread: a run inside a Ray Tune worker thread leaves them to Ray.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
+    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in signals}
     interrupted = False
     start = time.perf_counter()
     try:
@@ -184,6 +188,7 @@ class _Kind:
     model: Any
     total_timesteps: int
     config: dict[str, Any]  # entries of config.yaml besides algo, env, seed and the CLI arguments
+    on_evaluation: Callable[[int, float], None] | None = None  # called with (timesteps, mean return) after evaluations
 
     def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
         """Keyword arguments of ``model.learn`` besides the budget, the progress bar and reset_num_timesteps."""
@@ -195,6 +200,18 @@ class _Kind:
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         """Entries of results.json after an uninterrupted run (the final evaluation)."""
         return {}
+
+
+class _ReportEvaluation(BaseCallback):
+    """Child of an `EvalCallback`: passes (timesteps, mean return) of every evaluation to ``report``."""
+
+    def __init__(self, report: Callable[[int, float], None]) -> None:
+        super().__init__()
+        self.report = report
+
+    def _on_step(self) -> bool:
+        self.report(self.num_timesteps, float(self.parent.last_mean_reward))  # type: ignore[union-attr]
+        return True
 
 
 class _Online(_Kind):
@@ -229,6 +246,7 @@ class _Online(_Kind):
                 EvalCallback(
                     evaluation_env(self.env_factory, args.eval_episodes, self.seed + 10_000),
                     callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
+                    callback_after_eval=None if self.on_evaluation is None else _ReportEvaluation(self.on_evaluation),
                     n_eval_episodes=args.eval_episodes,
                     eval_freq=max(eval_freq // self.n_envs, 1),
                     log_path=str(run_dir),
@@ -358,14 +376,17 @@ class _Sampler(_Kind):
 KINDS: dict[str, type[_Kind]] = {"online": _Online, "offline": _Offline, "sampler": _Sampler}
 
 
-def train(args: TrainArgs) -> Path:
-    """Run one experiment and return its run folder: the same pipeline for every kind of algorithm."""
+def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = None) -> Path:
+    """Run one experiment and return its run folder: the same pipeline for every kind of algorithm.
+    ``on_evaluation(timesteps, mean_return)`` is called after every periodic evaluation of an online run (the sweep
+    engine reports them to its scheduler)."""
     spec = get_algo(args.algo)
     algo_class = spec.load_class()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     kind = KINDS[spec.kind](args, spec.name, algo_class, seed)
+    kind.on_evaluation = on_evaluation
     run_dir = _start_run(args, spec.name, kind.target, seed, kind.config, kind.model)
     learn = partial(kind.model.learn, kind.total_timesteps, progress_bar=args.progress,
                     reset_num_timesteps=args.trained_agent is None, **kind.learn_kwargs(run_dir))  # fmt: skip

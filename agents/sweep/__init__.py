@@ -1,0 +1,7 @@
+"""Sweeps of seeds x envs x hyperparameters on Ray Tune, searches with Optuna, and rliable statistics
+(``python -m agents.sweep``). Not imported by `agents` itself, so a single `train.py` run never loads Ray."""
+
+from agents.sweep.engine import SweepSpec, load_records, run_record, run_search, run_sweep
+from agents.sweep.report import format_report, sweep_report
+
+__all__ = ["SweepSpec", "format_report", "load_records", "run_record", "run_search", "run_sweep", "sweep_report"]

@@ -1,0 +1,288 @@
+"""Seeds x envs x hyperparameters as Ray Tune experiments, every trial exactly a `train.py` run.
+
+A grid sweep (`run_sweep`) expands algorithms x envs x ``--grid`` values x seeds into trials; a search
+(`run_search`) samples hyperparameters with Optuna's TPE and evaluates each sample on several seeds, pruned by ASHA
+or the median rule on the periodic evaluation returns. Trials run as Ray Tune trials on a local Ray (the machine's
+cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked. Each trial
+writes its run folder through `agents.common.experiment.train` and, when it finishes, a record
+``<sweep>/records/<trial>.json``: a restarted sweep skips every trial that has one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import ray
+import tyro
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
+from ray.tune.search.optuna import OptunaSearch
+
+from agents.common.experiment import TrainArgs, train
+from agents.hyperparams import SEARCH_SPACES, apply_overrides
+from agents.registry import get_algo
+from core.io import atomic_write
+from envs.registry import resolve_env_id
+
+Pruner = Literal["asha", "median", "none"]
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep trains, and on which resources (also the options of ``python -m agents.sweep``)."""
+
+    algo: list[str]
+    """Algorithms (train.py names)."""
+    env: list[str]
+    """Environments (short names or Gymnasium ids; energy names for samplers)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds: one trial per seed (a search runs every seed inside each trial)."""
+    total_timesteps: Annotated[int | None, tyro.conf.arg(aliases=["-n"])] = None
+    """Steps per trial; default: the algorithm's per-env default."""
+    hyperparams: dict[str, str] = field(default_factory=dict)
+    """Overrides of every trial, KEY VALUE pairs as train.py --hyperparams."""
+    eval_freq: int | None = None
+    """Evaluate every this many steps (train.py --eval-freq)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    threads_per_trial: int = 1
+    """CPU threads (and Ray CPUs) per trial."""
+    gpus_per_trial: float = 0.0
+    """GPU share per trial, e.g. 0.25 to run four trials on one GPU."""
+    max_concurrent: int | None = None
+    """Trials at a time; default: as many as the cores allow at threads_per_trial each."""
+    address: str | None = None
+    """Ray cluster to join ("auto" or host:port); default: a local Ray on this machine."""
+    device: str = "auto"
+    """Torch device of every trial."""
+    name: str = "sweep"
+    """Sweep folder: <sweep-root>/<name>. Running the same name again resumes it."""
+    sweep_root: Path = Path("runs/sweeps")
+    """Where sweep folders are kept."""
+    log_dir: Path = Path("runs")
+    """Root of the trials' run folders (train.py --log-dir)."""
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.sweep_root / self.name
+
+
+def _plain(spec: SweepSpec) -> dict[str, Any]:
+    """The spec as JSON-ready values."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(spec).items()}
+
+
+def run_record(run_dir: Path) -> dict[str, Any]:
+    """The outcome of a finished `train.py` run: its evaluation curve, final and mean evaluation return, timing."""
+    results = json.loads((run_dir / "results.json").read_text())
+    record: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "num_timesteps": results["num_timesteps"],
+        "train_wall_time_s": results["wall_time_s"],
+        "final_return": results.get("final_eval_mean_reward"),
+    }
+    if (run_dir / "evaluations.npz").is_file():
+        evaluations = np.load(run_dir / "evaluations.npz")
+        returns = evaluations["results"].mean(axis=1)
+        record |= {"eval_timesteps": evaluations["timesteps"].tolist(), "eval_returns": returns.tolist(),
+                   "mean_eval_return": float(returns.mean())}  # fmt: skip
+        if "successes" in evaluations:
+            record["eval_success_rates"] = evaluations["successes"].mean(axis=1).tolist()
+    return record
+
+
+def _point_name(point: dict[str, str]) -> str:
+    text = ",".join(f"{key}={value}" for key, value in sorted(point.items())) or "default"
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
+
+
+def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
+    """Every trial of a grid sweep (algorithms x envs x ``grid`` points x seeds), its hyperparameters checked against
+    its algorithm (the error of ``--hyperparams``), before anything starts."""
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    trials = []
+    for algo, env, point, seed in itertools.product(spec.algo, spec.env, points, spec.seeds):
+        overrides = {**spec.hyperparams, **point}
+        algo_spec = get_algo(algo)
+        apply_overrides({}, overrides, algo_spec.load_class())  # unknown keys fail here, like --hyperparams
+        env = env if algo_spec.kind == "sampler" else resolve_env_id(env)  # one name per task: the Gymnasium id
+        name = f"{algo}__{env}__{_point_name(point)}__seed{seed}"
+        trials.append({"name": name, "algo": algo, "env": env, "seed": seed, "grid_point": point,
+                       "hyperparams": overrides})  # fmt: skip
+    return trials
+
+
+def _train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: dict[str, str]) -> TrainArgs:
+    return TrainArgs(
+        algo=algo, env=env, total_timesteps=spec.total_timesteps, seed=seed, eval_freq=spec.eval_freq,
+        eval_episodes=spec.eval_episodes, num_threads=spec.threads_per_trial, device=spec.device,
+        hyperparams=hyperparams, log_dir=spec.log_dir, progress=False, verbose=0,
+    )  # fmt: skip
+
+
+def _grid_trial(config: dict[str, Any]) -> None:
+    """One Ray Tune trial of a grid sweep: a `train.py` run, then its record."""
+    spec, trial = config["spec"], config["trial"]
+    run_dir = train(_train_args(spec, trial["algo"], trial["env"], trial["seed"], trial["hyperparams"]))
+    record = {**{key: trial[key] for key in ("algo", "env", "seed", "grid_point", "hyperparams")}, **run_record(run_dir)}
+    path = spec.sweep_dir / "records" / f"{trial['name']}.json"
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    tune.report({"final_return": record["final_return"], "mean_eval_return": record.get("mean_eval_return")})
+
+
+def _absolute(spec: SweepSpec) -> SweepSpec:
+    """The plain `SweepSpec` of ``spec`` (a CLI subclass too) with absolute paths: trials run in Ray workers, each in
+    its own working directory."""
+    values = {f.name: getattr(spec, f.name) for f in fields(SweepSpec)}
+    return SweepSpec(**values | {"sweep_root": spec.sweep_root.resolve(), "log_dir": spec.log_dir.resolve()})
+
+
+def _start_ray(spec: SweepSpec, concurrent: int) -> bool:
+    """Connect to ``address``, or start a local Ray sized for ``concurrent`` trials; True when started here."""
+    if ray.is_initialized():
+        return False
+    if spec.address:
+        ray.init(address=spec.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=concurrent * spec.threads_per_trial, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _tune(spec: SweepSpec, trainable: Any, param_space: dict[str, Any], tune_config: tune.TuneConfig, name: str) -> Any:
+    resources = {"cpu": spec.threads_per_trial, "gpu": spec.gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(name=name, storage_path=str(spec.sweep_dir / "tune"), verbose=1),
+    )
+    return tuner.fit()
+
+
+def _concurrency(spec: SweepSpec, n_trials: int) -> int:
+    if spec.max_concurrent is not None:
+        return max(1, min(spec.max_concurrent, n_trials))
+    cores = ray.available_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, min(n_trials, int(cores // spec.threads_per_trial)))
+
+
+def run_sweep(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
+    """Run every grid trial that has no record yet (so an interrupted sweep resumes) and return all records."""
+    spec = _absolute(spec)
+    trials = grid_trials(spec, grid)
+    records = spec.sweep_dir / "records"
+    pending = [trial for trial in trials if not (records / f"{trial['name']}.json").is_file()]
+    atomic_write(spec.sweep_dir / "sweep.json", lambda tmp: tmp.write_text(json.dumps(
+        {"kind": "grid", "spec": _plain(spec), "grid": grid or {}, "trials": [trial["name"] for trial in trials]},
+        indent=2)))  # fmt: skip
+    print(f"{len(trials) - len(pending)} of {len(trials)} trials already finished; running {len(pending)}.", flush=True)
+    if pending:
+        concurrent = _concurrency(spec, len(pending))
+        started = _start_ray(spec, concurrent)
+        try:
+            _tune(spec, _grid_trial, {"spec": spec, "trial": tune.grid_search(pending)},
+                  tune.TuneConfig(max_concurrent_trials=concurrent), "grid")  # fmt: skip
+        finally:
+            if started:
+                ray.shutdown()
+    return load_records(spec.sweep_dir)
+
+
+def load_records(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The records of every finished trial of a sweep."""
+    return [json.loads(path.read_text()) for path in sorted((Path(sweep_dir) / "records").glob("*.json"))]
+
+
+# --- search ---------------------------------------------------------------------------------------------------------
+
+
+def search_space(algo: str, entries: list[list[str]] | None) -> dict[str, Any]:
+    """The Tune search space: ``entries`` (KEY KIND ARG... from ``--search``), else the algorithm's default in
+    `agents.hyperparams.SEARCH_SPACES`. Kinds: ``uniform`` / ``loguniform`` LOW HIGH, ``int`` LOW HIGH, ``choice``
+    V1 V2 ... (values stay strings, parsed as ``--hyperparams`` values)."""
+    declared: dict[str, tuple[Any, ...]] = (
+        {entry[0]: (entry[1], *entry[2:]) for entry in entries} if entries else dict(SEARCH_SPACES.get(algo, {}))
+    )
+    if not declared:
+        raise ValueError(
+            f"No search space for {algo}: pass --search KEY KIND ARGS (e.g. --search learning_rate loguniform 1e-4 1e-2)."
+        )
+    apply_overrides({}, {key: "0" for key in declared}, get_algo(algo).load_class())  # unknown keys fail here
+    space: dict[str, Any] = {}
+    for key, (kind, *args) in declared.items():
+        if kind in ("uniform", "loguniform", "int"):
+            if len(args) != 2:
+                raise ValueError(f"--search {key} {kind} takes LOW HIGH, got {args}")
+            low, high = float(args[0]), float(args[1])
+            space[key] = {"uniform": tune.uniform, "loguniform": tune.loguniform}.get(kind, tune.randint)(
+                *((low, high) if kind != "int" else (int(low), int(high) + 1))
+            )
+        elif kind == "choice":
+            if not args:
+                raise ValueError(f"--search {key} choice takes at least one value")
+            values = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+            space[key] = tune.choice([str(value) for value in values])
+        else:
+            raise ValueError(f"--search {key}: unknown kind {kind!r}; use uniform, loguniform, int or choice")
+    return space
+
+
+def _search_trial(config: dict[str, Any]) -> None:
+    """One search trial: the sampled hyperparameters on every seed in turn. Each periodic evaluation is reported as
+    ``score`` (iteration k is the same seed and step in every trial, so ASHA compares like with like); the last
+    report's ``score`` is the mean final return over the seeds, Optuna's objective."""
+    spec, algo, env = config["spec"], config["algo"], config["env"]
+    sampled = {key: str(value) for key, value in config["params"].items()}
+    finals, run_dirs = [], []
+    for seed in spec.seeds:
+        run_dir = train(_train_args(spec, algo, env, seed, {**spec.hyperparams, **sampled}),
+                        on_evaluation=lambda step, value, seed=seed: tune.report({"score": value, "seed": seed,
+                                                                                  "timesteps": step}))  # fmt: skip
+        finals.append(run_record(run_dir)["final_return"])
+        run_dirs.append(str(run_dir))
+    record = {"algo": algo, "env": env, "params": sampled, "seeds": list(spec.seeds), "run_dirs": run_dirs,
+              "final_returns": finals, "mean_final_return": float(np.mean(finals))}  # fmt: skip
+    name = tune.get_context().get_trial_id()
+    atomic_write(spec.sweep_dir / "search" / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    tune.report({"score": record["mean_final_return"], "done_seeds": len(finals)})
+
+
+def run_search(
+    spec: SweepSpec, entries: list[list[str]] | None, n_trials: int, pruner: Pruner = "asha", seed: int = 0
+) -> list[dict[str, Any]]:
+    """Optuna TPE over the search space for ``spec.algo[0]`` on ``spec.env[0]``, ``n_trials`` samples, each on every
+    seed of ``spec.seeds``; returns the per-trial records (mean final return over the seeds), best first."""
+    spec = _absolute(spec)
+    if len(spec.algo) != 1 or len(spec.env) != 1:
+        raise ValueError("a search tunes one algorithm on one env: pass exactly one --algo and one --env")
+    algo = spec.algo[0]
+    env = spec.env[0] if get_algo(algo).kind == "sampler" else resolve_env_id(spec.env[0])
+    space = search_space(algo, entries)
+    schedulers = {
+        "asha": lambda: ASHAScheduler(time_attr="training_iteration", grace_period=1, max_t=10_000),
+        "median": lambda: MedianStoppingRule(time_attr="training_iteration", grace_period=1, min_samples_required=2),
+        "none": FIFOScheduler,
+    }
+    concurrent = _concurrency(spec, n_trials)
+    started = _start_ray(spec, concurrent)
+    try:
+        _tune(
+            spec, _search_trial, {"spec": spec, "algo": algo, "env": env, "params": space},
+            tune.TuneConfig(metric="score", mode="max", search_alg=OptunaSearch(seed=seed), scheduler=schedulers[pruner](),
+                            num_samples=n_trials, max_concurrent_trials=concurrent),
+            "search",
+        )  # fmt: skip
+    finally:
+        if started:
+            ray.shutdown()
+    records = [json.loads(path.read_text()) for path in (spec.sweep_dir / "search").glob("*.json")]
+    return sorted(records, key=lambda record: -record["mean_final_return"] if math.isfinite(record["mean_final_return"])
+                  else math.inf)  # fmt: skip
