@@ -321,6 +321,18 @@ def test_cnn_policy_dict_net_arch_and_unshared_extractors():
         DQS("MlpPolicy", BimodalBandit(), policy_kwargs={"net_arch": {"pi": [32, 16]}})
 
 
+class NaNRewardBandit(BimodalBandit):
+    def step(self, action):
+        return np.zeros(1, np.float32), float("nan"), True, False, {}
+
+
+def test_non_finite_env_output_stops_training_with_its_cause_and_leaves_the_networks_finite():
+    model = DQS("MlpPolicy", NaNRewardBandit(), **TINY)
+    with pytest.raises(FloatingPointError, match=r"critic loss is nan at gradient step 0 .*non-finite rewards"):
+        model.learn(80)
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
 def test_rejects_discrete_and_unbounded_action_spaces():
     with pytest.raises(ValueError, match=r"only continuous Box action spaces.*DQN or PPO"):
         DQS("MlpPolicy", "CartPole-v1")

@@ -13,6 +13,7 @@ import torch
 import yaml
 from stable_baselines3 import SAC
 
+from agents.common import experiment
 from agents.common.experiment import TrainArgs, main, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +149,15 @@ def test_offline_run_builds_missing_dataset_on_request_and_reports_goal_metrics(
     assert set(results["final_eval"]) >= {"success_rate", "final_distance", "discounted_return"}
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["hyperparams"]["dataset"] == "diffusion-baselines/pointreach-expert-v0"
+
+
+def test_a_crash_saves_nothing_and_results_stay_valid_json():
+    saved = []
+    with pytest.raises(FloatingPointError):
+        experiment._run_interruptibly(lambda: (_ for _ in ()).throw(FloatingPointError("nan")), lambda: saved.append(1))
+    assert saved == []  # the last good checkpoint is not overwritten by a broken model
+    assert experiment._run_interruptibly(lambda: None, lambda: Path("m.zip"))[2] == Path("m.zip")
+    assert json.loads(json.dumps(experiment._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}), allow_nan=False)) == {
+        "a": [None, 1.0],
+        "b": None,
+    }

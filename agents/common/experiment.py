@@ -4,6 +4,7 @@ train with evaluation and checkpoints, and always leave a usable model behind (a
 from __future__ import annotations
 
 import json
+import math
 import random
 import signal
 import threading
@@ -134,7 +135,9 @@ def _check_trained_agent(args: TrainArgs, expected: str) -> None:
 
 
 def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) -> tuple[bool, float, Path]:
-    """Run ``learn``; on Ctrl-C or SIGTERM stop it, and in every case ``save``. Returns (interrupted, seconds, path)."""
+    """Run ``learn``; after it, or after Ctrl-C or SIGTERM, ``save`` with both signals blocked (a second Ctrl-C cannot
+    cut the checkpoint short). A crash (a non-finite loss, a bug) saves nothing, so the last good checkpoint stays.
+    Returns (interrupted, seconds, path)."""
     # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
     # Handlers can only be set from the main thread: a run inside a Ray Tune worker thread leaves them to Ray.
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -143,19 +146,40 @@ def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) ->
     interrupted = False
     start = time.perf_counter()
     try:
-        learn()
-    except KeyboardInterrupt:
-        interrupted = True
+        try:
+            learn()
+        except KeyboardInterrupt:
+            interrupted = True
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None
+        try:
+            model_path = save()
+        finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            previous_handlers = {}
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal that came meanwhile acts now
     finally:
-        model_path = save()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     return interrupted, time.perf_counter() - start, model_path
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that results.json stays valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _finish(args: TrainArgs, run_dir: Path, model_path: Path, results: dict[str, Any]) -> Path:
     """Write results.json, print where everything is, and exit with 130 after an interruption."""
-    atomic_write(run_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
+    text = json.dumps(_json_safe(results), indent=2, allow_nan=False)
+    atomic_write(run_dir / "results.json", lambda p: p.write_text(text))
     status = "Interrupted: saved a checkpoint" if results["interrupted"] else "Done"
     print(f"{status} after {results['num_timesteps']} steps ({results['wall_time_s']:.0f} s).")
     print(f"  model:       {model_path}")
@@ -404,5 +428,5 @@ def main(args: TrainArgs) -> None:
         return
     try:
         train(args)
-    except (ValueError, FileNotFoundError, NotImplementedError) as error:
+    except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as error:
         raise SystemExit(f"error: {error}") from None

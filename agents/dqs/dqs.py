@@ -456,6 +456,24 @@ class DQS(OffPolicyAlgorithm):
             observations = _first_rows(data.observations, ENTROPY_STATES)
             return float(self.policy.entropy(self.actor_target.features(observations)))
 
+    def _finite(self, loss: float, name: str, data: Batch) -> float:
+        """``loss`` if finite; else a FloatingPointError naming the step and the likely cause (the batch's env data,
+        else the learning rate), raised before the optimiser step could spread NaN into the networks."""
+        if math.isfinite(loss):
+            return loss
+        fields = {"observations": data.observations, "next_observations": data.next_observations,
+                  "actions": data.actions, "rewards": data.rewards}  # fmt: skip
+        bad = [key for key, value in fields.items()
+               if not all(th.isfinite(v).all() for v in (value.values() if isinstance(value, dict) else [value]))]  # fmt: skip
+        cause = (
+            f"the replay buffer holds non-finite {', '.join(bad)}: the environment returned NaN or inf"
+            if bad
+            else f"the networks diverged: lower the learning rate (now {self.lr_schedule(self._current_progress_remaining):g})"
+        )
+        raise FloatingPointError(
+            f"DQS {name} loss is {loss} at gradient step {self._n_updates} ({self.num_timesteps} env steps): {cause}."
+        )
+
     # --- SB3 hooks ------------------------------------------------------------------------------------------------
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
@@ -471,20 +489,19 @@ class DQS(OffPolicyAlgorithm):
             self.policy.temperature.fill_(temperature)
 
             critic_loss = self._critic_loss(data, temperature)
+            metrics["critic_loss"].append(self._finite(critic_loss.item(), "critic", data))  # before any NaN step
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            metrics["critic_loss"].append(critic_loss.item())
-
             self._n_updates += 1
             if self._n_updates % self.config.policy_delay == 0:
                 actor_loss, target_norm = self._score_loss(data, temperature)
+                metrics["actor_loss"].append(self._finite(actor_loss.item(), "score", data))
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor.optimizer.step()
                 polyak_update(self.actor.parameters(), self.actor_target.parameters(), 1.0 - self.config.ema_decay)
-                metrics["actor_loss"].append(actor_loss.item())
                 metrics["score_target_norm"].append(target_norm.item())
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
