@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import fnmatch
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from stable_baselines3 import HerReplayBuffer
@@ -212,12 +213,56 @@ def constructor_keys(algo_class: type) -> set[str]:
     return keys
 
 
-def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:
-    """Return ``base`` updated with parsed CLI overrides, rejecting keys the algorithm does not accept."""
+def check_keys(keys: Iterable[str], algo_class: type) -> None:
+    """Raise a ValueError naming every key the algorithm does not accept, with its closest accepted names."""
     allowed = constructor_keys(algo_class) | set(RUN_KEYS)
-    unknown = unknown_keys(overrides, allowed, cutoff=0.5)
+    unknown = unknown_keys(keys, allowed, cutoff=0.5)
     if unknown:
         raise ValueError(
             f"Unknown hyperparameter {unknown} for {algo_class.__name__}. Accepted: {', '.join(sorted(allowed))}."
         )
-    return {**base, **{key: parse_value(value) for key, value in overrides.items()}}
+
+
+def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:
+    """Return ``base`` updated with parsed CLI overrides, rejecting keys the algorithm does not accept."""
+    check_keys(overrides, algo_class)
+    parsed = {key: parse_value(value) for key, value in overrides.items()}
+    for key, value in parsed.items():
+        check_value(key, value, algo_class)
+    return {**base, **parsed}
+
+
+#: Keys whose value must be a dict literal (or None).
+DICT_KEYS = ("policy_kwargs", "replay_buffer_kwargs", "env_kwargs", "noise_kwargs", "schedule_kwargs")
+
+
+def check_value(key: str, value: Any, algo_class: type) -> None:
+    """Raise a ValueError when a parsed override cannot be right: a dict key that is not a dict literal, text where the
+    constructor's (or config's) default is a number or a bool, or a value out of range for the common RL keys."""
+    if key in DICT_KEYS and not (value is None or isinstance(value, dict)):
+        raise ValueError(f"{key} must be a dict literal, e.g. \"{{'net_arch': [64, 64]}}\", got {value!r}")
+    default = _default_of(key, algo_class)
+    if isinstance(value, str) and isinstance(default, bool):
+        raise ValueError(f"{key} must be True or False, got {value!r}")
+    if isinstance(value, str) and isinstance(default, (int, float)):  # text that is no Python literal
+        raise ValueError(f"{key} must be a number (default {default!r}), got {value!r}")
+    ranges = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0)}
+    if key in ranges and isinstance(value, (int, float)) and not ranges[key][0] <= value <= ranges[key][1]:
+        raise ValueError(f"{key} must be in [{ranges[key][0]}, {ranges[key][1]}], got {value}")
+    if key in ("buffer_size", "batch_size", "n_steps") and isinstance(value, int) and value < 1:
+        raise ValueError(f"{key} must be a positive integer, got {value}")
+    if key == "learning_rate" and isinstance(value, (int, float)) and not value > 0:
+        raise ValueError(f"learning_rate must be positive, got {value}")
+
+
+def _default_of(key: str, algo_class: type) -> Any:
+    """The default of ``key`` in the algorithm's constructor or config dataclass (None when it has none)."""
+    parameter = inspect.signature(algo_class.__init__).parameters.get(key)
+    if parameter is not None and parameter.default is not inspect.Parameter.empty:
+        return parameter.default
+    config_class = getattr(algo_class, "config_class", None)
+    if config_class is not None:
+        for f in dataclasses.fields(config_class):
+            if f.name == key and f.default is not dataclasses.MISSING:
+                return f.default
+    return None

@@ -32,6 +32,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.serialization import deserialize_space
 from minari.storage import get_dataset_path
 
+from core.cli import run_cli
 from envs.experts import ExpertConfig, make_expert
 from envs.goal_dataset import GoalDataset
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
@@ -168,9 +169,9 @@ def build_dataset(
     :param force: Replace an existing dataset of the same id instead of failing
     :param expert: Noise of the expert (default `ExpertConfig()`); ignored for random data
     """
-    _absolute_datasets_root()
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}.")
+        raise ValueError(f"--episodes must be a positive number of episodes, got {episodes}")
+    _absolute_datasets_root()
     name, env_id, expert = task_name(env), resolve_env_id(env), expert or ExpertConfig()
     identifier = dataset_id(name, kind)
     path = get_dataset_path(identifier)
@@ -323,6 +324,11 @@ class ListArgs:
 
 
 def main(args: BuildArgs | ListArgs) -> None:
+    """CLI entry: build or list datasets; errors are one line (`core.cli.run_cli`)."""
+    run_cli(lambda: _run(args))
+
+
+def _run(args: BuildArgs | ListArgs) -> None:
     if isinstance(args, ListArgs):
         print(f"Datasets root: {get_dataset_path()}")
         for identifier, metadata in list_goal_datasets().items():
@@ -334,10 +340,7 @@ def main(args: BuildArgs | ListArgs) -> None:
         return
     episodes = args.episodes if args.episodes is not None else default_episodes(args.env)
     start = time.perf_counter()
-    try:
-        identifier = build_dataset(args.env, args.kind, episodes, args.seed, args.force, args.expert)
-    except FileExistsError as error:
-        raise SystemExit(str(error)) from None
+    identifier = build_dataset(args.env, args.kind, episodes, args.seed, args.force, args.expert)
     print(f"Wrote {identifier} ({episodes} episodes) to {get_dataset_path(identifier)} in {time.perf_counter() - start:.1f} s")
 
 

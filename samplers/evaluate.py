@@ -20,6 +20,7 @@ import tyro
 import yaml
 from torch import Tensor
 
+from core.cli import run_cli
 from samplers.energies import make_energy
 from samplers.metrics import sampler_metrics
 
@@ -129,8 +130,8 @@ def evaluate_run(config: EvaluateConfig, target: Target | None = None) -> dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float | str | None]:
-    """Parse the command line (``argv``, default sys.argv) and evaluate."""
-    return evaluate_run(tyro.cli(EvaluateConfig, args=argv))
+    """Parse the command line (``argv``, default sys.argv) and evaluate; errors are one line (`core.cli.run_cli`)."""
+    return run_cli(lambda: evaluate_run(tyro.cli(EvaluateConfig, args=argv)))
 
 
 if __name__ == "__main__":

@@ -161,3 +161,13 @@ def test_a_crash_saves_nothing_and_results_stay_valid_json():
         "a": [None, 1.0],
         "b": None,
     }
+
+
+def test_run_folders_started_in_the_same_second_never_clash(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agents.common.run import new_run_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(tmp_path, "sac", "Pendulum-v1", 0), range(16)))
+    assert len(set(folders)) == 16 and all(folder.is_dir() for folder in folders)

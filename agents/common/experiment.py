@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -31,6 +32,7 @@ from agents.common.run import new_run_dir, write_run_config
 from agents.hyperparams import Hyperparams, apply_overrides, hyperparams_for, split_run_keys
 from agents.merlin import GoalEvalCallback, evaluate_goal_policy
 from agents.registry import ALGOS, get_algo
+from core.cli import run_cli
 from core.io import atomic_save, atomic_write
 from envs.datasets import (
     GOAL_TASKS,
@@ -86,9 +88,12 @@ class TrainArgs:
     save_freq: int = 0
     """Save a checkpoint every this many environment steps under checkpoints/ (<= 0 disables)."""
     save_replay_buffer: bool = False
-    """Also save the replay buffer (replay_buffer.pkl) so --trained-agent continues exactly (off-policy only)."""
+    """Also save the replay buffer (replay_buffer.pkl), for --trained-agent ... --load-replay-buffer (off-policy only)."""
     trained_agent: Path | None = None
-    """Continue training from this model .zip (a replay_buffer.pkl beside it is loaded too)."""
+    """Continue training from this model .zip (SB3 zips hold pickled objects: load only files you trust), or a
+    sampler's .pt checkpoint (tensors and plain values only)."""
+    load_replay_buffer: bool = False
+    """With --trained-agent: also load the replay_buffer.pkl beside it (a pickle: only a file you trust)."""
     n_samples: int = 1000
     """Sampler algorithms: samples written to samples.npy (and evaluated) at the end of training."""
     build_dataset: bool = False
@@ -122,11 +127,60 @@ def _make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: H
     # Only what the user asked for on the command line; the network layout (policy_kwargs) is fixed by the zip.
     overrides = split_run_keys(apply_overrides({}, args.hyperparams, algo_class)).kwargs
     overrides.pop("policy_kwargs", None)
-    model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
-    buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
-    if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
+    try:
+        model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
+    except (zipfile.BadZipFile, KeyError, EOFError, RuntimeError, ValueError, AttributeError) as error:
+        detail = str(error).removeprefix("Error: ")
+        raise ValueError(
+            f"--trained-agent {args.trained_agent} cannot be loaded as a {algo_class.__name__} model ({detail}); pass a "
+            f"model.zip that {algo_class.__name__} saved"
+        ) from None
+    if args.load_replay_buffer:
+        buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
+        if not isinstance(model, OffPolicyAlgorithm):
+            raise ValueError(f"--load-replay-buffer: {algo_class.__name__} has no replay buffer")
+        if not buffer_path.is_file():
+            raise FileNotFoundError(f"--load-replay-buffer: {buffer_path} does not exist")
         model.load_replay_buffer(buffer_path)
     return model
+
+
+def _budget(args: TrainArgs, hyperparams: Hyperparams, default: int) -> int:
+    """``-n`` when given (an explicit value, 0 included, is never replaced), else the table's, else ``default``."""
+    return hyperparams.run.get("n_timesteps", default) if args.total_timesteps is None else args.total_timesteps
+
+
+def check_args(args: TrainArgs) -> None:
+    """Raise a ValueError that says what to pass instead for every argument outside its range."""
+    positive = {"-n/--total-timesteps": args.total_timesteps, "--n-envs": args.n_envs, "--num-threads": args.num_threads}
+    for flag, value in positive.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be an integer in [0, 2**32), got {args.seed}")
+    for flag, value in {"--eval-episodes": args.eval_episodes, "--n-samples": args.n_samples}.items():
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0 (0: none), got {value}")
+    check_device(args.device)
+    for parent in [args.log_dir, *args.log_dir.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--log-dir {args.log_dir} is inside {parent}, which is a file: pass a folder path")
+
+
+def check_device(device: str) -> None:
+    """Raise a ValueError for a device torch does not know, or one this machine does not have."""
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown --device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} but CUDA is not available on this machine: use --device cpu (or auto)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device} but MPS is not available on this machine: use --device cpu (or auto)")
 
 
 def _check_trained_agent(args: TrainArgs, expected: str) -> None:
@@ -245,8 +299,8 @@ class _Online(_Kind):
         self.args, self.seed = args, seed
         self.target = resolve_env_id(args.env)
         hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
-        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 100_000)
-        self.n_envs = args.n_envs or hyperparams.run.get("n_envs", 1)
+        self.total_timesteps = _budget(args, hyperparams, 100_000)
+        self.n_envs = hyperparams.run.get("n_envs", 1) if args.n_envs is None else args.n_envs
         self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
         self.model = _make_model(
             algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=self.n_envs, seed=seed), seed
@@ -322,7 +376,7 @@ class _Offline(_Kind):
         self.target = resolve_env_id(args.env)
         hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
         hyperparams.kwargs["dataset"] = _offline_dataset(hyperparams.kwargs.get("dataset"), self.target, args.build_dataset)
-        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 500_000)
+        self.total_timesteps = _budget(args, hyperparams, 500_000)
         self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
         self.model = _make_model(algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=1, seed=seed), seed)
         self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
@@ -365,9 +419,15 @@ class _Sampler(_Kind):
         self.target = args.env
         make_energy(args.env)  # validates the target name, suggesting close ones
         hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
-        self.total_timesteps = args.total_timesteps or hyperparams.run.get("n_timesteps", 10_000)
+        self.total_timesteps = _budget(args, hyperparams, 10_000)
         kwargs = hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
         _check_trained_agent(args, "a checkpoint .pt")
+        if args.trained_agent is not None and args.hyperparams:
+            warnings.warn(
+                f"--hyperparams {' '.join(args.hyperparams)} ignored: a resumed sampler keeps the configuration of "
+                f"{args.trained_agent}",
+                stacklevel=2,
+            )
         self.model: BaseSampler = (
             algo_class(args.env, seed=seed, device=args.device, **kwargs)
             if args.trained_agent is None
@@ -404,6 +464,7 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     """Run one experiment and return its run folder: the same pipeline for every kind of algorithm.
     ``on_evaluation(timesteps, mean_return)`` is called after every periodic evaluation of an online run (the sweep
     engine reports them to its scheduler)."""
+    check_args(args)
     spec = get_algo(args.algo)
     algo_class = spec.load_class()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -422,11 +483,8 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
 
 
 def main(args: TrainArgs) -> None:
-    """CLI entry: `--list`, or train."""
+    """CLI entry: `--list`, or train; errors are one line (`core.cli.run_cli`)."""
     if args.list:
         print(list_registry())
         return
-    try:
-        train(args)
-    except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as error:
-        raise SystemExit(f"error: {error}") from None
+    run_cli(lambda: train(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import itertools
 import platform
 import shlex
 import subprocess
@@ -47,15 +48,19 @@ def git_commit() -> str | None:
 
 
 def new_run_dir(log_dir: str | Path, algo: str, env_name: str, seed: int) -> Path:
-    """Create and return a fresh run folder; a numeric suffix avoids clashes within the same second."""
+    """Create and return a fresh run folder; a numeric suffix avoids clashes within the same second. Creating the
+    folder is the claim (``mkdir`` fails for all but one process), so concurrent runs never share or crash on one."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(log_dir) / algo / f"{env_name.replace('/', '_')}__seed{seed}__{stamp}"
-    run_dir, suffix = base, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = base.with_name(f"{base.name}_{suffix}")
-    run_dir.mkdir(parents=True)
-    return run_dir
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in itertools.count(1):
+        run_dir = base if suffix == 1 else base.with_name(f"{base.name}_{suffix}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def _yaml_safe(value: Any) -> Any:

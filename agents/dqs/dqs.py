@@ -194,7 +194,8 @@ def _first_rows(observations: Any, n: int) -> Any:
 
 
 def check_action_space(action_space: spaces.Space) -> None:
-    """Raise a ValueError unless the action space is a bounded Box (the score is learned on [-1, 1]^d)."""
+    """Raise a ValueError unless the action space is a bounded Box (the score is learned on [-1, 1]^d). SB3's own
+    algorithms assert on unsupported spaces; a ValueError here also says what to use instead."""
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
             f"DQS supports only continuous Box action spaces with finite bounds, got {action_space}. "
@@ -283,6 +284,10 @@ class DQS(OffPolicyAlgorithm):
         **knobs: Any,
     ) -> None:
         config = resolve_config(mode, **knobs)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if buffer_size < 1 or batch_size < 1:
+            raise ValueError(f"buffer_size and batch_size must be positive, got {buffer_size} and {batch_size}")
         clashes = sorted(set(POLICY_KNOBS) & set(policy_kwargs or {}))
         if clashes:
             raise ValueError(f"Set {', '.join(clashes)} as DQS arguments, not in policy_kwargs.")

@@ -38,8 +38,16 @@ SelfOfflineGoalAlgorithm = TypeVar("SelfOfflineGoalAlgorithm", bound="OfflineGoa
 DEFAULT_SYNTHETIC_RATIO = 0.5
 
 
-def check_dataset(dataset: GoalDataset, observation_space: spaces.Dict, action_space: spaces.Box) -> None:
-    """Raise a ValueError when the dataset's dimensions do not match the env's spaces, or it holds NaN/inf."""
+def check_dataset(
+    dataset: GoalDataset, observation_space: spaces.Dict, action_space: spaces.Box, env_id: str | None = None
+) -> None:
+    """Raise a ValueError when the dataset was recorded in another env than ``env_id`` (when both are known), when its
+    dimensions do not match the env's spaces, or when it holds NaN/inf."""
+    if env_id and dataset.env_id and dataset.env_id != env_id:
+        raise ValueError(
+            f"Dataset {dataset.dataset_id or '(unnamed)'} was collected in {dataset.env_id}, not in {env_id}: train in "
+            f"the environment it was collected in, or pass a dataset of {env_id}."
+        )
     expected = {
         "observations": ("observation", observation_space["observation"].shape[0]),
         "achieved_goals": ("achieved_goal", observation_space["achieved_goal"].shape[0]),
@@ -170,7 +178,7 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
         if _init_setup_model:
             self._setup_model()
             if isinstance(dataset, GoalDataset):
-                check_dataset(dataset, self.observation_space, self.action_space)  # type: ignore[arg-type]
+                check_dataset(dataset, self.observation_space, self.action_space, self._env_id())  # type: ignore[arg-type]
 
     def _setup_model(self) -> None:
         fold_config_attributes(self)  # SB3's load(path, test_horizon=...) sets its keywords as attributes
@@ -199,6 +207,11 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
 
     # --- data -----------------------------------------------------------------------------------------------------
 
+    def _env_id(self) -> str | None:
+        """The registered id of the training env, when it has one."""
+        specs = self.env.get_attr("spec") if self.env is not None else [None]
+        return specs[0].id if specs and specs[0] is not None else None
+
     def _load_dataset(self) -> GoalDataset:
         """The training dataset, loading it by id on first use (and checking it against the spaces)."""
         dataset = self.dataset if self.dataset is not None else (self.dataset_id or None)
@@ -208,7 +221,7 @@ class OfflineGoalAlgorithm(BaseAlgorithm):
             )
         if isinstance(dataset, str):
             dataset = load_goal_dataset(dataset)
-        check_dataset(dataset, self.observation_space, self.action_space)  # type: ignore[arg-type]
+        check_dataset(dataset, self.observation_space, self.action_space, self._env_id())  # type: ignore[arg-type]
         self.dataset, self.dataset_id = dataset, dataset.dataset_id or self.dataset_id
         return dataset
 

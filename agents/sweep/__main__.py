@@ -17,6 +17,7 @@ import tyro
 
 from agents.sweep.engine import Pruner, SweepSpec, run_search, run_sweep
 from agents.sweep.report import format_report, sweep_report
+from core.cli import run_cli
 from envs.registry import resolve_env_id
 
 AppendList = Annotated[list[list[str]], tyro.conf.UseAppendAction]
@@ -88,13 +89,5 @@ def main(command: Run | Search | Report) -> None:
     print(format_report(sweep_report(command.sweep_dir)))
 
 
-def cli() -> None:
-    """Entry point with one-line errors, as train.py."""
-    try:
-        main(tyro.extras.subcommand_cli_from_dict({"run": Run, "search": Search, "report": Report}))
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(lambda: main(tyro.extras.subcommand_cli_from_dict({"run": Run, "search": Search, "report": Report})))

@@ -27,7 +27,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
 from agents.common.experiment import TrainArgs, train
-from agents.hyperparams import SEARCH_SPACES, apply_overrides
+from agents.hyperparams import SEARCH_SPACES, apply_overrides, check_keys
 from agents.registry import get_algo
 from core.io import atomic_write
 from envs.registry import resolve_env_id
@@ -215,7 +215,7 @@ def search_space(algo: str, entries: list[list[str]] | None) -> dict[str, Any]:
         raise ValueError(
             f"No search space for {algo}: pass --search KEY KIND ARGS (e.g. --search learning_rate loguniform 1e-4 1e-2)."
         )
-    apply_overrides({}, {key: "0" for key in declared}, get_algo(algo).load_class())  # unknown keys fail here
+    check_keys(declared, get_algo(algo).load_class())  # unknown keys fail here, like --hyperparams
     space: dict[str, Any] = {}
     for key, (kind, *args) in declared.items():
         if kind in ("uniform", "loguniform", "int"):
