@@ -171,3 +171,13 @@ def test_run_folders_started_in_the_same_second_never_clash(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         folders = list(pool.map(lambda _: new_run_dir(tmp_path, "sac", "Pendulum-v1", 0), range(16)))
     assert len(set(folders)) == 16 and all(folder.is_dir() for folder in folders)
+
+
+def test_a_replay_buffer_larger_than_free_memory_is_announced(monkeypatch):
+    from gymnasium import spaces
+
+    image, action = spaces.Box(0, 255, (3, 84, 84), np.uint8), spaces.Box(-1, 1, (6,), np.float32)
+    assert experiment.replay_buffer_bytes({"buffer_size": 1000}, image, action) == 1000 * (2 * 3 * 84 * 84 + 24 + 12)
+    monkeypatch.setattr(experiment, "available_memory", lambda: 10**9)
+    with pytest.warns(UserWarning, match=r"needs about 42\.4 GB, more than the 1\.0 GB free: pass --hyperparams buffer_size"):
+        experiment.warn_if_buffer_exceeds_memory({"buffer_size": 1_000_000}, image, action, 5000)

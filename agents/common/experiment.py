@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -183,6 +184,36 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device} but MPS is not available on this machine: use --device cpu (or auto)")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory free for new allocations (POSIX), None where the system does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def replay_buffer_bytes(kwargs: dict[str, Any], observation_space: Any, action_space: Any) -> int:
+    """Estimated size of an SB3 replay buffer: per transition the observation (twice, unless optimize_memory_usage),
+    the action and three float32 scalars (reward, done, timeout)."""
+    spaces_ = observation_space.spaces.values() if hasattr(observation_space, "spaces") else [observation_space]
+    observation = sum(int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize for space in spaces_)
+    copies = 1 if kwargs.get("optimize_memory_usage") else 2
+    per_transition = copies * observation + int(np.prod(action_space.shape)) * 4 + 3 * 4
+    return int(kwargs.get("buffer_size", 1_000_000)) * per_transition
+
+
+def warn_if_buffer_exceeds_memory(kwargs: dict[str, Any], observation_space: Any, action_space: Any, steps: int) -> None:
+    """Warn, before anything is allocated, when the replay buffer would need more memory than is free."""
+    needed, free = replay_buffer_bytes(kwargs, observation_space, action_space), available_memory()
+    if free is not None and needed > free:
+        warnings.warn(
+            f"The replay buffer ({kwargs.get('buffer_size', 1_000_000)} transitions) needs about {needed / 1e9:.1f} GB, "
+            f"more than the {free / 1e9:.1f} GB free: pass --hyperparams buffer_size N (the run has {steps} steps), "
+            "or optimize_memory_usage True.",
+            stacklevel=3,
+        )
+
+
 def _check_trained_agent(args: TrainArgs, expected: str) -> None:
     if args.trained_agent is not None and not args.trained_agent.is_file():
         raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected {expected}).")
@@ -302,9 +333,10 @@ class _Online(_Kind):
         self.total_timesteps = _budget(args, hyperparams, 100_000)
         self.n_envs = hyperparams.run.get("n_envs", 1) if args.n_envs is None else args.n_envs
         self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
-        self.model = _make_model(
-            algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=self.n_envs, seed=seed), seed
-        )
+        env = make_vec_env(self.env_factory, n_envs=self.n_envs, seed=seed)
+        if issubclass(algo_class, OffPolicyAlgorithm):
+            warn_if_buffer_exceeds_memory(hyperparams.kwargs, env.observation_space, env.action_space, self.total_timesteps)
+        self.model = _make_model(algo_class, args, hyperparams, env, seed)
         self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "n_envs": self.n_envs,
                        "device": str(self.model.device), "hyperparams": hyperparams.as_dict()}  # fmt: skip
 
