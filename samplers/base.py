@@ -241,9 +241,10 @@ class BaseSampler(abc.ABC):
     def learn(
         self: SelfSampler, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
         checkpoint_dir: str | Path | None = None, checkpoint_freq: int = 0, time_limit_s: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> SelfSampler:  # fmt: skip
-        """Run ``total_timesteps`` gradient steps, or fewer if ``time_limit_s`` seconds (checked before every step)
-        have passed.
+        """Run ``total_timesteps`` gradient steps, or fewer if ``time_limit_s`` seconds have passed or ``stop()`` is
+        true (both checked before every step, so the state is never left mid-step: train.py's Ctrl-C sets it).
 
         Logs ``train/*`` (the step's statistics and ``train/learning_rate``) and ``time/fps`` every ``log_interval``
         steps, and ``eval/*`` every ``eval_freq`` steps. With ``checkpoint_dir``, ``checkpoint_freq`` > 0 writes
@@ -258,6 +259,8 @@ class BaseSampler(abc.ABC):
         bar = tqdm(total=total_timesteps, disable=not progress_bar, desc=self.display_name)
         while self.num_timesteps < end:
             if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
+                break
+            if stop is not None and stop():
                 break
             stats = self.train_step()
             bar.update(1)

@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -154,9 +155,11 @@ def test_offline_run_builds_missing_dataset_on_request_and_reports_goal_metrics(
 def test_a_crash_saves_nothing_and_results_stay_valid_json():
     saved = []
     with pytest.raises(FloatingPointError):
-        experiment._run_interruptibly(lambda: (_ for _ in ()).throw(FloatingPointError("nan")), lambda: saved.append(1))
+        experiment._run_interruptibly(
+            lambda: (_ for _ in ()).throw(FloatingPointError("nan")), lambda: saved.append(1), threading.Event()
+        )
     assert saved == []  # the last good checkpoint is not overwritten by a broken model
-    assert experiment._run_interruptibly(lambda: None, lambda: Path("m.zip"))[2] == Path("m.zip")
+    assert experiment._run_interruptibly(lambda: None, lambda: Path("m.zip"), threading.Event())[2] == Path("m.zip")
     assert json.loads(json.dumps(experiment._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}), allow_nan=False)) == {
         "a": [None, 1.0],
         "b": None,
@@ -181,3 +184,15 @@ def test_a_replay_buffer_larger_than_free_memory_is_announced(monkeypatch):
     monkeypatch.setattr(experiment, "available_memory", lambda: 10**9)
     with pytest.warns(UserWarning, match=r"needs about 42\.4 GB, more than the 1\.0 GB free: pass --hyperparams buffer_size"):
         experiment.warn_if_buffer_exceeds_memory({"buffer_size": 1_000_000}, image, action, 5000)
+
+
+def test_a_sampler_stops_at_a_step_boundary(tmp_path):
+    from samplers.energies import GaussianMixtureEnergy
+    from samplers.idem import IDEM
+
+    calls = []
+    tiny = {"num_mc_samples": 8, "batch_size": 16, "inner_steps": 5, "samples_per_refresh": 16, "buffer_size": 64,
+            "init_samples": 16, "integration_steps": 5, "hidden_dim": 16, "n_layers": 1, "eval_freq": 0}  # fmt: skip
+    model = IDEM(GaussianMixtureEnergy([[0.0, 0.0]], stds=1.0), seed=0, **tiny)
+    model.learn(50, stop=lambda: calls.append(1) or len(calls) > 7)  # the flag the Ctrl-C handler sets
+    assert model.num_timesteps == 7

@@ -116,8 +116,15 @@ def list_registry() -> str:
     return "\n".join(lines)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _StopOnSignal(BaseCallback):
+    """Ends SB3's learn at the next step boundary once ``stop`` is set (by the first Ctrl-C or SIGTERM)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def _on_step(self) -> bool:
+        return not self.stop.is_set()
 
 
 def _make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hyperparams, env: Any, seed: int) -> Any:
@@ -219,15 +226,24 @@ def _check_trained_agent(args: TrainArgs, expected: str) -> None:
         raise FileNotFoundError(f"--trained-agent {args.trained_agent} does not exist (expected {expected}).")
 
 
-def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) -> tuple[bool, float, Path]:
-    """Run ``learn``; after it, or after Ctrl-C or SIGTERM, ``save`` with both signals blocked (a second Ctrl-C cannot
-    cut the checkpoint short). A crash (a non-finite loss, a bug) saves nothing, so the last good checkpoint stays.
-    Returns (interrupted, seconds, path)."""
+def _run_interruptibly(
+    learn: Callable[[], object], save: Callable[[], Path], stop: threading.Event
+) -> tuple[bool, float, Path]:
+    """Run ``learn``; the first Ctrl-C or SIGTERM sets ``stop``, which the learn loop checks at every step boundary
+    (so the saved state is never mid-step), a second one interrupts at once. Then ``save`` with both signals blocked
+    (no signal can cut the checkpoint short). A crash (a non-finite loss, a bug) saves nothing, so the last good
+    checkpoint stays. Returns (interrupted, seconds, path)."""
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt(f"signal {signum}")
+        stop.set()
+
     # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
     # Handlers can only be set from the main thread: a run inside a Ray Tune worker thread leaves them to Ray.
     in_main_thread = threading.current_thread() is threading.main_thread()
     signals = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
-    previous_handlers = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in signals}
+    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in signals}
     interrupted = False
     start = time.perf_counter()
     try:
@@ -235,6 +251,7 @@ def _run_interruptibly(learn: Callable[[], object], save: Callable[[], Path]) ->
             learn()
         except KeyboardInterrupt:
             interrupted = True
+        interrupted = interrupted or stop.is_set()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None
         try:
             model_path = save()
@@ -299,8 +316,9 @@ class _Kind:
     config: dict[str, Any]  # entries of config.yaml besides algo, env, seed and the CLI arguments
     on_evaluation: Callable[[int, float], None] | None = None  # called with (timesteps, mean return) after evaluations
 
-    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
-        """Keyword arguments of ``model.learn`` besides the budget, the progress bar and reset_num_timesteps."""
+    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
+        """Keyword arguments of ``model.learn`` besides the budget, the progress bar and reset_num_timesteps; the
+        learn loop must end at the next step boundary once ``stop`` is set."""
         return {}
 
     def save(self, run_dir: Path) -> Path:
@@ -340,7 +358,7 @@ class _Online(_Kind):
         self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "n_envs": self.n_envs,
                        "device": str(self.model.device), "hyperparams": hyperparams.as_dict()}  # fmt: skip
 
-    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
         args = self.args
         learning_starts = getattr(self.model, "learning_starts", 0)
         if args.trained_agent is None and self.total_timesteps <= learning_starts:
@@ -350,7 +368,7 @@ class _Online(_Kind):
                 stacklevel=3,
             )
         eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
-        callbacks: list[BaseCallback] = []
+        callbacks: list[BaseCallback] = [_StopOnSignal(stop)]
         if eval_freq > 0:
             callbacks.append(
                 EvalCallback(
@@ -415,10 +433,10 @@ class _Offline(_Kind):
                        "hyperparams": hyperparams.as_dict()}  # fmt: skip
         self.evaluation: GoalEvalCallback | None = None
 
-    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
+    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
         args = self.args
         eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
-        callbacks: list[BaseCallback] = []
+        callbacks: list[BaseCallback] = [_StopOnSignal(stop)]
         if eval_freq > 0 and args.eval_episodes > 0:
             eval_env = make_vec_env(self.env_factory, n_envs=1, seed=self.seed + 10_000)
             self.evaluation = GoalEvalCallback(
@@ -468,8 +486,9 @@ class _Sampler(_Kind):
         self.config = {"env_id": args.env, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
                        "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
 
-    def learn_kwargs(self, run_dir: Path) -> dict[str, Any]:
-        return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0)}
+    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
+        return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0),
+                "stop": stop.is_set}  # fmt: skip
 
     def save(self, run_dir: Path) -> Path:
         return self.model.save(run_dir / "model.pt")
@@ -505,9 +524,10 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     kind = KINDS[spec.kind](args, spec.name, algo_class, seed)
     kind.on_evaluation = on_evaluation
     run_dir = _start_run(args, spec.name, kind.target, seed, kind.config, kind.model)
+    stop = threading.Event()
     learn = partial(kind.model.learn, kind.total_timesteps, progress_bar=args.progress,
-                    reset_num_timesteps=args.trained_agent is None, **kind.learn_kwargs(run_dir))  # fmt: skip
-    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: kind.save(run_dir))
+                    reset_num_timesteps=args.trained_agent is None, **kind.learn_kwargs(run_dir, stop))  # fmt: skip
+    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: kind.save(run_dir), stop)
     results: dict[str, Any] = {"num_timesteps": kind.model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
     if not interrupted:
         results |= kind.final_results(run_dir)
