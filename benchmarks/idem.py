@@ -29,7 +29,7 @@ import tyro
 from benchmarks.common import RESULTS_DIR, write_results
 from equivariant.geometry import remove_com
 from samplers.energies import Energy
-from samplers.idem import IDEM
+from samplers.idem import IDEM, IDEM_CPU_OVERRIDES
 from samplers.mcmc import mala
 from samplers.metrics import sampler_metrics
 
@@ -45,28 +45,13 @@ class TaskProfile:
     mcmc_chains: int = 10_000  # parallel MALA chains; n_samples of their final states are evaluated
 
 
-# Reference configs use K=500-1000 MC samples, 1000 SDE steps and 1000 samples per refresh: on 2 CPU cores one GMM-40
-# gradient step takes ~0.8 s and one buffer refresh takes about a minute (DW-4) to half an hour (LJ-13). The CPU
-# profile trades these for more gradient steps.
+# The CPU profile is iDEM's CPU preset (samplers.idem.IDEM_CPU_OVERRIDES: fewer MC samples and SDE steps, traded for
+# more gradient steps); the GPU profile the reference configs.
 PROFILES: dict[str, dict[str, TaskProfile]] = {
     "cpu": {
-        "GMM40": TaskProfile(steps=8_000, overrides={"num_mc_samples": 100, "integration_steps": 500}),
-        "DW4": TaskProfile(
-            steps=8_000, overrides={"num_mc_samples": 200, "integration_steps": 200, "samples_per_refresh": 500}
-        ),
-        "LJ13": TaskProfile(
-            steps=6_000,
-            overrides={
-                "num_mc_samples": 100,
-                "batch_size": 128,
-                "integration_steps": 100,
-                "samples_per_refresh": 200,
-                "hidden_dim": 64,
-                "n_layers": 3,
-            },
-            n_samples=1000,
-            aligned_samples=200,
-        ),
+        "GMM40": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["GMM40"]),
+        "DW4": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["DW4"]),
+        "LJ13": TaskProfile(steps=6_000, overrides=IDEM_CPU_OVERRIDES["LJ13"], n_samples=1000, aligned_samples=200),
     },
     "gpu": {
         "GMM40": TaskProfile(steps=100_000),
@@ -123,7 +108,7 @@ def train_idem(task: str, profile: TaskProfile, args: IDEMBenchArgs) -> tuple[ID
         state = json.loads(curve_path.read_text())
         print(f"[{task}] resuming at step {model.num_timesteps}")
     else:
-        model = IDEM(task, seed=args.seed, device=args.device, eval_freq=0, **profile.overrides)
+        model = IDEM(task, seed=args.seed, device=args.device, preset="reference", eval_freq=0, **profile.overrides)
         state = {"wall_time_s": 0.0, "curve": []}
     while model.num_timesteps < profile.steps:
         start = time.perf_counter()

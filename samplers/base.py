@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from samplers.energies import Energy, make_energy
 from samplers.metrics import sampler_metrics
 
 SelfSampler = TypeVar("SelfSampler", bound="BaseSampler")
+Preset = Literal["auto", "cpu", "reference"]
 
 
 def seed_everything(seed: int) -> None:
@@ -96,20 +97,28 @@ class BaseSampler(abc.ABC):
     :param target: A registered energy name (GMM40, DW4, LJ13, LJ55) or an `Energy`
     :param seed: Seeds torch, numpy and random; None leaves them alone
     :param device: "auto", "cpu", "cuda", ...
-    :param hyperparams: Fields of the subclass's `config_class` overriding the target's preset
+    :param preset: "reference" (the paper's settings, `presets`), "cpu" (with `cpu_overrides`, minutes instead of
+        hours on a CPU) or "auto": "cpu" on a CPU device, else "reference"
+    :param hyperparams: Fields of the subclass's `config_class` overriding the preset
     """
 
     #: Frozen dataclass of the hyperparameters; it has the fields ``eval_freq``, ``eval_samples``, ``log_interval``
     #: and ``ema_decay`` (and ``data_scale``, the scale of the network's coordinates).
     config_class: ClassVar[type]
-    #: Per-target values of `config_class`; other targets use its defaults.
+    #: Per-target values of `config_class` (the reference settings); other targets use its defaults.
     presets: ClassVar[dict[str, Any]] = {}
+    #: Per-target changes to `presets` on a CPU (where the reference settings take hours); the caller's
+    #: hyperparameters still win. ``self.preset`` says which applied: "cpu" or "reference".
+    cpu_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     #: The trained network and the moving average of it that samples (None: the network samples).
     network: nn.Module
     ema: torch.optim.swa_utils.AveragedModel | None
     optimizer: torch.optim.Optimizer
 
-    def __init__(self, target: str | Energy, seed: int | None = None, device: str | torch.device = "auto", **hyperparams: Any):
+    def __init__(
+        self, target: str | Energy, seed: int | None = None, device: str | torch.device = "auto", preset: Preset = "auto",
+        **hyperparams: Any,
+    ) -> None:  # fmt: skip
         self.target_name = target if isinstance(target, str) else type(target).__name__
         energy = make_energy(target) if isinstance(target, str) else target
         self._check_target(energy)
@@ -119,11 +128,17 @@ class BaseSampler(abc.ABC):
                 f"unknown {self.display_name} hyperparameters {sorted(unknown)}; see "
                 f"{self.config_class.__module__}.{self.config_class.__name__}"
             )
-        self.config = replace(self.presets.get(self.target_name, self.config_class()), **hyperparams)
+        self.device = get_device(device)
+        if preset not in ("auto", "cpu", "reference"):
+            raise ValueError(f"preset must be 'auto', 'cpu' or 'reference', got {preset!r}")
+        base = self.presets.get(self.target_name, self.config_class())
+        on_cpu = preset == "cpu" or (preset == "auto" and self.device.type == "cpu")
+        cpu = self.cpu_overrides.get(self.target_name, {}) if on_cpu else {}
+        self.preset = "cpu" if cpu else "reference"
+        self.config = replace(base, **{**cpu, **hyperparams})
         self.seed = seed
         if seed is not None:
             seed_everything(seed)
-        self.device = get_device(device)
         self.target = energy.to(self.device)
         self.num_timesteps = 0
         self.energy_evaluations = 0
@@ -293,6 +308,7 @@ class BaseSampler(abc.ABC):
             "num_timesteps": self.num_timesteps,
             "energy_evaluations": self.energy_evaluations,
             "best_metrics": self.best_metrics,
+            "preset": self.preset,
             "rng": rng_state(),
             **self._state(),
         }
@@ -327,6 +343,7 @@ class BaseSampler(abc.ABC):
         model.num_timesteps = state["num_timesteps"]
         model.energy_evaluations = state["energy_evaluations"]
         model.best_metrics = state["best_metrics"]
+        model.preset = state.get("preset", model.preset)
         model.seed = state["seed"]
         set_rng_state(state["rng"])
         return model

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from equivariant.canonicalization import EGNNCanonicalizer, random_orthogonal
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import as_particles, remove_com
-from samplers.base import BaseSampler, make_ema
+from samplers.base import BaseSampler, Preset, make_ema
 from samplers.boltzmann_data import centred_samples, load_samples, random_symmetry, reference_subset, training_samples
 from samplers.energies import ENERGIES, Energy
 from samplers.integrators import euler_maruyama
@@ -100,6 +100,7 @@ class CanonicalDiffusion(BaseSampler):
         target's default set (`samplers.boltzmann_data.training_samples`). Centred on load
     :param seed: Seeds torch, numpy and random; None leaves them alone
     :param device: "auto", "cpu", "cuda", ...
+    :param preset: Accepted for the common interface; `CANONICAL_PRESETS` are already sized for a CPU
     :param hyperparams: Fields of `CanonicalConfig` (``mode`` among them) overriding the target's preset
     """
 
@@ -109,9 +110,9 @@ class CanonicalDiffusion(BaseSampler):
 
     def __init__(
         self, target: str | Energy, data: str | Path | np.ndarray | Tensor | None = None, seed: int | None = None,
-        device: str | torch.device = "auto", **hyperparams: Any,
+        device: str | torch.device = "auto", preset: Preset = "auto", **hyperparams: Any,
     ) -> None:  # fmt: skip
-        super().__init__(target, seed, device, **hyperparams)
+        super().__init__(target, seed, device, preset, **hyperparams)
         config, energy = self.config, self.target
         if config.mode not in get_args(Mode):
             raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, got {config.mode!r}")

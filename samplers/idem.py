@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import remove_com
-from samplers.base import BaseSampler, make_ema
+from samplers.base import BaseSampler, Preset, make_ema
 from samplers.energies import Energy, energy_and_grad
 from samplers.estimators import clip_norm, mc_score_estimate
 from samplers.integrators import euler_maruyama
@@ -89,6 +89,18 @@ IDEM_PRESETS: dict[str, IDEMConfig] = {
 }  # fmt: skip
 
 
+#: The CPU preset: changes to `IDEM_PRESETS` applied when the sampler runs on a CPU (and not set by the caller). The
+#: reference uses K = 500-1000 MC samples and 1000 SDE steps: on 2 CPU cores one GMM-40 gradient step takes ~0.8 s and
+#: one buffer refresh a minute (DW-4) to half an hour (LJ-13); these trade them for more gradient steps, as measured in
+#: benchmarks/idem.py (its CPU profile, docs/benchmarks.md).
+IDEM_CPU_OVERRIDES: dict[str, dict[str, Any]] = {
+    "GMM40": {"num_mc_samples": 100, "integration_steps": 500},
+    "DW4": {"num_mc_samples": 200, "integration_steps": 200, "samples_per_refresh": 500},
+    "LJ13": {"num_mc_samples": 100, "batch_size": 128, "integration_steps": 100, "samples_per_refresh": 200,
+             "hidden_dim": 64, "n_layers": 3},
+}  # fmt: skip
+
+
 class ScaledEnergy(Energy):
     """The energy seen in network coordinates z = x / scale: E_z(z) = E(scale · z) (the Jacobian is a constant)."""
 
@@ -130,15 +142,20 @@ class IDEM(BaseSampler):
     :param target: A registered energy name (GMM40, DW4, LJ13, LJ55) or an `Energy`
     :param seed: Seeds torch, numpy and random; None leaves them alone
     :param device: "auto", "cpu", "cuda", ...
-    :param hyperparams: Fields of `IDEMConfig` overriding the target's preset (`IDEM_PRESETS`)
+    :param preset: "reference" (`IDEM_PRESETS`), "cpu" (with `IDEM_CPU_OVERRIDES`) or "auto" (by device)
+    :param hyperparams: Fields of `IDEMConfig` overriding the preset
     """
 
     config_class: ClassVar[type] = IDEMConfig
     presets: ClassVar[dict[str, IDEMConfig]] = IDEM_PRESETS
+    cpu_overrides: ClassVar[dict[str, dict[str, Any]]] = IDEM_CPU_OVERRIDES
     config: IDEMConfig
 
-    def __init__(self, target: str | Energy, seed: int | None = None, device: str | torch.device = "auto", **hyperparams: Any):
-        super().__init__(target, seed, device, **hyperparams)
+    def __init__(
+        self, target: str | Energy, seed: int | None = None, device: str | torch.device = "auto", preset: Preset = "auto",
+        **hyperparams: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(target, seed, device, preset, **hyperparams)
         cfg, energy = self.config, self.target
         self.energy = ScaledEnergy(energy, cfg.data_scale).to(self.device) if cfg.data_scale != 1.0 else energy
         self.is_particle_system = energy.is_particle_system

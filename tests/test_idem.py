@@ -129,3 +129,12 @@ def test_loading_never_unpickles_code(tmp_path: Path):
     with pytest.raises(ValueError, match=r"IDEM cannot load .* never unpickled"):
         IDEM.load(tmp_path / "crafted.pt")
     assert not marker.exists()
+
+
+def test_the_preset_follows_the_device_and_the_caller_wins():
+    on_cpu = IDEM("DW4", device="cpu", num_mc_samples=8)
+    assert on_cpu.preset == "cpu" and on_cpu.config.integration_steps == 200 and on_cpu.config.num_mc_samples == 8
+    reference = IDEM("DW4", device="cpu", preset="reference")
+    assert reference.preset == "reference" and reference.config.integration_steps == 1000
+    with pytest.raises(ValueError, match="preset must be"):
+        IDEM("DW4", preset="fast")

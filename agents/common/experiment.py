@@ -111,7 +111,10 @@ def list_registry() -> str:
     lines += [f"  {spec.name:<10} {spec.kind:<8} {spec.description}" for spec in ALGOS.values()]
     lines.append("Environments (short name -> id; any registered Gymnasium id also works):")
     lines += [f"  {name:<28} {env_id}" for name, env_id in ENV_ALIASES.items()]
-    lines.append("Energy targets (for sampler algorithms, e.g. --algo idem --env DW4):")
+    lines.append(
+        "Energy targets (for sampler algorithms, e.g. --algo idem --env DW4; a CPU preset on a CPU, the "
+        "reference preset on a GPU, --hyperparams preset reference|cpu to choose):"
+    )
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     return "\n".join(lines)
 
@@ -484,6 +487,7 @@ class _Sampler(_Kind):
             else algo_class.load(args.trained_agent, device=args.device)
         )
         self.config = {"env_id": args.env, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
+                       "preset": self.model.preset,
                        "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
 
     def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
