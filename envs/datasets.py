@@ -12,15 +12,18 @@ load the same way. Nothing here downloads anything.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import itertools
 import json
 import os
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -162,6 +165,10 @@ def build_dataset(
 ) -> str:
     """Collect a goal dataset and write it with Minari; returns its id (`dataset_id`).
 
+    Nothing is ever lost: the dataset is built under a temporary id, checked, and only then moved to its final id
+    (with ``force``, the old dataset is moved aside first and deleted last); an interrupted or failed build deletes
+    only its own temporary dataset. A lock per id refuses a second concurrent build of the same id.
+
     :param env: Task, short name or id (one of `GOAL_TASKS`)
     :param kind: "expert" (noisy scripted expert) or "random" (uniform random actions)
     :param episodes: Number of episodes
@@ -175,12 +182,57 @@ def build_dataset(
     name, env_id, expert = task_name(env), resolve_env_id(env), expert or ExpertConfig()
     identifier = dataset_id(name, kind)
     path = get_dataset_path(identifier)
-    if path.exists():
-        if not force:
-            raise FileExistsError(
-                f"Dataset {identifier!r} already exists at {path}; pass --force (force=True) to overwrite it."
-            )
-        minari.delete_dataset(identifier)
+    if path.exists() and not force:
+        raise FileExistsError(f"Dataset {identifier!r} already exists at {path}; pass --force (force=True) to overwrite it.")
+    with _build_lock(path):
+        temporary = identifier.replace("-v0", f"-building{os.getpid()}-v0")
+        try:
+            _write_dataset(temporary, env_id, kind, episodes, seed, expert)
+            _check_built(temporary, episodes)
+            _move_dataset(temporary, identifier)
+        except BaseException:  # also Ctrl-C: delete what this build wrote, never the existing dataset
+            shutil.rmtree(get_dataset_path(temporary), ignore_errors=True)
+            raise
+    return identifier
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside a dataset folder while building it; a lock of a process that died is taken over."""
+    lock = path.parent / f".{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            if _lock_owner_alive(lock):
+                raise FileExistsError(
+                    f"Another build of {path.name} is running (lock {lock}); wait for it to finish."
+                ) from None
+            lock.unlink(missing_ok=True)  # its owner died: the lock is stale
+    else:
+        raise FileExistsError(f"Could not take the lock {lock}; delete it if no build of {path.name} is running.")
+    try:
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner_alive(lock: Path) -> bool:
+    try:
+        os.kill(int(lock.read_text() or "0"), 0)
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _write_dataset(identifier: str, env_id: str, kind: str, episodes: int, seed: int, expert: ExpertConfig) -> None:
+    """Collect the episodes and write them under ``identifier``, in chunks."""
     algorithm = f"scripted-expert({expert.describe()})" if kind == "expert" else "uniform-random"
     buffers = collect_episodes(env_id, kind, episodes, seed, expert)
     chunks = iter(lambda: list(itertools.islice(buffers, CHUNK_EPISODES)), [])
@@ -205,13 +257,30 @@ def build_dataset(
             )
         for chunk in chunks:
             dataset.update_dataset_from_buffer(chunk)
-    except BaseException:  # also Ctrl-C: never leave a partial dataset under the final id
-        if get_dataset_path(identifier).exists():
-            minari.delete_dataset(identifier)
-        raise
     finally:
         spec_env.close()
-    return identifier
+
+
+def _check_built(identifier: str, episodes: int) -> None:
+    """Raise unless the dataset under ``identifier`` opens and holds ``episodes`` episodes."""
+    total = minari.load_dataset(identifier).total_episodes
+    if total != episodes:
+        raise RuntimeError(f"the build of {identifier} wrote {total} episodes instead of {episodes}")
+
+
+def _move_dataset(source: str, target: str) -> None:
+    """Give the dataset ``source`` the id ``target`` by renaming its folder (the id inside its metadata too). An
+    existing ``target`` is moved aside first and deleted only once the new one is in place."""
+    source_path, target_path = get_dataset_path(source), get_dataset_path(target)
+    metadata = source_path / "data" / "metadata.json"
+    content = json.loads(metadata.read_text())
+    content["dataset_id"] = target
+    metadata.write_text(json.dumps(content))
+    old = target_path.with_name(f".{target_path.name}.replaced{os.getpid()}")
+    if target_path.exists():
+        os.replace(target_path, old)
+    os.replace(source_path, target_path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _box_mismatch(name: str, data: gym.Space, env: gym.Space) -> str | None:

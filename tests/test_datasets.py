@@ -178,3 +178,42 @@ def test_expert_benchmark_counts_final_step_success():
     clean = ExpertConfig(noise_std=0.0, epsilon=0.0)
     assert success_rate("PointReach", "expert", 5, 0, clean) == 1.0
     assert success_rate("PointRooms", "random", 5, 0, None) < 0.5
+
+
+def test_a_failed_rebuild_keeps_the_old_dataset_and_leaves_nothing_behind(monkeypatch):
+    from envs import datasets
+
+    build_dataset("PointReach", "random", episodes=3, seed=0)
+    folder = datasets.get_dataset_path(dataset_id("PointReach", "random"))
+
+    original = datasets.collect_episodes
+
+    def collect_then_stop(*args, **kwargs):
+        buffers = original(*args, **kwargs)
+        yield next(buffers)
+        raise KeyboardInterrupt  # Ctrl-C in the middle of collecting
+
+    monkeypatch.setattr(datasets, "collect_episodes", collect_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset("PointReach", "random", episodes=5, seed=1, force=True)
+    assert load_goal_dataset("pointreach-random-v0").n_episodes == 3  # the old dataset, intact
+    assert sorted(p.name for p in folder.parent.iterdir() if "pointreach" in p.name) == ["pointreach-random-v0"]
+    monkeypatch.setattr(datasets, "collect_episodes", original)
+    build_dataset("PointReach", "random", episodes=4, seed=1, force=True)
+    assert load_goal_dataset("pointreach-random-v0").n_episodes == 4
+
+
+def test_a_concurrent_build_of_the_same_id_is_refused_and_a_stale_lock_is_taken_over():
+    import os
+
+    from envs import datasets
+
+    folder = datasets.get_dataset_path(dataset_id("PointReach", "random"))
+    lock = folder.parent / f".{folder.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))  # a live build holds the lock
+    with pytest.raises(FileExistsError, match="Another build of pointreach-random-v0 is running"):
+        build_dataset("PointReach", "random", episodes=2, seed=0)
+    lock.write_text("999999999")  # its owner died
+    build_dataset("PointReach", "random", episodes=2, seed=0)
+    assert not lock.exists() and load_goal_dataset("pointreach-random-v0").n_episodes == 2
