@@ -196,3 +196,29 @@ def test_a_sampler_stops_at_a_step_boundary(tmp_path):
     model = IDEM(GaussianMixtureEnergy([[0.0, 0.0]], stds=1.0), seed=0, **tiny)
     model.learn(50, stop=lambda: calls.append(1) or len(calls) > 7)  # the flag the Ctrl-C handler sets
     assert model.num_timesteps == 7
+
+
+def test_a_signal_during_the_final_evaluation_still_writes_results(tmp_path, monkeypatch):
+    def interrupted(self, run_dir):
+        raise KeyboardInterrupt  # what SIGTERM raises during the final evaluation
+
+    monkeypatch.setattr(experiment._Online, "final_results", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        train(tiny_args(tmp_path, total_timesteps=120))
+    assert exit_info.value.code == 130
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["interrupted"] is True and results["final_eval"] == "interrupted"
+    assert (run_dir / "model.zip").is_file()
+
+
+def test_periodic_checkpoints_include_the_replay_buffer_when_asked(tmp_path):
+    train(tiny_args(tmp_path, total_timesteps=200, save_freq=100, save_replay_buffer=True))
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    assert names == [
+        "model_100_steps.zip",
+        "model_200_steps.zip",
+        "replay_buffer_100_steps.pkl",
+        "replay_buffer_200_steps.pkl",
+    ]

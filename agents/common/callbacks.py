@@ -5,19 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from core.io import atomic_save
+from core.io import atomic_save, atomic_write
 
 
 class CheckpointCallback(BaseCallback):
-    """Save ``<save_dir>/model_<timesteps>_steps.zip`` every ``save_freq`` environment steps (over all envs)."""
+    """Save ``<save_dir>/model_<timesteps>_steps.zip`` every ``save_freq`` environment steps (over all envs), and with
+    ``save_replay_buffer`` the off-policy replay buffer beside it (``replay_buffer_<timesteps>_steps.pkl``)."""
 
-    def __init__(self, save_freq: int, save_dir: str | Path, verbose: int = 0) -> None:
+    def __init__(self, save_freq: int, save_dir: str | Path, verbose: int = 0, save_replay_buffer: bool = False) -> None:
         super().__init__(verbose)
         if save_freq <= 0:
             raise ValueError(f"save_freq must be positive, got {save_freq}")
         self.save_freq = save_freq
         self.save_dir = Path(save_dir)
+        self.save_replay_buffer = save_replay_buffer
         self._last_save = 0
 
     def _on_training_start(self) -> None:
@@ -27,6 +30,9 @@ class CheckpointCallback(BaseCallback):
         if self.num_timesteps - self._last_save >= self.save_freq:
             self._last_save = self.num_timesteps
             path = atomic_save(self.model, self.save_dir / f"model_{self.num_timesteps}_steps.zip")
+            if self.save_replay_buffer and isinstance(self.model, OffPolicyAlgorithm):
+                buffer = self.save_dir / f"replay_buffer_{self.num_timesteps}_steps.pkl"
+                atomic_write(buffer, self.model.save_replay_buffer)
             if self.verbose:
                 print(f"Saved checkpoint {path}")
         return True

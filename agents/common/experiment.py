@@ -3,6 +3,7 @@ train with evaluation and checkpoints, and always leave a usable model behind (a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -117,6 +118,10 @@ def list_registry() -> str:
     )
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     return "\n".join(lines)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class _StopOnSignal(BaseCallback):
@@ -385,7 +390,9 @@ class _Online(_Kind):
                 )
             )
         if args.save_freq > 0:
-            callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
+            callbacks.append(
+                CheckpointCallback(args.save_freq, run_dir / "checkpoints", args.verbose, args.save_replay_buffer)
+            )
         return {"callback": callbacks}
 
     def save(self, run_dir: Path) -> Path:
@@ -534,8 +541,26 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: kind.save(run_dir), stop)
     results: dict[str, Any] = {"num_timesteps": kind.model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
     if not interrupted:
-        results |= kind.final_results(run_dir)
+        try:
+            with _signals_interrupt():
+                results |= kind.final_results(run_dir)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM during the final evaluation: results.json is still written
+            results |= {"interrupted": True, "final_eval": "interrupted"}
     return _finish(args, run_dir, model_path, results)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(args: TrainArgs) -> None:
