@@ -309,13 +309,26 @@ def check_spaces(dataset: minari.MinariDataset, env: gym.Env) -> None:
         raise ValueError(f"Dataset {dataset.id!r} does not match environment {env_id!r}: " + "; ".join(problems) + ".")
 
 
+def _corrupt(identifier: str, error: BaseException) -> ValueError:
+    """The error for a dataset whose files are damaged or incomplete (a killed build, a partial copy)."""
+    command = build_command(identifier)
+    fix = f"rebuild it with {command} --force" if command else "delete its folder and download or build it again"
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ValueError(
+        f"Dataset {identifier!r} at {get_dataset_path(identifier)} is corrupt or incomplete ({type(error).__name__}: "
+        f"{detail}); {fix}."
+    )
+
+
 def open_dataset(dataset: str) -> minari.MinariDataset:
     """Open a local Minari dataset by full id or by our short form, with a clear message when it is missing."""
     _absolute_datasets_root()
     identifier = full_dataset_id(dataset)
     try:
         return minari.load_dataset(identifier)
-    except FileNotFoundError:
+    except (OSError, KeyError, ValueError) as error:
+        if not isinstance(error, FileNotFoundError):
+            raise _corrupt(identifier, error) from None
         root = os.environ.get("MINARI_DATASETS_PATH", os.path.join("~", ".minari", "datasets"))
         command = build_command(identifier)
         hint = (
@@ -344,10 +357,13 @@ def load_goal_dataset(dataset: str, env: gym.Env | None = None) -> GoalDataset:
     if env is not None:
         check_spaces(data, env)
     columns: dict[str, list[np.ndarray]] = {key: [] for key in (*GOAL_KEYS, "actions")}
-    for episode in data.iterate_episodes():
-        for key in GOAL_KEYS:
-            columns[key].append(np.asarray(episode.observations[key]).reshape(len(episode.actions) + 1, -1))
-        columns["actions"].append(np.asarray(episode.actions).reshape(len(episode.actions), -1))
+    try:
+        for episode in data.iterate_episodes():
+            for key in GOAL_KEYS:
+                columns[key].append(np.asarray(episode.observations[key]).reshape(len(episode.actions) + 1, -1))
+            columns["actions"].append(np.asarray(episode.actions).reshape(len(episode.actions), -1))
+    except (OSError, KeyError, ValueError) as error:
+        raise _corrupt(data.id, error) from None
     return GoalDataset.from_episodes(
         columns["observation"],
         columns["achieved_goal"],

@@ -217,3 +217,37 @@ def test_a_concurrent_build_of_the_same_id_is_refused_and_a_stale_lock_is_taken_
     lock.write_text("999999999")  # its owner died
     build_dataset("PointReach", "random", episodes=2, seed=0)
     assert not lock.exists() and load_goal_dataset("pointreach-random-v0").n_episodes == 2
+
+
+def _corrupt_metadata(folder):
+    metadata = folder / "data" / "metadata.json"
+    metadata.write_text(metadata.read_text()[:40])
+
+
+def _truncate_hdf5(folder):
+    data = folder / "data" / "main_data.hdf5"
+    data.write_bytes(data.read_bytes()[:200])
+
+
+def _drop_episode(folder):
+    import h5py
+
+    with h5py.File(folder / "data" / "main_data.hdf5", "a") as file:
+        del file["episode_1"]
+
+
+def _drop_key(folder):
+    import h5py
+
+    with h5py.File(folder / "data" / "main_data.hdf5", "a") as file:
+        del file["episode_0"]["observations"]["desired_goal"]
+
+
+@pytest.mark.parametrize("damage", [_corrupt_metadata, _truncate_hdf5, _drop_episode, _drop_key])
+def test_a_damaged_dataset_is_reported_with_how_to_rebuild_it(damage):
+    from envs import datasets
+
+    build_dataset("PointReach", "random", episodes=3, seed=0)
+    damage(datasets.get_dataset_path(dataset_id("PointReach", "random")))
+    with pytest.raises(ValueError, match=r"is corrupt or incomplete .*rebuild it with python -m envs\.datasets build"):
+        load_goal_dataset("pointreach-random-v0")
