@@ -509,6 +509,10 @@ class _Sampler(_Kind):
         results: dict[str, Any] = {"energy_evaluations": model.energy_evaluations, "best_eval": model.best_metrics}
         if n <= 0:
             return results
+        if self.args.verbose:
+            steps = getattr(model.config, "integration_steps", "?")
+            print(f"Final evaluation: drawing {n} samples ({steps} SDE steps each) and comparing them with the reference...",
+                  flush=True)  # fmt: skip
         samples = model.sample(n).cpu()
         atomic_write(run_dir / "samples.npy", lambda p: np.save(p, samples.numpy()))
         try:
