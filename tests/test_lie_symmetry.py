@@ -1,0 +1,114 @@
+"""Lie point symmetries: on exact solutions the PDE residual and every generator's symmetry residual vanish, a
+non-solution or a non-symmetry does not, the brackets close, and the symmetry loss trains a network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from equivariant.lie_symmetry import Generator, lie_bracket, pde_residual, point_field, symmetry_loss, symmetry_residual
+from equivariant.pdes import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
+
+CASES = [
+    ("heat", heat(nu=0.7), heat_kernel(nu=0.7), (-2.0, 2.0), (0.3, 2.0)),
+    ("burgers", burgers(nu=0.1), burgers_shock(nu=0.1, k=1.5), (-2.0, 2.0), (0.0, 1.0)),
+    ("kdv", kdv(), kdv_soliton(c=1.3), (-4.0, 4.0), (-1.0, 1.0)),
+]
+
+
+def points(
+    x_range: tuple[float, float], t_range: tuple[float, float], n: int = 64, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Uniform collocation points; double precision by default, so exact solutions give residuals at rounding level."""
+    unit = torch.rand(n, 2, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    low = torch.tensor([x_range[0], t_range[0]], dtype=dtype)
+    high = torch.tensor([x_range[1], t_range[1]], dtype=dtype)
+    return low + (high - low) * unit
+
+
+@pytest.mark.parametrize(("name", "pde", "solution", "x_range", "t_range"), CASES, ids=[c[0] for c in CASES])
+def test_exact_solutions_zero_every_residual(name, pde, solution, x_range, t_range):
+    z = points(x_range, t_range)
+    assert pde_residual(pde, solution, z).abs().max() < 1e-10
+    for generator in pde.generators.values():
+        residual = symmetry_residual(pde, generator, solution, z)
+        assert residual.abs().max() < 1e-9, generator.name
+
+
+@pytest.mark.parametrize(("name", "pde", "solution", "x_range", "t_range"), CASES, ids=[c[0] for c in CASES])
+def test_a_non_solution_gives_non_zero_residuals(name, pde, solution, x_range, t_range):
+    z = points(x_range, t_range)
+    wrong = lambda p: solution(p) * (1 + 0.3 * torch.sin(p[0]))  # noqa: E731
+    assert pde_residual(pde, wrong, z).abs().max() > 1e-3
+    assert max(symmetry_residual(pde, g, wrong, z).abs().max() for g in pde.generators.values()) > 1e-3
+
+
+def test_a_generator_outside_the_algebra_breaks_the_condition_on_a_solution():
+    z = points((-4.0, 4.0), (-1.0, 1.0))
+    projective = burgers().generators["projective"]  # a Burgers symmetry, not a KdV one (residual -t u_xxx)
+    assert symmetry_residual(kdv(), projective, kdv_soliton(c=1.3), z).abs().max() > 1e-2
+    wrong_scaling = Generator("x∂x + t∂t", (lambda p, u: p[0] * torch.ones_like(u), lambda p, u: p[1] * torch.ones_like(u)),
+                              lambda p, u: torch.zeros_like(u))  # fmt: skip
+    assert symmetry_residual(heat(0.7), wrong_scaling, heat_kernel(0.7), points((-2, 2), (0.3, 2))).abs().max() > 1e-2
+
+
+def test_heat_brackets_close_with_the_documented_constants():
+    nu = 0.7
+    v = heat(nu).generators
+    w = torch.randn(32, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def combination(**coefficients: float) -> torch.Tensor:
+        return sum(c * torch.func.vmap(v[name].components)(w) for name, c in coefficients.items())
+
+    expected = {
+        ("translation_x", "galilean"): combination(scaling_u=-1.0),
+        ("translation_t", "galilean"): combination(translation_x=2 * nu),
+        ("scaling", "translation_x"): combination(translation_x=-1.0),
+        ("scaling", "translation_t"): combination(translation_t=-2.0),
+        ("scaling", "galilean"): combination(galilean=1.0),
+        ("translation_t", "projective"): combination(scaling=4 * nu, scaling_u=-2 * nu),
+        ("translation_x", "projective"): combination(galilean=2.0),
+    }
+    for (a, b), value in expected.items():
+        torch.testing.assert_close(lie_bracket(v[a], v[b], w), value, msg=f"[{a}, {b}]")
+
+
+def test_the_symmetry_loss_has_gradients_and_a_tiny_pinn_on_the_heat_equation_improves():
+    torch.manual_seed(0)
+    nu = 0.5
+    pde, exact = heat(nu), heat_kernel(nu)
+    network = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+    f = point_field(network)
+    interior = points((-2.0, 2.0), (0.5, 1.5), 64, torch.float32)
+    symmetry_loss(pde, f, interior[:16], weights={"galilean": 2.0}).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
+    # Data: the exact solution on the initial slice t = 0.5 and on the boundaries x = ±2; physics: the residual (the
+    # symmetry loss's effect on the error is the benchmark's question, not this test's).
+    x, t = torch.linspace(-2, 2, 41), torch.linspace(0.5, 1.5, 21)
+    initial = torch.stack([x, torch.full_like(x, 0.5)], dim=1)
+    sides = [torch.stack([torch.full_like(t, side), t], dim=1) for side in (-2.0, 2.0)]
+    data_points = torch.cat([initial, *sides])
+    targets = torch.func.vmap(exact)(data_points)
+    test = points((-2.0, 2.0), (0.5, 1.5), 256, torch.float32)
+
+    def error() -> float:
+        with torch.no_grad():
+            return float(
+                (network(test).squeeze(1) - torch.func.vmap(exact)(test)).norm() / torch.func.vmap(exact)(test).norm()
+            )
+
+    before = error()
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        data = (network(data_points).squeeze(1) - targets).square().mean()
+        physics = pde_residual(pde, f, interior).square().mean()
+        (data + physics).backward()
+        optimizer.step()
+    assert error() < 0.5 * before, (before, error())
+
+
+def test_unknown_generator_names_are_refused():
+    with pytest.raises(ValueError, match="has no generator"):
+        symmetry_loss(heat(), heat_kernel(), points((-1, 1), (0.5, 1)), weights={"rotation": 1.0})
