@@ -112,3 +112,25 @@ def test_the_symmetry_loss_has_gradients_and_a_tiny_pinn_on_the_heat_equation_im
 def test_unknown_generator_names_are_refused():
     with pytest.raises(ValueError, match="has no generator"):
         symmetry_loss(heat(), heat_kernel(), points((-1, 1), (0.5, 1)), weights={"rotation": 1.0})
+
+
+def test_the_pinn_fits_the_heat_kernel_with_and_without_the_symmetry_loss():
+    from equivariant.pinn import PINN, PINNConfig
+
+    nu = 0.5
+    exact = heat_kernel(nu)
+    x, t = torch.linspace(-2, 2, 41), torch.linspace(0.5, 1.5, 21)
+    data = torch.cat([torch.stack([x, torch.full_like(x, 0.5)], 1),
+                      *(torch.stack([torch.full_like(t, s), t], 1) for s in (-2.0, 2.0))])  # fmt: skip
+    values = torch.func.vmap(exact)(data)
+    collocation = points((-2.0, 2.0), (0.5, 1.5), 64, torch.float32)
+    test = points((-2.0, 2.0), (0.5, 1.5), 256, torch.float32)
+    truth = torch.func.vmap(exact)(test)
+    for weight in (0.0, 0.1):
+        config = PINNConfig(hidden_dim=32, n_layers=2, learning_rate=3e-3, symmetry_weight=weight, symmetry_points=8,
+                            generators=("galilean", "scaling"))  # fmt: skip
+        pinn = PINN(heat(nu), config, seed=0)
+        before = pinn.relative_l2_error(test, truth)
+        history = pinn.fit(data, values, collocation, steps=60)
+        assert ("symmetry" in history[-1]) == (weight > 0)
+        assert pinn.relative_l2_error(test, truth) < 0.6 * before
