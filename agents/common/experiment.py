@@ -247,32 +247,20 @@ def _run_interruptibly(
             raise KeyboardInterrupt(f"signal {signum}")
         stop.set()
 
-    # SIGINT may be ignored when started in the background; SIGTERM (cluster schedulers) is treated like Ctrl-C.
-    # Handlers can only be set from the main thread: a run inside a Ray Tune worker thread leaves them to Ray.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    signals = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
-    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in signals}
     interrupted = False
     start = time.perf_counter()
-    try:
+    with _handling_signals(request_stop) as signals:
         try:
             learn()
         except KeyboardInterrupt:
             interrupted = True
-        interrupted = interrupted or stop.is_set()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None
-        try:
-            model_path = save()
-        finally:
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
-            previous_handlers = {}
-            if blocked is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal that came meanwhile acts now
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None  # before the old handlers return
+    try:
+        model_path = save()
     finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-    return interrupted, time.perf_counter() - start, model_path
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal that came meanwhile acts now
+    return interrupted or stop.is_set(), time.perf_counter() - start, model_path
 
 
 def _json_safe(value: Any) -> Any:
@@ -546,7 +534,7 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     results: dict[str, Any] = {"num_timesteps": kind.model.num_timesteps, "wall_time_s": wall_time, "interrupted": interrupted}
     if not interrupted:
         try:
-            with _signals_interrupt():
+            with _handling_signals(_raise_keyboard_interrupt):
                 results |= kind.final_results(run_dir)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM during the final evaluation: results.json is still written
             results |= {"interrupted": True, "final_eval": "interrupted"}
@@ -554,17 +542,17 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
 
 
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _handling_signals(handler: Callable[[int, object], None]) -> Iterator[tuple[signal.Signals, ...]]:
+    """Within the block, SIGINT and SIGTERM call ``handler`` (SIGINT may be ignored when started in the background;
+    SIGTERM from cluster schedulers is treated like Ctrl-C); yields the signals handled. Handlers can only be set from
+    the main thread: a run inside a Ray Tune worker thread leaves them to Ray (and yields none)."""
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
-        yield
+        yield signals
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(args: TrainArgs) -> None:
