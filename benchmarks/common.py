@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: machine description and JSON results under benchmarks/results/."""
+"""Shared benchmark plumbing: machine description, JSON results under benchmarks/results/, and `BenchmarkGrid`, the
+declaration of a benchmark's runs as trials of the sweep engine (`agents.sweep.run_trials`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import datetime as dt
 import json
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents.common.run import git_commit, package_versions
+from agents.sweep import Resources, Trial, load_records, run_trials
 from core.io import atomic_write
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -65,7 +68,9 @@ def previous_results(path: Path, profile: str, profile_config: dict[str, Any]) -
     previous = json.loads(path.read_text()) if path.is_file() else {}
     if not previous:
         return {}
-    if previous.get("profile") != profile or _settings(previous.get("profile_config", {})) != _settings(profile_config):
+    # A file written before its settings were recorded (no "profile_config") is judged by its profile name alone.
+    settings = _settings(previous.get("profile_config", profile_config))
+    if previous.get("profile") != profile or settings != _settings(profile_config):
         raise SystemExit(
             f"{path} holds results of the {previous.get('profile')!r} profile with other settings than this run's "
             f"{profile!r}; pass --name to write another file (or move that one away)."
@@ -82,3 +87,41 @@ def restore_missing(files: Iterable[tuple[Path, Any]]) -> int:
             atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
             restored += 1
     return restored
+
+
+@dataclass(frozen=True)
+class BenchmarkGrid:
+    """A benchmark's runs, declared: its trials, the function that runs one and returns its record, and how the
+    results file is built from the records. `run_grid` does the rest the same way for every benchmark."""
+
+    name: str
+    """Results file: ``benchmarks/results/<name>.json``."""
+    profile: str
+    """Profile name, recorded in the results file."""
+    settings: dict[str, Any]
+    """What every record depends on (budgets, sizes): a results file with other settings is not resumed."""
+    sweep_dir: Path
+    """Records: ``<sweep_dir>/records/<trial>.json``."""
+    trials: list[Trial]
+    run: Callable[[dict[str, Any]], dict[str, Any]]
+    """One trial's config -> its record (a module-level function: it runs in a Ray worker)."""
+    record_name: Callable[[dict[str, Any]], str]
+    """The trial name of a record (to restore the committed records of ``benchmarks/results/<name>.json``)."""
+    results: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    """The results file's payload from every record (``runs`` among them: what a fresh clone restores)."""
+
+
+def run_grid(grid: BenchmarkGrid, resources: Resources) -> list[dict[str, Any]]:
+    """Restore the committed records, run every trial without one through the sweep engine, and rewrite the results
+    file after each finished trial and at the end; returns the records of the grid's trials."""
+    previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
+    restore_missing((grid.sweep_dir / "records" / f"{grid.record_name(r)}.json", r) for r in previous.get("runs", []))
+    names = {trial.name for trial in grid.trials}
+
+    def rewrite() -> None:
+        payload = grid.results(load_records(grid.sweep_dir))
+        write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload})
+
+    records = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=rewrite)
+    rewrite()
+    return [record for record in records if grid.record_name(record) in names]

@@ -3,7 +3,8 @@
 Fixed start and goal cells (the goal at the far end of the corridor from the start), reward 1 only on
 reaching the goal, which ends the episode (``continuing_task=False``), and no hindsight relabelling: an agent finds
 the goal only by exploring. Both algorithms run their one default configuration (``MultiInputPolicy`` on the
-goal-dict observation, no HER); the grid, records, resume and summary are those of `benchmarks.dqs_mujoco`.
+goal-dict observation, no HER); the trials, records, resume and summary are those of `benchmarks.dqs_mujoco`
+(a grid of the sweep engine), one budget per maze.
 
     python -m benchmarks.dqs_exploration                       # CPU: UMaze 30k and Medium 60k steps x 3 seeds
     python -m benchmarks.dqs_exploration --profile gpu --device cuda
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import tyro
 
-from benchmarks.dqs_mujoco import MujocoArgs, main
+from benchmarks.common import run_grid
+from benchmarks.dqs_mujoco import RLGridArgs, mujoco_grid, print_summary, run_trials_of
 
 #: Fixed-goal layouts ("r" start cell, "g" goal cell; 1 = wall): gymnasium-robotics' UMaze and Medium maps.
 MAZE_MAPS: dict[str, list[list[int | str]]] = {
@@ -41,11 +43,9 @@ STEP_FACTOR: dict[str, int] = {"PointMaze_UMaze": 1, "PointMaze_Medium": 2}
 
 
 @dataclass
-class ExplorationArgs(MujocoArgs):
+class ExplorationArgs(RLGridArgs):
     envs: list[str] = field(default_factory=lambda: list(MAZE_MAPS))
     """Mazes (keys of MAZE_MAPS)."""
-    throughput_steps: int = 0
-    """Timed steps per throughput measurement (dqs_mujoco measures it; 0 skips)."""
     work_dir: Path = Path("runs/benchmarks/dqs_exploration")
     """Where the training runs are written."""
     name: str = "dqs_exploration"
@@ -64,9 +64,11 @@ def run(args: ExplorationArgs) -> None:
     unknown = sorted(set(args.envs) - set(MAZE_MAPS))
     if unknown:
         raise SystemExit(f"error: unknown maze {', '.join(unknown)}; choose from {', '.join(MAZE_MAPS)}")
-    for env in args.envs:  # one env at a time: each maze has its own budget
-        steps = (args.steps or PROFILES[args.profile]["steps"]) * STEP_FACTOR[env]
-        main(ExplorationArgs(**{**vars(args), "envs": [env], "steps": steps}), PROFILES, {env: maze_overrides(env)})
+    profile = PROFILES[args.profile]
+    steps, eval_freq = args.steps or profile["steps"], args.eval_freq or profile["eval_freq"]
+    settings = {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes, "step_factor": STEP_FACTOR}
+    trials = run_trials_of(args, lambda env: steps * STEP_FACTOR[env], eval_freq, maze_overrides)
+    print_summary(run_grid(mujoco_grid(args, settings, trials), args))
 
 
 if __name__ == "__main__":

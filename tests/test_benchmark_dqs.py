@@ -1,4 +1,5 @@
-"""benchmarks/dqs_exploration.py on benchmarks/dqs_mujoco.py's grid: tiny runs, success rates, records, resuming."""
+"""benchmarks/dqs_exploration.py on benchmarks/dqs_mujoco.py's grid (sweep-engine trials): tiny runs, success rates,
+records, resuming."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import json
 import warnings
 from pathlib import Path
 
+import agents.sweep.engine
 import benchmarks.common
-from benchmarks import dqs_exploration, dqs_mujoco
+from benchmarks import dqs_exploration
 from benchmarks.dqs_exploration import ExplorationArgs
 
 
-def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatch):
+def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatch, local_ray):
     monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(dqs_mujoco, "RESULTS_DIR", tmp_path / "results")
     args = ExplorationArgs(envs=["PointMaze_UMaze"], seeds=[0], steps=200, eval_freq=100, eval_episodes=1,
                            work_dir=tmp_path / "work", name="exploration_test")  # fmt: skip
     with warnings.catch_warnings():
@@ -31,7 +32,7 @@ def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatc
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(dqs_mujoco, "train_run", must_not_train)
+    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
     dqs_exploration.run(args)  # every record exists: only the results are rebuilt
     for path in (tmp_path / "work" / "cpu" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file

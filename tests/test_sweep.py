@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from scipy.stats import trim_mean
 
 from agents.sweep import SweepSpec, format_report, run_search, run_sweep, sweep_report
@@ -18,13 +17,6 @@ from agents.sweep.stats import interval_estimates, score_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [16, 16]}"}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def spec(tmp_path: Path, seeds: list[int]) -> SweepSpec:

@@ -1,7 +1,31 @@
 """Sweeps of seeds x envs x hyperparameters on Ray Tune, searches with Optuna, and rliable statistics
 (``python -m agents.sweep``). Not imported by `agents` itself, so a single `train.py` run never loads Ray."""
 
-from agents.sweep.engine import SweepSpec, load_records, run_record, run_search, run_sweep
+from agents.sweep.engine import (
+    Resources,
+    SweepSpec,
+    Trial,
+    load_records,
+    run_record,
+    run_search,
+    run_sweep,
+    run_train_trial,
+    run_trials,
+    train_trial,
+)
 from agents.sweep.report import format_report, sweep_report
 
-__all__ = ["SweepSpec", "format_report", "load_records", "run_record", "run_search", "run_sweep", "sweep_report"]
+__all__ = [
+    "Resources",
+    "SweepSpec",
+    "Trial",
+    "format_report",
+    "load_records",
+    "run_record",
+    "run_search",
+    "run_sweep",
+    "run_train_trial",
+    "run_trials",
+    "sweep_report",
+    "train_trial",
+]

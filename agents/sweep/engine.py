@@ -1,11 +1,12 @@
 """Seeds x envs x hyperparameters as Ray Tune experiments, every trial exactly a `train.py` run.
 
-A grid sweep (`run_sweep`) expands algorithms x envs x ``--grid`` values x seeds into trials; a search
+`run_trials` is the engine: a list of named `Trial` configs and a run function, executed as Ray Tune trials, each
+leaving a record ``<sweep>/records/<trial>.json``; trials with a record are skipped, so a restarted sweep resumes.
+The benchmarks declare their grids on it. A grid sweep (`run_sweep`) expands algorithms x envs x ``--grid`` values x seeds into trials; a search
 (`run_search`) samples hyperparameters with Optuna's TPE and evaluates each sample on several seeds, pruned by ASHA
 or the median rule on the periodic evaluation returns. Trials run as Ray Tune trials on a local Ray (the machine's
-cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked. Each trial
-writes its run folder through `agents.common.experiment.train` and, when it finishes, a record
-``<sweep>/records/<trial>.json``: a restarted sweep skips every trial that has one.
+cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked. Each grid
+trial writes its run folder through `agents.common.experiment.train`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -36,7 +38,30 @@ Pruner = Literal["asha", "median", "none"]
 
 
 @dataclass
-class SweepSpec:
+class Resources:
+    """Where trials run and how many at a time (the resource options of every sweep and benchmark)."""
+
+    threads_per_trial: int = 1
+    """CPU threads (torch threads and Ray CPUs) per trial."""
+    gpus_per_trial: float = 0.0
+    """GPU share per trial, e.g. 0.25 to run four trials on one GPU."""
+    max_concurrent: int | None = None
+    """Trials at a time; default: as many as the cores allow at threads_per_trial each."""
+    address: str | None = None
+    """Ray cluster to join ("auto" or host:port); default: a local Ray on this machine."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One unit of a sweep: ``config`` is everything its run function needs (it runs in a Ray worker, which sees
+    none of the driver's state); ``name`` names its record, ``<sweep_dir>/records/<name>.json``."""
+
+    name: str
+    config: dict[str, Any]
+
+
+@dataclass(kw_only=True)
+class SweepSpec(Resources):
     """What a sweep trains, and on which resources (also the options of ``python -m agents.sweep``)."""
 
     algo: list[str]
@@ -53,14 +78,6 @@ class SweepSpec:
     """Evaluate every this many steps (train.py --eval-freq)."""
     eval_episodes: int = 5
     """Episodes per evaluation."""
-    threads_per_trial: int = 1
-    """CPU threads (and Ray CPUs) per trial."""
-    gpus_per_trial: float = 0.0
-    """GPU share per trial, e.g. 0.25 to run four trials on one GPU."""
-    max_concurrent: int | None = None
-    """Trials at a time; default: as many as the cores allow at threads_per_trial each."""
-    address: str | None = None
-    """Ray cluster to join ("auto" or host:port); default: a local Ray on this machine."""
     device: str = "auto"
     """Torch device of every trial."""
     name: str = "sweep"
@@ -104,7 +121,7 @@ def _point_name(point: dict[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
 
 
-def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
+def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[Trial]:
     """Every trial of a grid sweep (algorithms x envs x ``grid`` points x seeds), its hyperparameters checked against
     its algorithm (the error of ``--hyperparams``), before anything starts."""
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
@@ -114,13 +131,14 @@ def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None)
         algo_spec = get_algo(algo)
         apply_overrides({}, overrides, algo_spec.load_class())  # unknown keys fail here, like --hyperparams
         env = env if algo_spec.kind == "sampler" else resolve_env_id(env)  # one name per task: the Gymnasium id
-        name = f"{algo}__{env}__{_point_name(point)}__seed{seed}"
-        trials.append({"name": name, "algo": algo, "env": env, "seed": seed, "grid_point": point,
-                       "hyperparams": overrides})  # fmt: skip
+        described = {"algo": algo, "env": env, "seed": seed, "grid_point": point, "hyperparams": overrides}
+        trials.append(train_trial(f"{algo}__{env}__{_point_name(point)}__seed{seed}", train_args(spec, algo, env, seed,
+                                                                                                overrides), described))
     return trials
 
 
-def _train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: dict[str, str]) -> TrainArgs:
+def train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: dict[str, str]) -> TrainArgs:
+    """The `train.py` arguments of one trial of ``spec``."""
     return TrainArgs(
         algo=algo, env=env, total_timesteps=spec.total_timesteps, seed=seed, eval_freq=spec.eval_freq,
         eval_episodes=spec.eval_episodes, num_threads=spec.threads_per_trial, device=spec.device,
@@ -128,14 +146,33 @@ def _train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: di
     )  # fmt: skip
 
 
-def _grid_trial(config: dict[str, Any]) -> None:
-    """One Ray Tune trial of a grid sweep: a `train.py` run, then its record."""
-    spec, trial = config["spec"], config["trial"]
-    run_dir = train(_train_args(spec, trial["algo"], trial["env"], trial["seed"], trial["hyperparams"]))
-    record = {**{key: trial[key] for key in ("algo", "env", "seed", "grid_point", "hyperparams")}, **run_record(run_dir)}
-    path = spec.sweep_dir / "records" / f"{trial['name']}.json"
+def train_trial(name: str, args: TrainArgs, described: dict[str, Any]) -> Trial:
+    """A trial that is one `train.py` run; its record is ``described`` plus the run's `run_record`."""
+    return Trial(name, {"train_args": args, "described": described})
+
+
+def run_train_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """The run function of `train_trial` trials."""
+    return {**config["described"], **run_record(train(config["train_args"]))}
+
+
+def _record_trial(config: dict[str, Any]) -> None:
+    """One Ray Tune trial: the run function on the trial's config, then its record (atomically, so a killed sweep
+    never leaves half a record) and its numbers reported to Tune."""
+    record = config["run"](config["trial"].config)
+    path = Path(config["records"]) / f"{config['trial'].name}.json"
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-    tune.report({"final_return": record["final_return"], "mean_eval_return": record.get("mean_eval_return")})
+    tune.report({key: value for key, value in record.items() if isinstance(value, (int, float))} or {"done": 1})
+
+
+class _AfterEachTrial(tune.Callback):
+    """Calls ``hook`` in the driver whenever a trial finishes (e.g. to rewrite a results file)."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self.hook = hook
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.hook()
 
 
 def _absolute(spec: SweepSpec) -> SweepSpec:
@@ -145,60 +182,83 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
     return SweepSpec(**values | {"sweep_root": spec.sweep_root.resolve(), "log_dir": spec.log_dir.resolve()})
 
 
-def _start_ray(spec: SweepSpec, concurrent: int) -> bool:
+def _start_ray(resources: Resources, concurrent: int) -> bool:
     """Connect to ``address``, or start a local Ray sized for ``concurrent`` trials; True when started here."""
     if ray.is_initialized():
         return False
-    if spec.address:
-        ray.init(address=spec.address, log_to_driver=False)
+    if resources.address:
+        ray.init(address=resources.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=concurrent * spec.threads_per_trial, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=concurrent * resources.threads_per_trial, include_dashboard=False, log_to_driver=False)
     return True
 
 
-def _tune(spec: SweepSpec, trainable: Any, param_space: dict[str, Any], tune_config: tune.TuneConfig, name: str) -> Any:
-    resources = {"cpu": spec.threads_per_trial, "gpu": spec.gpus_per_trial}
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, resources),
-        param_space=param_space,
-        tune_config=tune_config,
-        run_config=tune.RunConfig(name=name, storage_path=str(spec.sweep_dir / "tune"), verbose=1),
-    )
-    return tuner.fit()
+def _fit(
+    resources: Resources, trainable: Any, param_space: dict[str, Any], tune_config: tune.TuneConfig, storage: Path,
+    name: str, callbacks: list[tune.Callback] | None = None,
+) -> None:  # fmt: skip
+    """Run a Tune experiment on a local Ray (started and shut down here) or the joined cluster; trials that raised
+    fail the call with their count and the first error, after the others have finished."""
+    concurrent = tune_config.max_concurrent_trials or 1
+    started = _start_ray(resources, concurrent)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": resources.threads_per_trial, "gpu": resources.gpus_per_trial}),
+            param_space=param_space,
+            tune_config=tune_config,
+            run_config=tune.RunConfig(name=name, storage_path=str(storage.resolve()), verbose=1, callbacks=callbacks),
+        )
+        errors = tuner.fit().errors
+    finally:
+        if started:
+            ray.shutdown()
+    if errors:
+        cause = str(errors[0]).strip().splitlines()[-1]
+        raise RuntimeError(f"{len(errors)} trial(s) failed and left no record (rerun to retry them); first: {cause}")
 
 
-def _concurrency(spec: SweepSpec, n_trials: int) -> int:
-    if spec.max_concurrent is not None:
-        return max(1, min(spec.max_concurrent, n_trials))
+def _concurrency(resources: Resources, n_trials: int) -> int:
+    if resources.max_concurrent is not None:
+        return max(1, min(resources.max_concurrent, n_trials))
     cores = ray.available_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
-    return max(1, min(n_trials, int(cores // spec.threads_per_trial)))
+    return max(1, min(n_trials, int(cores // resources.threads_per_trial)))
+
+
+def run_trials(
+    trials: list[Trial], run: Callable[[dict[str, Any]], dict[str, Any]], sweep_dir: Path, resources: Resources,
+    after_each: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Run ``run(trial.config)`` on Ray Tune for every trial without a record in ``<sweep_dir>/records`` (so an
+    interrupted sweep resumes), ``after_each`` in this process whenever one finishes; returns every record.
+
+    ``run`` must be importable by the workers (a module-level function of the project)."""
+    names = [trial.name for trial in trials]
+    if len(set(names)) != len(names):
+        raise ValueError(f"trial names must be unique, got {sorted(n for n in names if names.count(n) > 1)}")
+    records = Path(sweep_dir).resolve() / "records"
+    pending = [trial for trial in trials if not (records / f"{trial.name}.json").is_file()]
+    print(f"{len(trials) - len(pending)} of {len(trials)} trials already finished; running {len(pending)}.", flush=True)
+    if pending:
+        _fit(resources, _record_trial, {"run": run, "records": str(records), "trial": tune.grid_search(pending)},
+             tune.TuneConfig(max_concurrent_trials=_concurrency(resources, len(pending))), Path(sweep_dir) / "tune",
+             "trials", [_AfterEachTrial(after_each)] if after_each else None)  # fmt: skip
+    return load_records(sweep_dir, {trial.name for trial in trials})
 
 
 def run_sweep(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
     """Run every grid trial that has no record yet (so an interrupted sweep resumes) and return all records."""
     spec = _absolute(spec)
     trials = grid_trials(spec, grid)
-    records = spec.sweep_dir / "records"
-    pending = [trial for trial in trials if not (records / f"{trial['name']}.json").is_file()]
     atomic_write(spec.sweep_dir / "sweep.json", lambda tmp: tmp.write_text(json.dumps(
-        {"kind": "grid", "spec": _plain(spec), "grid": grid or {}, "trials": [trial["name"] for trial in trials]},
+        {"kind": "grid", "spec": _plain(spec), "grid": grid or {}, "trials": [trial.name for trial in trials]},
         indent=2)))  # fmt: skip
-    print(f"{len(trials) - len(pending)} of {len(trials)} trials already finished; running {len(pending)}.", flush=True)
-    if pending:
-        concurrent = _concurrency(spec, len(pending))
-        started = _start_ray(spec, concurrent)
-        try:
-            _tune(spec, _grid_trial, {"spec": spec, "trial": tune.grid_search(pending)},
-                  tune.TuneConfig(max_concurrent_trials=concurrent), "grid")  # fmt: skip
-        finally:
-            if started:
-                ray.shutdown()
-    return load_records(spec.sweep_dir)
+    return run_trials(trials, run_train_trial, spec.sweep_dir, spec)
 
 
-def load_records(sweep_dir: Path) -> list[dict[str, Any]]:
-    """The records of every finished trial of a sweep."""
-    return [json.loads(path.read_text()) for path in sorted((Path(sweep_dir) / "records").glob("*.json"))]
+def load_records(sweep_dir: Path, names: set[str] | None = None) -> list[dict[str, Any]]:
+    """The records of every finished trial of a sweep (of the trials ``names`` only, when given)."""
+    paths = sorted((Path(sweep_dir) / "records").glob("*.json"))
+    return [json.loads(path.read_text()) for path in paths if names is None or path.stem in names]
 
 
 # --- search ---------------------------------------------------------------------------------------------------------
@@ -243,7 +303,7 @@ def _search_trial(config: dict[str, Any]) -> None:
     sampled = {key: str(value) for key, value in config["params"].items()}
     finals, run_dirs = [], []
     for seed in spec.seeds:
-        run_dir = train(_train_args(spec, algo, env, seed, {**spec.hyperparams, **sampled}),
+        run_dir = train(train_args(spec, algo, env, seed, {**spec.hyperparams, **sampled}),
                         on_evaluation=lambda step, value, seed=seed: tune.report({"score": value, "seed": seed,
                                                                                   "timesteps": step}))  # fmt: skip
         finals.append(run_record(run_dir)["final_return"])
@@ -271,18 +331,12 @@ def run_search(
         "median": lambda: MedianStoppingRule(time_attr="training_iteration", grace_period=1, min_samples_required=2),
         "none": FIFOScheduler,
     }
-    concurrent = _concurrency(spec, n_trials)
-    started = _start_ray(spec, concurrent)
-    try:
-        _tune(
-            spec, _search_trial, {"spec": spec, "algo": algo, "env": env, "params": space},
-            tune.TuneConfig(metric="score", mode="max", search_alg=OptunaSearch(seed=seed), scheduler=schedulers[pruner](),
-                            num_samples=n_trials, max_concurrent_trials=concurrent),
-            "search",
-        )  # fmt: skip
-    finally:
-        if started:
-            ray.shutdown()
+    _fit(
+        spec, _search_trial, {"spec": spec, "algo": algo, "env": env, "params": space},
+        tune.TuneConfig(metric="score", mode="max", search_alg=OptunaSearch(seed=seed), scheduler=schedulers[pruner](),
+                        num_samples=n_trials, max_concurrent_trials=_concurrency(spec, n_trials)),
+        spec.sweep_dir / "tune", "search",
+    )  # fmt: skip
     records = [json.loads(path.read_text()) for path in (spec.sweep_dir / "search").glob("*.json")]
     return sorted(records, key=lambda record: -record["mean_final_return"] if math.isfinite(record["mean_final_return"])
                   else math.inf)  # fmt: skip
