@@ -10,8 +10,9 @@ Variants (`agents.equivariant`, EGNN sizes from the profile):
 ``--algos sac dqs`` adds DQS with the two variants it accepts (its networks take features extractors, not the
 equivariant policy). Every run evaluates the deterministic policy every ``eval_freq`` steps (mean return, and success
 rate = fraction of evaluation episodes whose last step covers every target) and writes
-``<work_dir>/<profile>/records/<algo>__<variant>__seed<k>.json`` when it finishes, so an interrupted benchmark resumes
-where it stopped and several processes can share the work (give each its own ``--variants``/``--seeds``/``--algos``).
+``<work_dir>/<profile>/records/<algo>__<variant>__seed<k>.json`` when it finishes: the runs are trials of the sweep
+engine (`benchmarks.common.BenchmarkGrid`; ``--max-concurrent`` at a time, or on a Ray cluster with ``--address``), so
+an interrupted benchmark resumes where it stopped.
 ``benchmarks/results/<name>.json`` is rebuilt from every record of the profile after each run.
 
 Sample efficiency of a variant against the ``mlp`` variant of the same algorithm, on seed-averaged return curves
@@ -40,7 +41,6 @@ files and report sections.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +56,9 @@ from stable_baselines3.common.logger import Logger
 from agents.equivariant import EGNNExtractor, EquivariantSACPolicy
 from agents.hyperparams import hyperparams_for
 from agents.registry import get_algo
-from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
-from core.io import atomic_save, atomic_write
+from agents.sweep import Resources, Trial
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from core.io import atomic_save
 from envs.registry import make_env
 from equivariant.scene import EGNNConfig, SetLayout
 
@@ -107,7 +108,7 @@ PROFILES: dict[str, EquivariantProfile] = {
 
 
 @dataclass
-class EquivariantBenchArgs:
+class EquivariantBenchArgs(Resources):
     algos: list[AlgoName] = field(default_factory=lambda: ["sac"])
     """Algorithms; DQS runs the mlp and egnn_features variants only."""
     variants: list[VariantName] = field(default_factory=lambda: list(VARIANTS))
@@ -116,8 +117,6 @@ class EquivariantBenchArgs:
     """Seeds, one run per (algo, variant, seed)."""
     profile: Literal["smoke", "cpu", "gpu"] = "cpu"
     """Budget and sizes (see PROFILES)."""
-    threads: int | None = 1
-    """Torch CPU threads (the same for every run)."""
     device: str = "auto"
     """Torch device."""
     work_dir: Path = Path("runs/benchmarks/equivariant")
@@ -266,23 +265,15 @@ def sample_efficiency(
     return comparisons
 
 
-def load_records(records: Path) -> list[dict[str, Any]]:
-    """Every finished run of a profile (whatever the filters of this invocation)."""
-    return [json.loads(path.read_text()) for path in sorted(records.glob("*.json"))]
-
-
 def results_name(args: EquivariantBenchArgs) -> str:
     return args.name or ("equivariant" if args.profile == "cpu" else f"equivariant_{args.profile}")
 
 
-def write_summary(args: EquivariantBenchArgs, records: Path) -> dict[str, Any]:
-    """Rebuild the results file from all records of the profile; returns its payload."""
-    runs = load_records(records)
+def results_payload(args: EquivariantBenchArgs, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results file's payload from every record of the profile."""
     summary = summarize(runs)
     profile = PROFILES[args.profile]
-    payload = {
-        "profile": args.profile,
-        "profile_config": asdict(profile),
+    return {
         "env_id": ENV_ID,
         "n_particles": N_PARTICLES,
         "config": asdict(args) | {"work_dir": str(args.work_dir)},
@@ -290,8 +281,13 @@ def write_summary(args: EquivariantBenchArgs, records: Path) -> dict[str, Any]:
         "summary": summary,
         "sample_efficiency": sample_efficiency(summary, profile.learning_starts),
     }
-    write_results(results_name(args), payload)
-    return payload
+
+
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """One trial of the grid: `train_run` on its key, in its run folder."""
+    torch.set_num_threads(config["threads"])
+    key = RunKey(**config["key"])
+    return train_run(key, config["profile"], Path(config["run_dir"]), config["device"]) | {"profile": config["name"]}
 
 
 def print_summary(payload: dict[str, Any]) -> None:
@@ -309,29 +305,22 @@ def print_summary(payload: dict[str, Any]) -> None:
 
 
 def main(args: EquivariantBenchArgs) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     profile = PROFILES[args.profile]
-    root = args.work_dir / args.profile
-    records = root / "records"
-    records.mkdir(parents=True, exist_ok=True)
-    previous = previous_results(RESULTS_DIR / f"{results_name(args)}.json", args.profile, asdict(profile))
-    restore_missing((records / f"{RunKey(r['algo'], r['variant'], r['seed']).stem}.json", r) for r in previous.get("runs", []))
+    root = (args.work_dir / args.profile).resolve()
     keys = [RunKey(a, v, s) for s in args.seeds for a in args.algos for v in args.variants if supported(a, v)]
     skipped = sorted({f"{a}/{v}" for a in args.algos for v in args.variants if not supported(a, v)})
     if skipped:
         print(f"skipping {', '.join(skipped)}: the equivariant variant is a SAC policy")
-    for key in keys:
-        path = records / f"{key.stem}.json"
-        if path.is_file():
-            continue
-        record = train_run(key, profile, root / "runs" / key.stem, args.device) | {"profile": args.profile}
-        atomic_write(path, lambda p, record=record: p.write_text(json.dumps(record, indent=2)))
-        print(f"{key.stem}: final return {record['final_return']:.2f}, success {record['final_success_rate']:.2f} "
-              f"({record['train_wall_time_s']:.0f} s, {record['steps_per_s']:.1f} steps/s)", flush=True)  # fmt: skip
-        write_summary(args, records)
-    payload = write_summary(args, records)
-    print_summary(payload)
+    trials = [Trial(key.stem, {"key": key._asdict(), "profile": profile, "name": args.profile, "device": args.device,
+                               "threads": args.threads_per_trial, "run_dir": str(root / "runs" / key.stem)})
+              for key in keys]  # fmt: skip
+    grid = BenchmarkGrid(
+        name=results_name(args), profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
+        run=run_trial, record_name=lambda r: RunKey(r["algo"], r["variant"], r["seed"]).stem,
+        results=lambda runs: results_payload(args, runs),
+    )  # fmt: skip
+    runs = run_grid(grid, args)
+    print_summary(results_payload(args, runs))
     print(f"wrote {RESULTS_DIR / results_name(args)}.json")
 
 

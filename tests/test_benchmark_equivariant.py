@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import agents.sweep.engine
 import benchmarks.common
 from benchmarks import equivariant
 from benchmarks.egnn_throughput import SYSTEMS, EGNNThroughputArgs, measure_system, with_concatenated_edge_input
@@ -15,7 +16,7 @@ from benchmarks.equivariant import EquivariantBenchArgs, RunKey, sample_efficien
 from equivariant.egnn import EGNN
 
 
-def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch):
+def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch, local_ray):
     monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(equivariant, "RESULTS_DIR", tmp_path / "results")
     args = EquivariantBenchArgs(profile="smoke", seeds=[0], work_dir=tmp_path / "work", name="equivariant_test")
@@ -37,7 +38,7 @@ def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch)
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(equivariant, "train_run", must_not_train)
+    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
     equivariant.main(args)  # every record exists: only the results are rebuilt
     for path in (tmp_path / "work" / "smoke" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file
