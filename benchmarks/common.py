@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from agents.common.run import git_commit, package_versions
-from agents.sweep import Resources, Trial, load_records, run_trials
+from agents.sweep import Resources, Trial, load_records, pending_trials, run_trials
 from core.io import atomic_write
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -111,17 +111,27 @@ class BenchmarkGrid:
     """The results file's payload from every record (``runs`` among them: what a fresh clone restores)."""
 
 
-def run_grid(grid: BenchmarkGrid, resources: Resources) -> list[dict[str, Any]]:
-    """Restore the committed records, run every trial without one through the sweep engine, and rewrite the results
-    file after each finished trial and at the end; returns the records of the grid's trials."""
+def run_grid(
+    grid: BenchmarkGrid, resources: Resources, rerun: bool = False, prepare: Callable[[list[Trial]], None] | None = None
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Restore the committed records, run every trial without one through the sweep engine (every trial with
+    ``rerun``), and rewrite the results file after each finished trial and at the end; returns the records of the
+    grid's trials. ``prepare(pending)`` runs here first, for what the pending trials share (e.g. datasets to build)."""
     previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
-    restore_missing((grid.sweep_dir / "records" / f"{grid.record_name(r)}.json", r) for r in previous.get("runs", []))
+    records = grid.sweep_dir / "records"
+    restore_missing((records / f"{grid.record_name(r)}.json", r) for r in previous.get("runs", []))
+    if rerun:
+        for trial in grid.trials:
+            (records / f"{trial.name}.json").unlink(missing_ok=True)
     names = {trial.name for trial in grid.trials}
+    pending = pending_trials(grid.trials, grid.sweep_dir)
+    if prepare is not None and pending:
+        prepare(pending)
 
     def rewrite() -> None:
         payload = grid.results(load_records(grid.sweep_dir))
         write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload})
 
-    records = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=rewrite)
+    finished = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=rewrite)
     rewrite()
-    return [record for record in records if grid.record_name(record) in names]
+    return [record for record in finished if grid.record_name(record) in names]

@@ -2,9 +2,10 @@
 
 Every (method, task, dataset kind, seed) run trains for the profile's gradient steps on the task's Minari dataset,
 evaluates every ``eval_freq`` steps (the evaluation with the best discounted return marks the best checkpoint: model
-selection on evaluation episodes) and evaluates the final model on fresh episodes. Each run writes
-``<work_dir>/<profile>/<task>-<kind>/<method>/seed<k>.json`` when it finishes, so an interrupted benchmark resumes
-where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the targets, training
+selection on evaluation episodes) and evaluates the final model on fresh episodes. The runs are trials of the sweep
+engine (`benchmarks.common.BenchmarkGrid`: ``--max-concurrent`` at a time, or on a Ray cluster with ``--address``);
+each writes ``<work_dir>/<profile>/records/<task>-<kind>__<method>__seed<k>.json`` when it finishes, so an interrupted
+benchmark resumes where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the targets, training
 times, the deviations from the reference protocol) is rewritten from every finished run of the profile each time.
 
     python -m benchmarks.merlin                               # CPU profile: 5 methods x 4 tasks x 2 kinds x 3 seeds
@@ -37,7 +38,8 @@ from agents.hyperparams import hyperparams_for
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
-from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from agents.sweep import Resources, Trial
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from core.io import atomic_write
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
@@ -155,7 +157,7 @@ def deviations(profile: MerlinProfile) -> dict[str, dict[str, Any]]:
 
 
 @dataclass
-class MerlinBenchArgs:
+class MerlinBenchArgs(Resources):
     """Merlin, Merlin-P, Merlin-NP, GCSL and WGCSL on the offline goal-reaching datasets (resumable, run by run)."""
 
     methods: list[MethodName] = field(default_factory=lambda: list(METHODS))
@@ -168,8 +170,6 @@ class MerlinBenchArgs:
     """Seeds of the algorithms (the datasets always use seed 0)."""
     profile: Literal["cpu", "gpu", "tiny"] = "cpu"
     """Budget (see PROFILES; tiny only checks the pipeline)."""
-    threads: int = 1
-    """Torch CPU threads."""
     device: str = "auto"
     """Torch device (auto: CUDA when available)."""
     work_dir: Path = Path("runs/benchmarks/merlin")
@@ -233,9 +233,10 @@ class RunKey(NamedTuple):
     seed: int
     method: str
 
-    def path(self, work_dir: Path, profile_name: str) -> Path:
-        """Where the run's record lives."""
-        return work_dir / profile_name / f"{self.task}-{self.kind}" / self.method / f"seed{self.seed}.json"
+    @property
+    def name(self) -> str:
+        """The trial name (and record file name) of the run."""
+        return f"{self.task}-{self.kind}__{self.method}__seed{self.seed}"
 
 
 class RecordingEvalCallback(GoalEvalCallback):
@@ -325,27 +326,14 @@ def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset
     }
 
 
-def run(key: RunKey, profile_name: str, work_dir: Path, dataset: GoalDataset, device: str = "auto") -> dict[str, Any]:
-    """`train_and_evaluate` with the profile's settings and write the record where `pending_runs` looks for it."""
-    record = {**train_and_evaluate(key, PROFILES[profile_name], dataset, device), "profile": profile_name}
-    atomic_write(key.path(work_dir, profile_name), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-    return record
-
-
-def pending_runs(keys: list[RunKey], work_dir: Path, profile_name: str, force: bool = False) -> list[RunKey]:
-    """The runs of ``keys`` without a record (all of them with ``force``)."""
-    return [key for key in keys if force or not key.path(work_dir, profile_name).is_file()]
-
-
-def restore_records(previous: dict[str, Any], work_dir: Path, profile_name: str) -> None:
-    """Recreate missing run records from the committed results file (see `benchmarks.common.restore_missing`)."""
-    restore_missing((RunKey(r["task"], r["kind"], r["seed"], r["method"]).path(work_dir, profile_name), r)
-                    for r in previous.get("runs", []))  # fmt: skip
-
-
-def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
-    """Every finished run of the profile (whatever the filters of this invocation)."""
-    return [json.loads(path.read_text()) for path in sorted((work_dir / profile_name).glob("*-*/*/seed*.json"))]
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """One trial of the grid, in a Ray worker: the driver's dataset and cache folders, the (already built) dataset,
+    `train_and_evaluate`."""
+    os.environ |= config["environ"]
+    torch.set_num_threads(config["threads"])
+    key = RunKey(**config["key"])
+    dataset = load_goal_dataset(dataset_id(key.task, key.kind))
+    return {**train_and_evaluate(key, config["profile"], dataset, config["device"]), "profile": config["profile_name"]}
 
 
 # --- summary and targets --------------------------------------------------------------------------------------------
@@ -486,55 +474,46 @@ def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
 def main(args: MerlinBenchArgs) -> None:
     profile = PROFILES[args.profile]
     name = args.name or ("merlin_tiny" if args.profile == "tiny" else "merlin")
-    torch.set_num_threads(args.threads)
     use_project_folders(args.work_dir, profile)
-    results_path = RESULTS_DIR / f"{name}.json"
-    previous = previous_results(results_path, args.profile, asdict(profile))
-    restore_records(previous, args.work_dir, args.profile)
-    datasets_record = args.work_dir / args.profile / "datasets.json"
-    datasets: dict[str, Any] = json.loads(datasets_record.read_text()) if datasets_record.is_file() else {}
-    datasets = {**previous.get("datasets", {}), **datasets}
+    root = (args.work_dir / args.profile).resolve()
+    environ = {key: str(Path(os.environ[key]).resolve()) for key in ("MINARI_DATASETS_PATH", "DIFFUSION_BASELINES_CACHE")}
+    datasets_record = root / "datasets.json"
+    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{name}.json").is_file() else {}
+    datasets: dict[str, Any] = {**committed.get("datasets", {}),
+                                **(json.loads(datasets_record.read_text()) if datasets_record.is_file() else {})}  # fmt: skip
 
-    def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        runs = load_runs(args.work_dir, args.profile)
-        summary = summarize(runs)
-        targets = check_targets(summary)
-        write_results(
-            name,
-            {
-                "profile": args.profile,
-                "profile_config": asdict(profile),
-                "reference_profile": REFERENCE_PROFILE,
-                "deviations": deviations(profile),
-                "notes": list(NOTES),
-                "config": {**asdict(args), "work_dir": str(args.work_dir)},
-                "datasets": datasets,
-                "summary": summary,
-                "training_time": training_time(runs),
-                "targets": targets,
-                "runs": runs,
-            },
-        )
-        return summary, targets
-
-    grid = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
-    pending = pending_runs(grid, args.work_dir, args.profile, args.force)
-    print(f"{len(grid) - len(pending)} of {len(grid)} selected runs already finished; running {len(pending)}.", flush=True)
-    start = time.perf_counter()
-    for (task, kind), keys in itertools.groupby(pending, key=lambda key: (key.task, key.kind)):
-        dataset, info = prepare_dataset(task, kind, profile.dataset_episodes)
-        datasets[dataset.dataset_id] = {**datasets.get(dataset.dataset_id, {}), **info}
+    def prepare(pending: list[Trial]) -> None:
+        """Build or check the datasets of the pending trials here, before the trials load them."""
+        for task, kind in dict.fromkeys((t.config["key"]["task"], t.config["key"]["kind"]) for t in pending):
+            dataset, info = prepare_dataset(task, kind, profile.dataset_episodes)
+            datasets[dataset.dataset_id] = {**datasets.get(dataset.dataset_id, {}), **info}
         atomic_write(datasets_record, lambda path: path.write_text(json.dumps(datasets, indent=2)))
-        for key in keys:
-            record = run(key, args.profile, args.work_dir, dataset, args.device)
-            save_summary()
-            final, timing = record["final"], record["timing"]
-            noise = f", noise model {timing['noise_s']:.1f} s" if timing["noise_s"] is not None else ""
-            print(f"{task}-{kind} {key.method} seed {key.seed}: success {final['success_rate']:.2f}, discounted return "
-                  f"{final['discounted_return']:.2f}; train {timing['train_s']:.1f} s{noise}; "
-                  f"{time.perf_counter() - start:.0f} s elapsed", flush=True)  # fmt: skip
-    print_table(*save_summary())
-    print(f"wrote {results_path}")
+
+    def results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        summary = summarize(runs)
+        return {
+            "reference_profile": REFERENCE_PROFILE,
+            "deviations": deviations(profile),
+            "notes": list(NOTES),
+            "config": {**asdict(args), "work_dir": str(args.work_dir)},
+            "datasets": datasets,
+            "summary": summary,
+            "training_time": training_time(runs),
+            "targets": check_targets(summary),
+            "runs": runs,
+        }
+
+    keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
+    trials = [Trial(key.name, {"key": key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
+                               "device": args.device, "threads": args.threads_per_trial}) for key in keys]  # fmt: skip
+    grid = BenchmarkGrid(
+        name=name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
+        record_name=lambda r: RunKey(r["task"], r["kind"], r["seed"], r["method"]).name, results=results,
+    )  # fmt: skip
+    runs = run_grid(grid, args, rerun=args.force, prepare=prepare)
+    summary = summarize(runs)
+    print_table(summary, check_targets(summary))
+    print(f"wrote {RESULTS_DIR / f'{name}.json'}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
-"""benchmarks/merlin.py: one tiny run end to end (dataset, training, records, resuming), the summary and the targets."""
+"""benchmarks/merlin.py: tiny runs end to end as sweep-engine trials (dataset, training, records, resuming), the
+summary and the targets."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
+
+import agents.sweep.engine
+import benchmarks.common
+import benchmarks.merlin
 
 from benchmarks.merlin import (
     KINDS,
@@ -16,11 +22,10 @@ from benchmarks.merlin import (
     RunKey,
     check_target,
     deviations,
-    load_runs,
-    pending_runs,
+    MerlinBenchArgs,
     prepare_dataset,
     print_table,
-    run,
+    main,
     summarize,
     training_time,
 )
@@ -33,7 +38,7 @@ def folders(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_tiny_runs_write_resumable_records(folders):
+def test_tiny_runs_write_resumable_records(folders, monkeypatch, local_ray):
     profile = PROFILES["tiny"]
     dataset, info = prepare_dataset("PointReach", "random", profile.dataset_episodes)
     assert dataset.n_episodes == profile.dataset_episodes and info["build_s"] > 0
@@ -41,13 +46,16 @@ def test_tiny_runs_write_resumable_records(folders):
     with pytest.raises(ValueError, match="has 20 episodes, but the profile needs 30"):
         prepare_dataset("PointReach", "random", 30)  # ids do not say the size: a mismatch must not pass silently
 
-    stitched, plain = RunKey("PointReach", "random", 0, "Merlin-NP"), RunKey("PointReach", "random", 1, "GCSL")
-    assert pending_runs([stitched, plain], folders, "tiny") == [stitched, plain]
-    record = run(stitched, "tiny", folders, dataset, "cpu")
-    assert stitched.path(folders, "tiny").is_file()
-    assert pending_runs([stitched, plain], folders, "tiny") == [plain]
-    assert pending_runs([stitched, plain], folders, "tiny", force=True) == [stitched, plain]
-
+    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", folders / "results")
+    monkeypatch.setattr(benchmarks.merlin, "RESULTS_DIR", folders / "results")
+    args = MerlinBenchArgs(methods=["Merlin-NP", "GCSL"], tasks=["PointReach"], kinds=["random"], seeds=[0],
+                           profile="tiny", device="cpu", work_dir=folders / "work", name="merlin_test")  # fmt: skip
+    main(args)
+    records = folders / "work" / "tiny" / "records"
+    assert sorted(p.name for p in records.iterdir()) == ["PointReach-random__GCSL__seed0.json",
+                                                          "PointReach-random__Merlin-NP__seed0.json"]  # fmt: skip
+    runs = json.loads((folders / "results" / "merlin_test.json").read_text())["runs"]
+    record = next(r for r in runs if r["method"] == "Merlin-NP")
     assert record["steps"] == profile.steps and record["profile"] == "tiny"
     assert record["resolved"] == {"her_ratio": 1.0, "test_horizon": 1, "use_horizon": True}  # the reference tuning, PointReach
     assert 0.0 <= record["final"]["success_rate"] <= 1.0 and record["final"]["final_distance"] >= 0.0
@@ -60,12 +68,18 @@ def test_tiny_runs_write_resumable_records(folders):
     assert timing["noise_generated"] and timing["noise_s"] > 0 and timing["train_s"] > 0
     assert record["data_stats"]["n_synthetic"] == profile.n_synthetic
 
-    run(plain, "tiny", folders, dataset, "cpu")
-    runs = load_runs(folders, "tiny")
     assert sorted(r["method"] for r in runs) == ["GCSL", "Merlin-NP"]
     assert next(r for r in runs if r["method"] == "GCSL")["timing"]["noise_s"] is None
     times = training_time(runs)
     assert times["Merlin-NP"]["noise_generations"] == 1 and times["GCSL"]["noise_s"] is None
+
+    def must_not_train(*_args, **_kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    main(args)  # every record exists: nothing is trained
+    with pytest.raises(AssertionError, match="trained"):
+        main(MerlinBenchArgs(**{**vars(args), "force": True}))  # --force reruns the selected runs
 
 
 def fake_run(task: str, kind: str, method: str, seed: int, value: float) -> dict[str, Any]:

@@ -224,6 +224,11 @@ def _concurrency(resources: Resources, n_trials: int) -> int:
     return max(1, min(n_trials, int(cores // resources.threads_per_trial)))
 
 
+def pending_trials(trials: list[Trial], sweep_dir: Path) -> list[Trial]:
+    """The trials without a record in ``<sweep_dir>/records``."""
+    return [trial for trial in trials if not (Path(sweep_dir) / "records" / f"{trial.name}.json").is_file()]
+
+
 def run_trials(
     trials: list[Trial], run: Callable[[dict[str, Any]], dict[str, Any]], sweep_dir: Path, resources: Resources,
     after_each: Callable[[], None] | None = None,
@@ -236,7 +241,7 @@ def run_trials(
     if len(set(names)) != len(names):
         raise ValueError(f"trial names must be unique, got {sorted(n for n in names if names.count(n) > 1)}")
     records = Path(sweep_dir).resolve() / "records"
-    pending = [trial for trial in trials if not (records / f"{trial.name}.json").is_file()]
+    pending = pending_trials(trials, sweep_dir)
     print(f"{len(trials) - len(pending)} of {len(trials)} trials already finished; running {len(pending)}.", flush=True)
     if pending:
         _fit(resources, _record_trial, {"run": run, "records": str(records), "trial": tune.grid_search(pending)},
