@@ -112,17 +112,23 @@ class BenchmarkGrid:
 
 
 def run_grid(
-    grid: BenchmarkGrid, resources: Resources, rerun: bool = False, prepare: Callable[[list[Trial]], None] | None = None
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Restore the committed records, run every trial without one through the sweep engine (every trial with
-    ``rerun``), and rewrite the results file after each finished trial and at the end; returns the records of the
-    grid's trials. ``prepare(pending)`` runs here first, for what the pending trials share (e.g. datasets to build)."""
+    grid: BenchmarkGrid,
+    resources: Resources,
+    rerun: Callable[[dict[str, Any]], bool] | None = None,
+    prepare: Callable[[list[Trial]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Restore the committed records, run every trial without one through the sweep engine (and those of the grid
+    whose record ``rerun`` rejects), and rewrite the results file after each finished trial and at the end; returns
+    the records of the grid's trials. ``prepare(pending)`` runs here first, for what the pending trials share (e.g.
+    datasets to build)."""
     previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
     records = grid.sweep_dir / "records"
     restore_missing((records / f"{grid.record_name(r)}.json", r) for r in previous.get("runs", []))
-    if rerun:
+    if rerun is not None:
         for trial in grid.trials:
-            (records / f"{trial.name}.json").unlink(missing_ok=True)
+            path = records / f"{trial.name}.json"
+            if path.is_file() and rerun(json.loads(path.read_text())):
+                path.unlink()
     names = {trial.name for trial in grid.trials}
     pending = pending_trials(grid.trials, grid.sweep_dir)
     if prepare is not None and pending:

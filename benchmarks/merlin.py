@@ -189,10 +189,29 @@ def default_dataset_folder(work_dir: Path, episodes: int) -> Path:
     return work_dir / ("datasets" if episodes == default_episodes(TASKS[0]) else f"datasets-{episodes}-episodes")
 
 
-def use_project_folders(work_dir: Path, profile: MerlinProfile) -> None:
-    """Point Minari and the synthetic-data cache into ``work_dir`` unless the user set their variables."""
+def use_project_folders(work_dir: Path, profile: MerlinProfile) -> dict[str, str]:
+    """Point Minari and the synthetic-data cache into ``work_dir`` unless the user set their variables; returns both
+    variables as absolute paths (what the grid's trials set in their Ray workers)."""
     os.environ.setdefault("MINARI_DATASETS_PATH", str(default_dataset_folder(work_dir, profile.dataset_episodes)))
     os.environ.setdefault("DIFFUSION_BASELINES_CACHE", str(work_dir / "cache"))
+    return {key: str(Path(os.environ[key]).resolve()) for key in ("MINARI_DATASETS_PATH", "DIFFUSION_BASELINES_CACHE")}
+
+
+def prepare_datasets(pending: list[Trial], episodes: int) -> dict[str, dict[str, Any]]:
+    """Build or check, in the driver, the datasets of the pending trials (configs with ``task`` and ``kind``) before
+    they load them (two trials must not build one dataset); returns how each was made, by dataset id."""
+    infos = {}
+    for task, kind in dict.fromkeys((trial.config["task"], trial.config["kind"]) for trial in pending):
+        dataset, info = prepare_dataset(task, kind, episodes)
+        infos[dataset.dataset_id] = info
+    return infos
+
+
+def trial_dataset(config: dict[str, Any]) -> GoalDataset:
+    """In a trial's Ray worker: the driver's dataset and cache folders and torch threads, then the trial's dataset."""
+    os.environ |= config["environ"]
+    torch.set_num_threads(config["threads"])
+    return load_goal_dataset(dataset_id(config["task"], config["kind"]))
 
 
 def prepare_dataset(task: str, kind: str, episodes: int) -> tuple[GoalDataset, dict[str, Any]]:
@@ -327,12 +346,9 @@ def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset
 
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
-    """One trial of the grid, in a Ray worker: the driver's dataset and cache folders, the (already built) dataset,
-    `train_and_evaluate`."""
-    os.environ |= config["environ"]
-    torch.set_num_threads(config["threads"])
-    key = RunKey(**config["key"])
-    dataset = load_goal_dataset(dataset_id(key.task, key.kind))
+    """One trial of the grid: `train_and_evaluate` on its (already built) dataset."""
+    key = RunKey(config["task"], config["kind"], config["seed"], config["method"])
+    dataset = trial_dataset(config)
     return {**train_and_evaluate(key, config["profile"], dataset, config["device"]), "profile": config["profile_name"]}
 
 
@@ -474,19 +490,16 @@ def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
 def main(args: MerlinBenchArgs) -> None:
     profile = PROFILES[args.profile]
     name = args.name or ("merlin_tiny" if args.profile == "tiny" else "merlin")
-    use_project_folders(args.work_dir, profile)
+    environ = use_project_folders(args.work_dir, profile)
     root = (args.work_dir / args.profile).resolve()
-    environ = {key: str(Path(os.environ[key]).resolve()) for key in ("MINARI_DATASETS_PATH", "DIFFUSION_BASELINES_CACHE")}
     datasets_record = root / "datasets.json"
     committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{name}.json").is_file() else {}
     datasets: dict[str, Any] = {**committed.get("datasets", {}),
                                 **(json.loads(datasets_record.read_text()) if datasets_record.is_file() else {})}  # fmt: skip
 
     def prepare(pending: list[Trial]) -> None:
-        """Build or check the datasets of the pending trials here, before the trials load them."""
-        for task, kind in dict.fromkeys((t.config["key"]["task"], t.config["key"]["kind"]) for t in pending):
-            dataset, info = prepare_dataset(task, kind, profile.dataset_episodes)
-            datasets[dataset.dataset_id] = {**datasets.get(dataset.dataset_id, {}), **info}
+        for identifier, info in prepare_datasets(pending, profile.dataset_episodes).items():
+            datasets[identifier] = {**datasets.get(identifier, {}), **info}
         atomic_write(datasets_record, lambda path: path.write_text(json.dumps(datasets, indent=2)))
 
     def results(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -504,13 +517,13 @@ def main(args: MerlinBenchArgs) -> None:
         }
 
     keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
-    trials = [Trial(key.name, {"key": key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
+    trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
                                "device": args.device, "threads": args.threads_per_trial}) for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
         name=name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
         record_name=lambda r: RunKey(r["task"], r["kind"], r["seed"], r["method"]).name, results=results,
     )  # fmt: skip
-    runs = run_grid(grid, args, rerun=args.force, prepare=prepare)
+    runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None, prepare=prepare)
     summary = summarize(runs)
     print_table(summary, check_targets(summary))
     print(f"wrote {RESULTS_DIR / f'{name}.json'}")

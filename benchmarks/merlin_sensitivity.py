@@ -5,8 +5,10 @@ For each (task, dataset kind, her_ratio, seed) Merlin (reverse play) trains for 
 datasets as `benchmarks.merlin`; the final model is then evaluated at every test horizon on fresh episodes
 (`set_test_horizon`: the horizon is a network input, so one trained model serves every horizon). The default seeds are
 disjoint from the main benchmark's, so settings chosen here are not selected on the numbers they are judged by.
-Each run writes ``<work_dir>/<profile>/sensitivity/<task>-<kind>/her<r>/seed<k>.json`` (resumable); the summary
-``benchmarks/results/merlin_sensitivity.json`` is rewritten from every finished run of the profile.
+The runs are trials of the sweep engine (`benchmarks.common.BenchmarkGrid`); each writes
+``<work_dir>/<profile>/sensitivity/records/<task>-<kind>__her<r>__seed<k>.json`` (resumable: a record lacking a
+requested horizon is run again); the summary ``benchmarks/results/merlin_sensitivity.json`` is rewritten from every
+finished run of the profile.
 
     python -m benchmarks.merlin_sensitivity                       # CPU profile, 4 tasks x 2 kinds x 4 her_ratios
     python -m benchmarks.merlin_sensitivity --tasks PointRooms --kinds expert --her-ratios 0.2 1.0
@@ -15,7 +17,6 @@ Each run writes ``<work_dir>/<profile>/sensitivity/<task>-<kind>/her<r>/seed<k>.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -30,7 +31,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from agents.hyperparams import hyperparams_for
 from agents.merlin import Merlin, evaluate_goal_policy
 from agents.merlin.merlin import value_for_dataset
-from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from agents.sweep import Resources, Trial
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from benchmarks.merlin import (
     EVAL_ENVS,
     PROFILES,
@@ -39,17 +41,17 @@ from benchmarks.merlin import (
     MerlinProfile,
     TaskName,
     disjoint_eval_seed,
-    prepare_dataset,
+    prepare_datasets,
+    trial_dataset,
     use_project_folders,
 )
-from core.io import atomic_write
 from envs.datasets import KINDS
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id
 
 
 @dataclass
-class SensitivityArgs:
+class SensitivityArgs(Resources):
     """Merlin at every (her_ratio, test horizon) pair on the offline goal-reaching datasets (resumable, run by run)."""
 
     tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
@@ -65,8 +67,6 @@ class SensitivityArgs:
     always use seed 0)."""
     profile: Literal["cpu", "gpu", "tiny"] = "cpu"
     """Budget of benchmarks.merlin (gradient steps, final-evaluation episodes, dataset size)."""
-    threads: int = 1
-    """Torch CPU threads."""
     device: str = "auto"
     """Torch device (auto: CUDA when available)."""
     work_dir: Path = Path("runs/benchmarks/merlin")
@@ -75,14 +75,9 @@ class SensitivityArgs:
     """Summary file: benchmarks/results/<name>.json (default: merlin_sensitivity, or merlin_sensitivity_<profile>)."""
 
 
-def record_path(work_dir: Path, profile: str, task: str, kind: str, her_ratio: float, seed: int) -> Path:
-    """Where the record of one (task, kind, her_ratio, seed) run lives."""
-    return work_dir / profile / "sensitivity" / f"{task}-{kind}" / f"her{her_ratio:g}" / f"seed{seed}.json"
-
-
-def has_horizons(path: Path, horizons: list[int]) -> bool:
-    """Whether the record at ``path`` exists and holds every requested horizon (else the run is trained again)."""
-    return path.is_file() and {str(h) for h in horizons} <= set(json.loads(path.read_text())["by_horizon"])
+def record_name(task: str, kind: str, her_ratio: float, seed: int) -> str:
+    """The trial name (and record file name) of one (task, kind, her_ratio, seed) run."""
+    return f"{task}-{kind}__her{her_ratio:g}__seed{seed}"
 
 
 def train_and_sweep(
@@ -163,37 +158,36 @@ def print_table(summary: dict[str, dict[str, Any]]) -> None:
             print(f"{her:>10}" + "".join(f"{c:>16}" for c in cells))
 
 
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """One trial: `train_and_sweep` on its (already built) dataset."""
+    dataset = trial_dataset(config)
+    return train_and_sweep(config["task"], config["kind"], config["her_ratio"], config["seed"], config["horizons"],
+                           config["profile"], dataset, config["device"])  # fmt: skip
+
+
 def main(args: SensitivityArgs) -> None:
     profile = PROFILES[args.profile]
     name = args.name or ("merlin_sensitivity" if args.profile == "cpu" else f"merlin_sensitivity_{args.profile}")
-    torch.set_num_threads(args.threads)
-    use_project_folders(args.work_dir, profile)
-    previous = previous_results(RESULTS_DIR / f"{name}.json", args.profile, asdict(profile))
-    restore_missing((record_path(args.work_dir, args.profile, r["task"], r["kind"], r["her_ratio"], r["seed"]), r)
-                    for r in previous.get("runs", []))  # fmt: skip
-    start = time.perf_counter()
-    for task, kind in itertools.product(args.tasks, args.kinds):
-        path = partial(record_path, args.work_dir, args.profile, task, kind)
-        pending = [(her, seed) for her, seed in itertools.product(args.her_ratios, args.seeds)
-                   if not has_horizons(path(her, seed), args.horizons)]  # fmt: skip
-        if not pending:
-            continue
-        dataset, _ = prepare_dataset(task, kind, profile.dataset_episodes)
-        for her_ratio, seed in pending:
-            record = train_and_sweep(task, kind, her_ratio, seed, args.horizons, profile, dataset, args.device)
-            path = record_path(args.work_dir, args.profile, task, kind, her_ratio, seed)
-            atomic_write(path, lambda tmp, record=record: tmp.write_text(json.dumps(record, indent=2)))
-            returns = ", ".join(f"h={h}: {m['discounted_return']:.1f}" for h, m in record["by_horizon"].items())
-            print(f"{task}-{kind} her_ratio {her_ratio:g} seed {seed}: {returns}; train {record['train_s']:.1f} s; "
-                  f"{time.perf_counter() - start:.0f} s elapsed", flush=True)  # fmt: skip
-    records = sorted((args.work_dir / args.profile / "sensitivity").glob("*/her*/seed*.json"))
-    runs = [json.loads(path.read_text()) for path in records]
-    summary = summarize(runs)
-    print_table(summary)
-    path = write_results(name, {"profile": args.profile, "profile_config": asdict(profile),
-                                "config": {**asdict(args), "work_dir": str(args.work_dir)}, "summary": summary,
-                                "runs": runs})  # fmt: skip
-    print(f"\nwrote {path}")
+    environ = use_project_folders(args.work_dir, profile)
+    cells = itertools.product(args.tasks, args.kinds, args.her_ratios, args.seeds)
+    trials = [Trial(record_name(task, kind, her, seed), {"task": task, "kind": kind, "her_ratio": her, "seed": seed,
+                    "horizons": args.horizons, "profile": profile, "environ": environ, "device": args.device,
+                    "threads": args.threads_per_trial}) for task, kind, her, seed in cells]  # fmt: skip
+    grid = BenchmarkGrid(
+        name=name, profile=args.profile, settings=asdict(profile),
+        sweep_dir=(args.work_dir / args.profile / "sensitivity").resolve(), trials=trials, run=run_trial,
+        record_name=lambda r: record_name(r["task"], r["kind"], r["her_ratio"], r["seed"]),
+        results=lambda runs: {"config": {**asdict(args), "work_dir": str(args.work_dir)}, "summary": summarize(runs),
+                              "runs": runs},
+    )  # fmt: skip
+    requested = {str(horizon) for horizon in args.horizons}
+
+    def prepare(pending: list[Trial]) -> None:
+        prepare_datasets(pending, profile.dataset_episodes)
+
+    runs = run_grid(grid, args, rerun=lambda record: not requested <= set(record["by_horizon"]), prepare=prepare)
+    print_table(summarize(runs))
+    print(f"\nwrote {RESULTS_DIR / f'{name}.json'}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
+import agents.sweep.engine
+
 from benchmarks import merlin_rooms, merlin_sensitivity
-from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_path, summarize
+from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_name, summarize
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def folders(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch):
+def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch, local_ray):
     args = SensitivityArgs(tasks=["PointReach"], kinds=["expert"], her_ratios=[0.0, 1.0], horizons=[1, 7], seeds=[100],
                            profile="tiny", device="cpu", work_dir=folders / "work")  # fmt: skip
     main(args)
@@ -30,13 +32,13 @@ def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch):
     cell = result["summary"]["PointReach-expert"]
     assert set(cell["grid"]) == {"0", "1"} and set(cell["grid"]["1"]) == {"1", "7"}
 
-    path = record_path(folders / "work", "tiny", "PointReach", "expert", 1.0, 100)
+    path = folders / "work" / "tiny" / "sensitivity" / "records" / f"{record_name('PointReach', 'expert', 1.0, 100)}.json"
     path.unlink()  # lost (a fresh clone): restored from the results file, not trained again
 
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(merlin_sensitivity, "train_and_sweep", must_not_train)
+    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
     main(args)
     assert path.is_file() and json.loads(path.read_text()) == result["runs"][1]
     with pytest.raises(AssertionError, match="trained again"):  # a horizon the record lacks makes the run pending
