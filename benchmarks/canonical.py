@@ -5,14 +5,16 @@ augmented, equivariant) on the task's training set (DW-4: the shared train split
 `samplers.boltzmann_data`) until the profile's time budget is spent (checked between gradient steps). It then draws
 the evaluation samples in chunks of 1000, every mode with the same number of integration steps, timing each chunk
 (the run's sampling time per 1000 samples: the median chunk), and compares them with as many val rows by
-`samplers.metrics.sampler_metrics`. Each run saves its model and writes ``<work_dir>/<profile>/<task>/<mode>/seed<k>``
-``.pt``/``.json`` when it finishes, so an interrupted benchmark resumes where it stopped. When every mode of a task has
+`samplers.metrics.sampler_metrics`. The runs are trials of the sweep engine (`benchmarks.common.BenchmarkGrid`; one at a
+time at ``--threads-per-trial 2`` on two cores, so that the wall-clock budgets are comparable); each saves its model
+to ``<work_dir>/<profile>/models/<task>__<mode>__seed<k>.pt`` and writes its record under ``<work_dir>/<profile>/records/``
+when it finishes, so an interrupted benchmark resumes where it stopped. When every mode of a task has
 finished, `interleaved_sampling_times` times all modes again side by side (the speed target uses that measurement).
 ``benchmarks/results/<name>.json`` is rebuilt from every finished run of the profile each time, with the targets
 (canonical quality >= equivariant, sampling >= 2x faster than equivariant) marked met or missed; in a fresh clone the
 records are restored from it.
 
-    python -m benchmarks.canonical --threads 2                # CPU profile: 2 tasks x 4 modes x 1 seed, 5 min each
+    python -m benchmarks.canonical --threads-per-trial 2                # CPU profile: 2 tasks x 4 modes x 1 seed, 5 min each
     python -m benchmarks.canonical --profile gpu --device cuda
     python -m benchmarks.canonical --profile tiny --name canonical_tiny --work-dir /tmp/canonical   # smoke test
 """
@@ -22,7 +24,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,8 @@ import torch
 import tyro
 from stable_baselines3.common.utils import get_device
 
-from benchmarks.common import RESULTS_DIR, previous_results, restore_missing, write_results
+from agents.sweep import Resources, Trial
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, restore_missing, run_grid, write_grid_results
 from core.io import atomic_write
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
 from samplers.canonical import CanonicalDiffusion, Mode
@@ -97,7 +99,7 @@ PROFILES: dict[str, CanonicalProfile] = {
 
 
 @dataclass
-class CanonicalBenchArgs:
+class CanonicalBenchArgs(Resources):
     tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
     """Targets."""
     modes: list[Mode] = field(default_factory=lambda: list(MODES))
@@ -108,8 +110,6 @@ class CanonicalBenchArgs:
     """Budget profile (see PROFILES)."""
     device: str = "auto"
     """Torch device."""
-    threads: int | None = None
-    """Torch CPU threads (default: torch's choice)."""
     work_dir: Path = Path("runs/benchmarks/canonical")
     """Run records and final models."""
     force: bool = False
@@ -125,8 +125,10 @@ class RunKey(NamedTuple):
     mode: str
     seed: int
 
-    def path(self, work_dir: Path, profile_name: str) -> Path:
-        return work_dir / profile_name / self.task / self.mode / f"seed{self.seed}.json"
+    @property
+    def name(self) -> str:
+        """The trial name (and record and model file name) of the run."""
+        return f"{self.task}__{self.mode}__seed{self.seed}"
 
 
 def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, aligned: int) -> dict[str, float]:
@@ -197,12 +199,13 @@ def train_and_evaluate(
     }  # fmt: skip
 
 
-def run(key: RunKey, profile_name: str, work_dir: Path, data: torch.Tensor, device: str) -> dict[str, Any]:
-    """`train_and_evaluate` and write the record where `pending_runs` looks for it."""
-    model_path = key.path(work_dir, profile_name).with_suffix(".pt")
-    record = {**train_and_evaluate(key, PROFILES[profile_name], data, device, model_path), "profile": profile_name}
-    atomic_write(key.path(work_dir, profile_name), lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-    return record
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """One trial of the grid: `train_and_evaluate` on the task's training data, the model saved beside the records."""
+    torch.set_num_threads(config["threads"])
+    key = RunKey(config["task"], config["mode"], config["seed"])
+    record = train_and_evaluate(key, config["profile"], training_samples(key.task), config["device"],
+                                Path(config["model_path"]))  # fmt: skip
+    return {**record, "profile": config["profile_name"]}
 
 
 def interleaved_sampling_times(
@@ -254,19 +257,6 @@ def task_baseline(task: str, profile_name: str, work_dir: Path, data: torch.Tens
     }  # fmt: skip
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return record
-
-
-def restore_records(previous: dict[str, Any], work_dir: Path, profile_name: str) -> None:
-    """Recreate missing run, baseline and timing records from the committed results file (`restore_missing`)."""
-    files = [(RunKey(r["task"], r["mode"], r["seed"]).path(work_dir, profile_name), r) for r in previous.get("runs", [])]
-    for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved")):
-        files += [(work_dir / profile_name / task / f"{name}.json", record) for task, record in previous.get(key, {}).items()]
-    restore_missing(files)
-
-
-def load_runs(work_dir: Path, profile_name: str) -> list[dict[str, Any]]:
-    """Every finished run of the profile (whatever the filters of this invocation)."""
-    return [json.loads(path.read_text()) for path in sorted((work_dir / profile_name).glob("*/*/seed*.json"))]
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -327,49 +317,42 @@ def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
 
 def main(args: CanonicalBenchArgs) -> None:
     profile = PROFILES[args.profile]
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results_path = RESULTS_DIR / f"{args.name}.json"
-    restore_records(previous_results(results_path, args.profile, asdict(profile)), args.work_dir, args.profile)
-    grid = [RunKey(*cell) for cell in itertools.product(args.tasks, args.modes, args.seeds)]
-    pending = [key for key in grid if args.force or not key.path(args.work_dir, args.profile).is_file()]
-    print(f"{len(grid) - len(pending)} of {len(grid)} selected runs already finished; running {len(pending)} "
-          f"(about {len(pending) * profile.train_s / 60:.0f} min of training).", flush=True)  # fmt: skip
+    root = (args.work_dir / args.profile).resolve()
+    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{args.name}.json").is_file() else {}
+    if committed.get("profile") == args.profile and committed.get("profile_config") == json.loads(json.dumps(asdict(profile))):
+        restore_missing((root / task / f"{name}.json", record)  # the per-task records of a fresh clone
+                        for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved"))
+                        for task, record in committed.get(key, {}).items())  # fmt: skip
 
-    def save_summary() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        runs = load_runs(args.work_dir, args.profile)
-
+    def results(runs: list[dict[str, Any]]) -> dict[str, Any]:
         def per_task(name: str) -> dict[str, Any]:
-            return {path.parent.name: json.loads(path.read_text())
-                    for path in sorted((args.work_dir / args.profile).glob(f"*/{name}.json"))}  # fmt: skip
+            return {path.parent.name: json.loads(path.read_text()) for path in sorted(root.glob(f"*/{name}.json"))}
 
-        baselines, timings = per_task("baseline"), per_task("sampling_interleaved")
-        summary = summarize(runs)
-        targets = check_targets(summary, timings)
-        write_results(args.name, {"profile": args.profile, "profile_config": asdict(profile),
-                                  "config": {**asdict(args), "work_dir": str(args.work_dir)}, "baselines": baselines,
-                                  "sampling_interleaved": timings, "summary": summary, "targets": targets,
-                                  "runs": runs})  # fmt: skip
-        return summary, targets
+        timings, summary = per_task("sampling_interleaved"), summarize(runs)
+        return {"config": {**asdict(args), "work_dir": str(args.work_dir)}, "baselines": per_task("baseline"),
+                "sampling_interleaved": timings, "summary": summary, "targets": check_targets(summary, timings),
+                "runs": runs}  # fmt: skip
 
+    keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.modes, args.seeds)]
+    trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "device": args.device,
+                               "threads": args.threads_per_trial, "model_path": str(root / "models" / f"{key.name}.pt")})
+              for key in keys]  # fmt: skip
+    grid = BenchmarkGrid(name=args.name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
+                         run=run_trial, record_name=lambda r: RunKey(r["task"], r["mode"], r["seed"]).name,
+                         results=results)  # fmt: skip
+    torch.set_num_threads(args.threads_per_trial)
     for task in args.tasks:
-        data = training_samples(task)
-        task_baseline(task, args.profile, args.work_dir, data)
-        for key in (key for key in pending if key.task == task):
-            record = run(key, args.profile, args.work_dir, data, args.device)
-            save_summary()
-            metrics = record["metrics"]
-            print(f"{task} {key.mode} seed {key.seed}: {record['steps']} steps in {record['train_s']:.0f} s; energy_w2 "
-                  f"{metrics['energy_w2']:.3f}, dist_w2 {metrics['dist_w2']:.4f}, x_w2_aligned "
-                  f"{metrics.get('x_w2_aligned', math.nan):.4f}; {record['sample_s_per_1000']:.2f} s per 1000 samples",
-                  flush=True)  # fmt: skip
-        if set(MODES) <= {run["mode"] for run in load_runs(args.work_dir, args.profile) if run["task"] == task}:
-            timing = task_timing(task, args.profile, args.work_dir, data, args.device)
+        task_baseline(task, args.profile, root.parent, training_samples(task))
+    runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None)
+    for task in args.tasks:
+        if set(MODES) <= {run["mode"] for run in runs if run["task"] == task}:
+            timing = task_timing(task, args.profile, root.parent, training_samples(task), args.device)
             print(f"{task} interleaved sampling, s per 1000: " + ", ".join(
                 f"{mode} {value:.2f}" for mode, value in timing["median_s_per_1000"].items()), flush=True)  # fmt: skip
-            save_summary()
-    print_table(*save_summary())
-    print(f"wrote {results_path}")
+    write_grid_results(grid)
+    summary = summarize(runs)
+    print_table(summary, check_targets(summary, results(runs)["sampling_interleaved"]))
+    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
 
 
 if __name__ == "__main__":

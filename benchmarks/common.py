@@ -111,6 +111,12 @@ class BenchmarkGrid:
     """The results file's payload from every record (``runs`` among them: what a fresh clone restores)."""
 
 
+def write_grid_results(grid: BenchmarkGrid) -> Path:
+    """Rewrite the grid's results file from every record in its sweep folder."""
+    payload = grid.results(load_records(grid.sweep_dir))
+    return write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload})
+
+
 def run_grid(
     grid: BenchmarkGrid,
     resources: Resources,
@@ -134,10 +140,6 @@ def run_grid(
     if prepare is not None and pending:
         prepare(pending)
 
-    def rewrite() -> None:
-        payload = grid.results(load_records(grid.sweep_dir))
-        write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload})
-
-    finished = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=rewrite)
-    rewrite()
+    finished = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=lambda: write_grid_results(grid))
+    write_grid_results(grid)
     return [record for record in finished if grid.record_name(record) in names]

@@ -80,11 +80,22 @@ def run_trials_of(
     return [
         train_trial(
             f"run__{env}__{algo}__seed{seed}",
-            TrainArgs(algo=algo, env=env, total_timesteps=steps_of(env), seed=seed, eval_freq=eval_freq,
-                      eval_episodes=args.eval_episodes, log_dir=(args.work_dir / args.profile).resolve(), progress=False,
-                      verbose=0, num_threads=args.threads_per_trial, device=args.device, hyperparams=overrides_of(env)),
+            TrainArgs(
+                algo=algo,
+                env=env,
+                total_timesteps=steps_of(env),
+                seed=seed,
+                eval_freq=eval_freq,
+                eval_episodes=args.eval_episodes,
+                log_dir=(args.work_dir / args.profile).resolve(),
+                progress=False,
+                verbose=0,
+                num_threads=args.threads_per_trial,
+                device=args.device,
+                hyperparams=overrides_of(env),
+            ),
             {"env": env, "algo": algo, "seed": seed, "steps": steps_of(env)},
-        )  # fmt: skip
+        )
         for env in args.envs
         for seed in args.seeds
         for algo in args.algos
@@ -144,7 +155,11 @@ def mujoco_grid(
     ``throughput_dir`` (``<env>.json`` each)."""
 
     def results(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        ratios = {} if throughput_dir is None else {p.stem: json.loads(p.read_text()) for p in sorted(throughput_dir.glob("*.json"))}
+        ratios = (
+            {}
+            if throughput_dir is None
+            else {p.stem: json.loads(p.read_text()) for p in sorted(throughput_dir.glob("*.json"))}
+        )
         config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
         return {"config": config, "throughput": ratios, "runs": runs, "summary": summarize(runs)}
 

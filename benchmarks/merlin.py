@@ -5,8 +5,9 @@ evaluates every ``eval_freq`` steps (the evaluation with the best discounted ret
 selection on evaluation episodes) and evaluates the final model on fresh episodes. The runs are trials of the sweep
 engine (`benchmarks.common.BenchmarkGrid`: ``--max-concurrent`` at a time, or on a Ray cluster with ``--address``);
 each writes ``<work_dir>/<profile>/records/<task>-<kind>__<method>__seed<k>.json`` when it finishes, so an interrupted
-benchmark resumes where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the targets, training
-times, the deviations from the reference protocol) is rewritten from every finished run of the profile each time.
+benchmark resumes where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the
+targets, training times, the deviations from the reference protocol) is rewritten from every finished run of the
+profile each time.
 
     python -m benchmarks.merlin                               # CPU profile: 5 methods x 4 tasks x 2 kinds x 3 seeds
     python -m benchmarks.merlin --profile gpu --device cuda   # the reference budget (5e5 gradient steps per run)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import agents.sweep.engine
 import benchmarks.common
 from benchmarks import canonical
 from samplers.energies import boltzmann_data_dir
@@ -16,7 +17,7 @@ needs_data = pytest.mark.skipif(
 
 
 @needs_data
-def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypatch):
+def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypatch, local_ray):
     monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(canonical, "RESULTS_DIR", tmp_path / "results")
     args = canonical.CanonicalBenchArgs(tasks=["DW4"], profile="tiny", device="cpu", work_dir=tmp_path / "work",
@@ -41,7 +42,7 @@ def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypat
 
     for path in sorted((tmp_path / "work").rglob("*.json")):
         path.unlink()  # a fresh clone: everything comes back from the results file
-    monkeypatch.setattr(canonical, "train_and_evaluate", must_not_run)
+    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_run)
     monkeypatch.setattr(canonical, "interleaved_sampling_times", must_not_run)
     monkeypatch.setattr(canonical, "_metrics", must_not_run)
     canonical.main(args)

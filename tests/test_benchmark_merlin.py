@@ -12,20 +12,18 @@ import pytest
 import agents.sweep.engine
 import benchmarks.common
 import benchmarks.merlin
-
 from benchmarks.merlin import (
     KINDS,
     PROFILES,
     TARGETS,
     TASKS,
+    MerlinBenchArgs,
     MerlinProfile,
-    RunKey,
     check_target,
     deviations,
-    MerlinBenchArgs,
+    main,
     prepare_dataset,
     print_table,
-    main,
     summarize,
     training_time,
 )

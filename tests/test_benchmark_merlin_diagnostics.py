@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import agents.sweep.engine
-
 from benchmarks import merlin_rooms, merlin_sensitivity
 from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_name, summarize
 

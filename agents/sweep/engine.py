@@ -2,11 +2,11 @@
 
 `run_trials` is the engine: a list of named `Trial` configs and a run function, executed as Ray Tune trials, each
 leaving a record ``<sweep>/records/<trial>.json``; trials with a record are skipped, so a restarted sweep resumes.
-The benchmarks declare their grids on it. A grid sweep (`run_sweep`) expands algorithms x envs x ``--grid`` values x seeds into trials; a search
-(`run_search`) samples hyperparameters with Optuna's TPE and evaluates each sample on several seeds, pruned by ASHA
-or the median rule on the periodic evaluation returns. Trials run as Ray Tune trials on a local Ray (the machine's
-cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked. Each grid
-trial writes its run folder through `agents.common.experiment.train`.
+The benchmarks declare their grids on it. A grid sweep (`run_sweep`) expands algorithms x envs x ``--grid`` values x
+seeds into trials; a search (`run_search`) samples hyperparameters with Optuna's TPE and evaluates each sample on
+several seeds, pruned by ASHA or the median rule on the periodic evaluation returns. Trials run on a local Ray (the
+machine's cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked.
+Each grid trial writes its run folder through `agents.common.experiment.train`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -132,8 +132,11 @@ def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None)
         apply_overrides({}, overrides, algo_spec.load_class())  # unknown keys fail here, like --hyperparams
         env = env if algo_spec.kind == "sampler" else resolve_env_id(env)  # one name per task: the Gymnasium id
         described = {"algo": algo, "env": env, "seed": seed, "grid_point": point, "hyperparams": overrides}
-        trials.append(train_trial(f"{algo}__{env}__{_point_name(point)}__seed{seed}", train_args(spec, algo, env, seed,
-                                                                                                overrides), described))
+        trials.append(
+            train_trial(
+                f"{algo}__{env}__{_point_name(point)}__seed{seed}", train_args(spec, algo, env, seed, overrides), described
+            )
+        )
     return trials
 
 
