@@ -108,7 +108,9 @@ class BenchmarkGrid:
     record_name: Callable[[dict[str, Any]], str]
     """The trial name of a record (to restore the committed records of ``benchmarks/results/<name>.json``)."""
     results: Callable[[list[dict[str, Any]]], dict[str, Any]]
-    """The results file's payload from every record (``runs`` among them: what a fresh clone restores)."""
+    """The results file's payload from every record (all of them in it: what a fresh clone restores)."""
+    committed: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda results: results.get("runs", [])
+    """The records held by a results file (the inverse of ``results``; default: its ``runs``)."""
 
 
 def write_grid_results(grid: BenchmarkGrid) -> Path:
@@ -129,7 +131,7 @@ def run_grid(
     datasets to build)."""
     previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
     records = grid.sweep_dir / "records"
-    restore_missing((records / f"{grid.record_name(r)}.json", r) for r in previous.get("runs", []))
+    restore_missing((records / f"{grid.record_name(r)}.json", r) for r in grid.committed(previous) if previous)
     if rerun is not None:
         for trial in grid.trials:
             path = records / f"{trial.name}.json"

@@ -5,6 +5,10 @@ samples, then run MALA chains from the same prior with the energy-evaluation bud
 (and an independent reference set, the noise floor of the metric) with the reference samples. Metrics are those of
 `samplers.metrics.sampler_metrics`: true (not squared) energy W2, aligned and unaligned position W2, distance W2/TV.
 
+Each task is a trial of the sweep engine (`benchmarks.common.BenchmarkGrid`, two at a time on two cores by default);
+its record lands in ``<work_dir>/<profile>/records/<task>.json`` and in the results file, from which a fresh clone
+restores it.
+
     python -m benchmarks.idem                       # CPU profile, all three tasks, resumes finished tasks
     python -m benchmarks.idem --profile gpu --tasks DW4 LJ13 LJ55 --device cuda
 
@@ -26,7 +30,8 @@ from typing import Any, Literal
 import torch
 import tyro
 
-from benchmarks.common import RESULTS_DIR, write_results
+from agents.sweep import Resources, Trial
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from equivariant.geometry import remove_com
 from samplers.energies import Energy
 from samplers.idem import IDEM, IDEM_CPU_OVERRIDES
@@ -63,7 +68,7 @@ PROFILES: dict[str, dict[str, TaskProfile]] = {
 
 
 @dataclass
-class IDEMBenchArgs:
+class IDEMBenchArgs(Resources):
     tasks: list[str] = field(default_factory=lambda: ["GMM40", "DW4", "LJ13"])
     """Targets to run (GMM40, DW4, LJ13, LJ55)."""
     profile: Literal["cpu", "gpu"] = "cpu"
@@ -72,8 +77,6 @@ class IDEMBenchArgs:
     """Seed of iDEM, MALA and the reference subsets."""
     device: str = "auto"
     """Torch device."""
-    threads: int | None = None
-    """Torch CPU threads (default: torch's choice)."""
     chunk_steps: int = 500
     """iDEM steps between checkpoints (resume granularity)."""
     work_dir: Path = Path("runs/benchmarks/idem")
@@ -81,7 +84,7 @@ class IDEMBenchArgs:
     force: bool = False
     """Re-run the listed tasks even if present in the results file (training resumes from its checkpoint)."""
     name: str = "idem"
-    """Results file: benchmarks/results/<name>.json (merged task by task)."""
+    """Results file: benchmarks/results/<name>.json (every task of the profile run so far)."""
 
 
 def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, aligned: int) -> dict[str, float]:
@@ -98,21 +101,23 @@ def _references(model: IDEM, n: int, seed: int) -> tuple[torch.Tensor, torch.Ten
     return both[:n], both[n:]
 
 
-def train_idem(task: str, profile: TaskProfile, args: IDEMBenchArgs) -> tuple[IDEM, float, list[dict[str, float]]]:
-    """Train (or resume) iDEM for ``profile.steps``; returns the model, the wall time and the eval curve."""
-    run_dir = args.work_dir / args.profile / task
+def train_idem(
+    task: str, profile: TaskProfile, run_dir: Path, seed: int, chunk_steps: int, device: str
+) -> tuple[IDEM, float, list[dict[str, float]]]:  # fmt: skip
+    """Train (or resume, from ``run_dir``) iDEM for ``profile.steps``, checkpointed every ``chunk_steps``; returns the
+    model, the wall time and the eval curve."""
     checkpoint = run_dir / "model.pt"
     curve_path = run_dir / "curve.json"
     if checkpoint.is_file():
-        model = IDEM.load(checkpoint, device=args.device)
+        model = IDEM.load(checkpoint, device=device)
         state = json.loads(curve_path.read_text())
         print(f"[{task}] resuming at step {model.num_timesteps}")
     else:
-        model = IDEM(task, seed=args.seed, device=args.device, preset="reference", eval_freq=0, **profile.overrides)
+        model = IDEM(task, seed=seed, device=device, preset="reference", eval_freq=0, **profile.overrides)
         state = {"wall_time_s": 0.0, "curve": []}
     while model.num_timesteps < profile.steps:
         start = time.perf_counter()
-        model.learn(min(args.chunk_steps, profile.steps - model.num_timesteps), reset_num_timesteps=False)
+        model.learn(min(chunk_steps, profile.steps - model.num_timesteps), reset_num_timesteps=False)
         state["wall_time_s"] += time.perf_counter() - start
         quick = model.evaluate()  # eval_samples fresh samples vs as many reference rows, for the learning curve
         state["curve"].append({"step": model.num_timesteps, "wall_time_s": state["wall_time_s"],
@@ -144,20 +149,25 @@ def run_mcmc(model: IDEM, budget: int, profile: TaskProfile, seed: int) -> tuple
     return result.samples[pick], info
 
 
-def run_task(task: str, args: IDEMBenchArgs) -> dict[str, Any]:
-    profile = PROFILES[args.profile][task]
-    model, idem_wall, curve = train_idem(task, profile, args)
-    reference, independent = _references(model, profile.n_samples, args.seed)
+def run_task(config: dict[str, Any]) -> dict[str, Any]:
+    """One trial: iDEM on the task (resumed from its checkpoint), then MALA at iDEM's energy budget; the record."""
+    torch.set_num_threads(config["threads"])
+    task, profile, seed = config["task"], config["profile"], config["seed"]
+    model, idem_wall, curve = train_idem(task, profile, Path(config["run_dir"]), seed, config["chunk_steps"],
+                                         config["device"])  # fmt: skip
+    reference, independent = _references(model, profile.n_samples, seed)
     start = time.perf_counter()
     samples = model.sample(profile.n_samples)
     sample_wall = time.perf_counter() - start
     if model.is_particle_system:
         samples = remove_com(samples, model.target.n_particles, model.target.spatial_dim)
     idem_metrics = _metrics(samples, reference, model.target, profile.aligned_samples)
-    mcmc_samples, mcmc_info = run_mcmc(model, model.energy_evaluations, profile, args.seed)
+    mcmc_samples, mcmc_info = run_mcmc(model, model.energy_evaluations, profile, seed)
     mcmc_metrics = _metrics(mcmc_samples, reference, model.target, profile.aligned_samples)
     floor_metrics = _metrics(independent, reference, model.target, profile.aligned_samples)
     return {
+        "task": task,
+        "profile_name": config["profile_name"],
         "profile": asdict(profile),
         "config": asdict(model.config),
         "idem": {"metrics": idem_metrics, "steps": model.num_timesteps, "energy_evaluations": model.energy_evaluations,
@@ -184,19 +194,25 @@ def print_table(tasks: dict[str, Any]) -> None:
 
 
 def main(args: IDEMBenchArgs) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    path = RESULTS_DIR / f"{args.name}.json"
-    previous = json.loads(path.read_text()).get("tasks", {}) if path.is_file() else {}
-    tasks = {k: v for k, v in previous.items() if v.get("profile_name") == args.profile}
-    for task in args.tasks:
-        if task in tasks and not args.force:
-            print(f"[{task}] already in {path}; --force re-runs it")
-            continue
-        tasks[task] = {"profile_name": args.profile, **run_task(task, args)}
-        write_results(args.name, {"profile": args.profile, "seed": args.seed, "tasks": tasks})
-    print_table(tasks)
-    print(f"wrote {path}")
+    unknown = sorted(set(args.tasks) - set(PROFILES[args.profile]))
+    if unknown:
+        raise SystemExit(f"error: no {args.profile} profile for {', '.join(unknown)}; choose from "
+                         f"{', '.join(PROFILES[args.profile])}")  # fmt: skip
+    root = (args.work_dir / args.profile).resolve()
+    trials = [Trial(task, {"task": task, "profile": PROFILES[args.profile][task], "profile_name": args.profile,
+                           "seed": args.seed, "run_dir": str(root / task), "chunk_steps": args.chunk_steps,
+                           "device": args.device, "threads": args.threads_per_trial}) for task in args.tasks]  # fmt: skip
+    settings = {"seed": args.seed, "tasks": {task: asdict(profile) for task, profile in PROFILES[args.profile].items()}}
+    grid = BenchmarkGrid(
+        name=args.name, profile=args.profile, settings=settings, sweep_dir=root, trials=trials, run=run_task,
+        record_name=lambda record: record["task"],
+        results=lambda runs: {"seed": args.seed, "tasks": {record["task"]: record for record in runs}},
+        committed=lambda results: [{"task": task, **record} for task, record in results.get("tasks", {}).items()
+                                   if record.get("profile_name") == args.profile],
+    )  # fmt: skip
+    runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None)
+    print_table({record["task"]: record for record in runs})
+    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
 
 
 if __name__ == "__main__":
