@@ -29,6 +29,13 @@ produced its JSON. Numbers come from one machine and one run unless stated other
 """
 
 
+def _threads_option(config: dict[str, Any]) -> str:
+    """The ``--threads-per-trial`` option of a grid benchmark's command (files written before the benchmarks ran on
+    the sweep engine recorded it as ``threads``); empty when the run left torch its default."""
+    threads = config.get("threads_per_trial", config.get("threads"))
+    return f" --threads-per-trial {threads}" if threads else ""
+
+
 def _machine(result: dict[str, Any]) -> str:
     machine = result["machine"]
     gpu = f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU"
@@ -248,7 +255,7 @@ def merlin(result: dict[str, Any]) -> str:
     lines = [
         "## Merlin vs GCSL/WGCSL (offline goal reaching)",
         "",
-        f"`python -m benchmarks.merlin --profile {result['profile']} --threads {result['config']['threads']}` (resumable; "
+        f"`python -m benchmarks.merlin --profile {result['profile']}{_threads_option(result['config'])}` (resumable; "
         "the tables are rebuilt from every finished run).",
         "",
         f"Machine: {_machine(result)}; MuJoCo {versions.get('mujoco')}, gymnasium-robotics "
@@ -312,7 +319,7 @@ def merlin_sensitivity(result: dict[str, Any]) -> str:
     lines = [
         "## Merlin: sensitivity to her_ratio and the test horizon",
         "",
-        f"`python -m benchmarks.merlin_sensitivity --profile {result['profile']} --threads {config['threads']}` (resumable).",
+        f"`python -m benchmarks.merlin_sensitivity --profile {result['profile']}{_threads_option(config)}` (resumable).",
         "",
         f"Machine: {_machine(result)}. Merlin (reverse play) trained for {profile['steps']} gradient steps per her_ratio "
         f"on the Merlin benchmark's datasets, seeds {', '.join(map(str, sorted({r['seed'] for r in result['runs']})))} "
@@ -537,7 +544,7 @@ CANONICAL_METRICS = ("energy_w2", "dist_w2", "dist_tv", "x_w2_aligned")
 
 def canonical(result: dict[str, Any]) -> str:
     profile, config = result["profile_config"], result["config"]
-    threads = f" --threads {config['threads']}" if config.get("threads") else ""
+    threads = _threads_option(config)
     lines = [
         "## Learned-canonicalization diffusion vs equivariant, frozen and augmented (DW-4, LJ-13)",
         "",
