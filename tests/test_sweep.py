@@ -12,7 +12,18 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from agents.sweep import SweepSpec, format_report, run_search, run_sweep, sweep_report
+from agents.common.experiment import TrainArgs
+from agents.sweep import (
+    Resources,
+    SweepSpec,
+    format_report,
+    run_search,
+    run_sweep,
+    run_train_trial,
+    run_trials,
+    sweep_report,
+    train_trial,
+)
 from agents.sweep.stats import interval_estimates, score_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +95,13 @@ def test_an_invalid_grid_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="Unknown hyperparameter 'gama'"):
         run_sweep(spec(tmp_path, [0]), grid={"gama": ("0.9",)})
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_failing_trial_fails_the_sweep_with_its_cause_and_leaves_no_record(tmp_path, local_ray):
+    args = TrainArgs(algo="sac", env="Pendulum", total_timesteps=100, hyperparams={"gamma": "1.5"}, log_dir=tmp_path,
+                     progress=False, verbose=0)  # fmt: skip
+    finished = []
+    with pytest.raises(RuntimeError, match=r"1 trial\(s\) failed .*gamma"):
+        run_trials([train_trial("bad", args, {})], run_train_trial, tmp_path / "sweep", Resources(max_concurrent=1),
+                   after_each=lambda: finished.append(1))  # fmt: skip
+    assert not (tmp_path / "sweep" / "records" / "bad.json").exists() and not finished  # the hook is for finished ones
