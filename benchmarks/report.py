@@ -17,6 +17,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from agents.sweep.stats import improvement_probabilities, interval_estimates
 from benchmarks.common import RESULTS_DIR
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -96,6 +97,41 @@ def dqs_multimodal(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MIN_SEEDS_FOR_INTERVALS = 3  # fewer seeds give no meaningful bootstrap interval
+
+
+def _interval(estimate: tuple[float, float, float]) -> str:
+    point, low, high = estimate
+    return f"{point:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def rliable_table(runs: list[dict[str, Any]], keys: dict[str, str]) -> list[str]:
+    """Per env, for the algorithms with at least `MIN_SEEDS_FOR_INTERVALS` seeds: IQM and mean over seeds with 95 %
+    stratified-bootstrap intervals (rliable) of each record field in ``keys`` (field -> label), and P(A > B) of every
+    pair of them; empty when no env has two such algorithms or one with enough seeds."""
+    lines: list[str] = []
+    for env in sorted({run["env"] for run in runs}):
+        chosen = [run for run in runs if run["env"] == env]
+        algos = sorted(a for a in {run["algo"] for run in chosen}
+                       if len({run["seed"] for run in chosen if run["algo"] == a}) >= MIN_SEEDS_FOR_INTERVALS)  # fmt: skip
+        for key, label in keys.items():
+            scores = {a: np.array([[run[key]] for run in chosen if run["algo"] == a]) for a in algos}
+            if not scores:
+                continue
+            estimates = interval_estimates(scores)
+            for algo in algos:
+                lines.append(f"| {env} | {label} | {algo} | {len(scores[algo])} | {_interval(estimates[algo]['IQM'])} | "
+                             f"{_interval(estimates[algo]['mean'])} |")  # fmt: skip
+            for pair, estimate in improvement_probabilities(scores).items():
+                lines.append(f"| {env} | {label} | P({pair}) | | {_interval(estimate)} | |")
+    if not lines:
+        return []
+    header = "| env | score | algo | seeds | IQM [95 % CI] | mean [95 % CI] |"
+    return ["", f"rliable statistics where an algorithm has at least {MIN_SEEDS_FOR_INTERVALS} seeds (95 % stratified "
+            "bootstrap intervals over seeds; P(A > B): probability that a run of A beats a run of B):", "",
+            header, "|---|---|---|---|---|---|", *lines]  # fmt: skip
+
+
 def dqs_mujoco(result: dict[str, Any]) -> str:
     config = result["config"]
     lines = [
@@ -130,6 +166,7 @@ def dqs_mujoco(result: dict[str, Any]) -> str:
                 for algo, c in algos.items():
                     lines.append(f"| {env} | {algo} | {c['predict_ms_deterministic']:.2f} | "
                                  f"{c['predict_ms_stochastic']:.2f} | {c['evaluation_s_10_episodes']:.1f} |")  # fmt: skip
+    lines += rliable_table(result["runs"], {"final_return": "final return", "mean_eval_return": "mean eval return"})
     figure = _curves(result, "eval_returns", "evaluation return", "dqs_mujoco_curves.png")
     lines += ["", f"![DQS vs SAC learning curves]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)
@@ -154,6 +191,7 @@ def dqs_exploration(result: dict[str, Any]) -> str:
             steps = ", ".join(sorted({str(r["steps"]) for r in _runs_of(result, env, algo)}))
             lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_success_mean']:.2f} | "
                          f"{s['mean_success_mean']:.2f} |")  # fmt: skip
+    lines += rliable_table(result["runs"], {"final_return": "final success", "mean_eval_return": "mean success"})
     figure = _curves(result, "eval_success_rates", "success rate", "dqs_exploration_curves.png")
     lines += ["", f"![DQS vs SAC success rates]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from agents.sweep import (
     sweep_report,
     train_trial,
 )
-from agents.sweep.stats import interval_estimates, score_matrix
+from agents.sweep.stats import improvement_probabilities, interval_estimates, score_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [16, 16]}"}
@@ -70,6 +70,15 @@ def test_rliable_iqm_matches_a_hand_computation_and_its_interval_shrinks_with_se
     width = {name: est["IQM"][2] - est["IQM"][1] for name, est in estimates.items()}
     assert width["many"] < 0.5 * width["few"]
     assert "optimality gap" not in estimates["few"]  # only for normalised scores
+
+
+def test_probability_of_improvement_of_separated_and_of_equal_scores():
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(size=(5, 2)), 10.0 + rng.normal(size=(5, 2))
+    separated = improvement_probabilities({"high": high, "low": low}, reps=200)
+    assert separated["high > low"] == (1.0, 1.0, 1.0) and separated["low > high"][0] == 0.0
+    point, lo, hi = improvement_probabilities({"a": low, "b": low.copy()}, reps=200)["a > b"]
+    assert point == pytest.approx(0.5) and lo <= 0.5 <= hi  # ties count one half
 
 
 def test_score_matrix_pairs_seeds_and_normalises():

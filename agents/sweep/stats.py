@@ -54,7 +54,8 @@ def improvement_probabilities(
     if not pairs:
         return {}
     points, intervals = _bootstrap(pairs, metrics.probability_of_improvement, reps, seed)
-    return {pair: (float(points[pair]), float(intervals[pair][0]), float(intervals[pair][1])) for pair in pairs}
+    bounds = {pair: np.ravel(intervals[pair]) for pair in pairs}  # rliable returns (2, 1) for this scalar
+    return {pair: (float(points[pair]), float(bounds[pair][0]), float(bounds[pair][1])) for pair in pairs}
 
 
 def score_matrix(
