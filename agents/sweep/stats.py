@@ -29,10 +29,16 @@ def _aggregates(scores: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(scores: dict[str, Any], func: Any, reps: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """rliable's stratified bootstrap (its arch backend's RandomState deprecation warning silenced)."""
+    """rliable's stratified bootstrap, one entry at a time from a fresh ``RandomState(seed)``: a shared state gave
+    run-to-run differences in the intervals of later entries (its arch backend's deprecation warning silenced)."""
+    points, intervals = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return rly.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(seed))
+        for key, value in scores.items():
+            point, interval = rly.get_interval_estimates({key: value}, func, reps=reps,
+                                                         random_state=np.random.RandomState(seed))  # fmt: skip
+            points[key], intervals[key] = point[key], interval[key]
+    return points, intervals
 
 
 def interval_estimates(
