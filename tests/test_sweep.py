@@ -79,6 +79,12 @@ def test_probability_of_improvement_of_separated_and_of_equal_scores():
     assert separated["high > low"] == (1.0, 1.0, 1.0) and separated["low > high"][0] == 0.0
     point, lo, hi = improvement_probabilities({"a": low, "b": low.copy()}, reps=200)["a > b"]
     assert point == pytest.approx(0.5) and lo <= 0.5 <= hi  # ties count one half
+    noisy = {"a": rng.normal(size=(5, 2)), "b": rng.normal(size=(5, 2))}
+    estimates = []
+    for global_seed in (1, 2):  # rliable's paired bootstrap draws from NumPy's global generator: its state must not matter
+        np.random.seed(global_seed)
+        estimates.append(improvement_probabilities(noisy, reps=50))
+    assert estimates[0] == estimates[1]
 
 
 def test_score_matrix_pairs_seeds_and_normalises():

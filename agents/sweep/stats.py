@@ -29,16 +29,17 @@ def _aggregates(scores: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(scores: dict[str, Any], func: Any, reps: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """rliable's stratified bootstrap, one entry at a time from a fresh ``RandomState(seed)``: a shared state gave
-    run-to-run differences in the intervals of later entries (its arch backend's deprecation warning silenced)."""
-    points, intervals = {}, {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        for key, value in scores.items():
-            point, interval = rly.get_interval_estimates({key: value}, func, reps=reps,
-                                                         random_state=np.random.RandomState(seed))  # fmt: skip
-            points[key], intervals[key] = point[key], interval[key]
-    return points, intervals
+    """rliable's stratified bootstrap, reproducible: ``random_state`` seeds its arch backend, but the paired bootstrap
+    of P(A > B) (rliable's ``StratifiedIndependentBootstrap._get_indices``) draws from NumPy's global generator, which
+    is seeded here too and restored afterwards (the arch deprecation warning of ``random_state`` silenced)."""
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return rly.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(global_state)
 
 
 def interval_estimates(
