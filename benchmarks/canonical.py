@@ -35,7 +35,14 @@ import tyro
 from stable_baselines3.common.utils import get_device
 
 from agents.sweep import Resources, Trial
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, restore_missing, run_grid, write_grid_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    BenchmarkGrid,
+    previous_results,
+    restore_missing,
+    run_grid,
+    write_grid_results,
+)
 from core.io import atomic_write
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
 from samplers.canonical import CanonicalDiffusion, Mode
@@ -201,7 +208,6 @@ def train_and_evaluate(
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One trial of the grid: `train_and_evaluate` on the task's training data, the model saved beside the records."""
-    torch.set_num_threads(config["threads"])
     key = RunKey(config["task"], config["mode"], config["seed"])
     record = train_and_evaluate(key, config["profile"], training_samples(key.task), config["device"],
                                 Path(config["model_path"]))  # fmt: skip
@@ -318,11 +324,10 @@ def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
 def main(args: CanonicalBenchArgs) -> None:
     profile = PROFILES[args.profile]
     root = (args.work_dir / args.profile).resolve()
-    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{args.name}.json").is_file() else {}
-    if committed.get("profile") == args.profile and committed.get("profile_config") == json.loads(json.dumps(asdict(profile))):
-        restore_missing((root / task / f"{name}.json", record)  # the per-task records of a fresh clone
-                        for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved"))
-                        for task, record in committed.get(key, {}).items())  # fmt: skip
+    committed = previous_results(RESULTS_DIR / f"{args.name}.json", args.profile, asdict(profile))
+    restore_missing((root / task / f"{name}.json", record)  # the per-task records of a fresh clone
+                    for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved"))
+                    for task, record in committed.get(key, {}).items())  # fmt: skip
 
     def results(runs: list[dict[str, Any]]) -> dict[str, Any]:
         def per_task(name: str) -> dict[str, Any]:
@@ -335,7 +340,7 @@ def main(args: CanonicalBenchArgs) -> None:
 
     keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.modes, args.seeds)]
     trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "device": args.device,
-                               "threads": args.threads_per_trial, "model_path": str(root / "models" / f"{key.name}.pt")})
+                               "model_path": str(root / "models" / f"{key.name}.pt")})
               for key in keys]  # fmt: skip
     grid = BenchmarkGrid(name=args.name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
                          run=run_trial, record_name=lambda r: RunKey(r["task"], r["mode"], r["seed"]).name,

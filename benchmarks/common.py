@@ -131,17 +131,16 @@ def run_grid(
     datasets to build)."""
     previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
     records = grid.sweep_dir / "records"
-    restore_missing((records / f"{grid.record_name(r)}.json", r) for r in grid.committed(previous) if previous)
+    restore_missing((records / f"{grid.record_name(r)}.json", r) for r in grid.committed(previous))
     if rerun is not None:
         for trial in grid.trials:
             path = records / f"{trial.name}.json"
             if path.is_file() and rerun(json.loads(path.read_text())):
                 path.unlink()
-    names = {trial.name for trial in grid.trials}
     pending = pending_trials(grid.trials, grid.sweep_dir)
     if prepare is not None and pending:
         prepare(pending)
 
     finished = run_trials(grid.trials, grid.run, grid.sweep_dir, resources, after_each=lambda: write_grid_results(grid))
     write_grid_results(grid)
-    return [record for record in finished if grid.record_name(record) in names]
+    return finished

@@ -27,7 +27,7 @@ from scipy.stats import trim_mean
 
 from agents.common.experiment import TrainArgs
 from agents.sweep import Resources, Trial, run_train_trial, train_trial
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import RESULTS_DIR, BenchmarkGrid, previous_results, restore_missing, run_grid
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
 from core.io import atomic_write
 from envs import resolve_env_id
@@ -182,13 +182,12 @@ def main(args: MujocoArgs) -> None:
     profile = PROFILES[args.profile]
     steps, eval_freq = args.steps or profile["steps"], args.eval_freq or profile["eval_freq"]
     throughput_dir = args.work_dir / args.profile / "throughput"
-    grid = mujoco_grid(args, {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes},
-                       run_trials_of(args, lambda env: steps, eval_freq, lambda env: {}), throughput_dir)  # fmt: skip
-    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{args.name}.json").is_file() else {}
+    settings = {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes}
+    grid = mujoco_grid(args, settings, run_trials_of(args, lambda env: steps, eval_freq, lambda env: {}), throughput_dir)
+    committed = previous_results(RESULTS_DIR / f"{args.name}.json", args.profile, settings)
+    restore_missing((throughput_dir / f"{env}.json", ratio) for env, ratio in committed.get("throughput", {}).items())
     for env in args.envs:
         measured = throughput_dir / f"{env}.json"
-        if not measured.is_file() and env in committed.get("throughput", {}):  # a fresh clone: the committed one
-            atomic_write(measured, lambda p, env=env: p.write_text(json.dumps(committed["throughput"][env], indent=2)))
         if args.throughput_steps and not measured.is_file():
             ratio = throughput(env, args)
             atomic_write(measured, lambda p, ratio=ratio: p.write_text(json.dumps(ratio, indent=2)))

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
-import torch
 import tyro
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -285,7 +284,6 @@ def results_payload(args: EquivariantBenchArgs, runs: list[dict[str, Any]]) -> d
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One trial of the grid: `train_run` on its key, in its run folder."""
-    torch.set_num_threads(config["threads"])
     key = RunKey(**config["key"])
     return train_run(key, config["profile"], Path(config["run_dir"]), config["device"]) | {"profile": config["name"]}
 
@@ -312,7 +310,7 @@ def main(args: EquivariantBenchArgs) -> None:
     if skipped:
         print(f"skipping {', '.join(skipped)}: the equivariant variant is a SAC policy")
     trials = [Trial(key.stem, {"key": key._asdict(), "profile": profile, "name": args.profile, "device": args.device,
-                               "threads": args.threads_per_trial, "run_dir": str(root / "runs" / key.stem)})
+                               "run_dir": str(root / "runs" / key.stem)})
               for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
         name=results_name(args), profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,

@@ -151,7 +151,6 @@ def run_mcmc(model: IDEM, budget: int, profile: TaskProfile, seed: int) -> tuple
 
 def run_task(config: dict[str, Any]) -> dict[str, Any]:
     """One trial: iDEM on the task (resumed from its checkpoint), then MALA at iDEM's energy budget; the record."""
-    torch.set_num_threads(config["threads"])
     task, profile, seed = config["task"], config["profile"], config["seed"]
     model, idem_wall, curve = train_idem(task, profile, Path(config["run_dir"]), seed, config["chunk_steps"],
                                          config["device"])  # fmt: skip
@@ -201,7 +200,7 @@ def main(args: IDEMBenchArgs) -> None:
     root = (args.work_dir / args.profile).resolve()
     trials = [Trial(task, {"task": task, "profile": PROFILES[args.profile][task], "profile_name": args.profile,
                            "seed": args.seed, "run_dir": str(root / task), "chunk_steps": args.chunk_steps,
-                           "device": args.device, "threads": args.threads_per_trial}) for task in args.tasks]  # fmt: skip
+                           "device": args.device}) for task in args.tasks]  # fmt: skip
     settings = {"seed": args.seed, "tasks": {task: asdict(profile) for task, profile in PROFILES[args.profile].items()}}
     grid = BenchmarkGrid(
         name=args.name, profile=args.profile, settings=settings, sweep_dir=root, trials=trials, run=run_task,

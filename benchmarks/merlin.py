@@ -209,9 +209,8 @@ def prepare_datasets(pending: list[Trial], episodes: int) -> dict[str, dict[str,
 
 
 def trial_dataset(config: dict[str, Any]) -> GoalDataset:
-    """In a trial's Ray worker: the driver's dataset and cache folders and torch threads, then the trial's dataset."""
+    """In a trial's Ray worker: the driver's dataset and cache folders, then the trial's dataset."""
     os.environ |= config["environ"]
-    torch.set_num_threads(config["threads"])
     return load_goal_dataset(dataset_id(config["task"], config["kind"]))
 
 
@@ -519,7 +518,7 @@ def main(args: MerlinBenchArgs) -> None:
 
     keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
     trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
-                               "device": args.device, "threads": args.threads_per_trial}) for key in keys]  # fmt: skip
+                               "device": args.device}) for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
         name=name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
         record_name=lambda r: RunKey(r["task"], r["kind"], r["seed"], r["method"]).name, results=results,

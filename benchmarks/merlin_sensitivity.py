@@ -171,8 +171,8 @@ def main(args: SensitivityArgs) -> None:
     environ = use_project_folders(args.work_dir, profile)
     cells = itertools.product(args.tasks, args.kinds, args.her_ratios, args.seeds)
     trials = [Trial(record_name(task, kind, her, seed), {"task": task, "kind": kind, "her_ratio": her, "seed": seed,
-                    "horizons": args.horizons, "profile": profile, "environ": environ, "device": args.device,
-                    "threads": args.threads_per_trial}) for task, kind, her, seed in cells]  # fmt: skip
+                    "horizons": args.horizons, "profile": profile, "environ": environ, "device": args.device})
+              for task, kind, her, seed in cells]  # fmt: skip
     grid = BenchmarkGrid(
         name=name, profile=args.profile, settings=asdict(profile),
         sweep_dir=(args.work_dir / args.profile / "sensitivity").resolve(), trials=trials, run=run_trial,

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import ray
+import torch
 import tyro
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
@@ -160,8 +161,9 @@ def run_train_trial(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_trial(config: dict[str, Any]) -> None:
-    """One Ray Tune trial: the run function on the trial's config, then its record (atomically, so a killed sweep
-    never leaves half a record) and its numbers reported to Tune."""
+    """One Ray Tune trial: the run function on the trial's config with ``threads_per_trial`` torch threads, then its
+    record (atomically, so a killed sweep never leaves half a record) and its numbers reported to Tune."""
+    torch.set_num_threads(config["threads"])
     record = config["run"](config["trial"].config)
     path = Path(config["records"]) / f"{config['trial'].name}.json"
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
@@ -247,7 +249,8 @@ def run_trials(
     pending = pending_trials(trials, sweep_dir)
     print(f"{len(trials) - len(pending)} of {len(trials)} trials already finished; running {len(pending)}.", flush=True)
     if pending:
-        _fit(resources, _record_trial, {"run": run, "records": str(records), "trial": tune.grid_search(pending)},
+        _fit(resources, _record_trial, {"run": run, "records": str(records), "threads": resources.threads_per_trial,
+                                        "trial": tune.grid_search(pending)},
              tune.TuneConfig(max_concurrent_trials=_concurrency(resources, len(pending))), Path(sweep_dir) / "tune",
              "trials", [_AfterEachTrial(after_each)] if after_each else None)  # fmt: skip
     return load_records(sweep_dir, {trial.name for trial in trials})
