@@ -102,7 +102,8 @@ class BaseSampler(abc.ABC):
     :param hyperparams: Fields of the subclass's `config_class` overriding the preset
     """
 
-    #: Frozen dataclass of the hyperparameters; it has the fields ``eval_freq``, ``eval_samples``, ``log_interval``
+    #: Frozen dataclass of the hyperparameters; it has the fields ``eval_freq``, ``eval_samples``, ``log_interval``,
+    #: ``integration_steps``
     #: and ``ema_decay`` (and ``data_scale``, the scale of the network's coordinates).
     config_class: ClassVar[type]
     #: Per-target values of `config_class` (the reference settings); other targets use its defaults.
@@ -144,6 +145,7 @@ class BaseSampler(abc.ABC):
         self.energy_evaluations = 0
         self.best_metrics: dict[str, float] = {}
         self._reference_missing = False
+        self._latest_evaluation: tuple[int, Tensor, dict[str, float]] | None = None
         self._logger = Logger(folder=None, output_formats=[])
 
     # --- what a subclass implements -------------------------------------------------------------------------------
@@ -202,14 +204,26 @@ class BaseSampler(abc.ABC):
             raise FloatingPointError(f"{self.display_name} loss is {loss.item()} at step {self.num_timesteps}: {hint}")
 
     @torch.no_grad()
-    def sample(self, n: int, use_ema: bool = True, batch_size: int = 4096, seed: int | None = None) -> Tensor:
+    def sample(
+        self, n: int, use_ema: bool = True, batch_size: int = 4096, seed: int | None = None, progress_bar: bool = False,
+    ) -> Tensor:  # fmt: skip
         """Draw ``n`` samples in the target's own coordinates, ``batch_size`` at a time. ``seed`` uses a private
-        generator (the global RNG is left alone); None draws from the global RNG."""
+        generator (the global RNG is left alone); None draws from the global RNG. ``progress_bar`` counts the
+        network evaluations of the sampler (``integration_steps`` per chunk): sampling is a sampler's longest
+        silent phase."""
         network = self.ema.module if (use_ema and self.ema is not None) else self.network
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+        bar = tqdm(total=len(sizes) * self.config.integration_steps, desc=f"sampling {n}", unit="step",
+                   disable=not progress_bar, leave=False)  # fmt: skip
+        hook = network.register_forward_hook(lambda *_: bar.update(1))
         network.eval()
-        chunks = [self._sample_chunk(network, min(batch_size, n - start), generator) for start in range(0, n, batch_size)]
-        network.train()
+        try:
+            chunks = [self._sample_chunk(network, size, generator) for size in sizes]
+        finally:
+            network.train()
+            hook.remove()
+            bar.close()
         return torch.cat(chunks) * self.config.data_scale
 
     def reference_samples(self, n: int, seed: int = 12345) -> Tensor:
@@ -224,10 +238,14 @@ class BaseSampler(abc.ABC):
             raise ValueError(f"{self.target_name} val split has {len(data)} rows, fewer than the {n} requested")
         return data[torch.randperm(len(data), generator=generator)[:n]]
 
-    def evaluate(self, samples: Tensor | None = None, reference: Tensor | None = None) -> dict[str, float]:
-        """`samplers.metrics.sampler_metrics` of ``samples`` (default: ``eval_samples`` fresh ones) against
-        ``reference`` (default: as many `reference_samples`)."""
-        samples = (self.sample(self.config.eval_samples) if samples is None else samples).cpu().double()
+    def evaluate(
+        self, samples: Tensor | None = None, reference: Tensor | None = None, progress_bar: bool = False
+    ) -> dict[str, float]:
+        """`samplers.metrics.sampler_metrics` of ``samples`` (default: ``eval_samples`` fresh ones, drawn with
+        ``progress_bar``) against ``reference`` (default: as many `reference_samples`)."""
+        if samples is None:
+            samples = self.sample(self.config.eval_samples, progress_bar=progress_bar)
+        samples = samples.cpu().double()
         reference = self.reference_samples(len(samples)) if reference is None else reference
         energy = copy.deepcopy(self.target).cpu().double()  # float64 energies, as the reference statistics
         return sampler_metrics(
@@ -235,15 +253,26 @@ class BaseSampler(abc.ABC):
             spatial_dim=energy.spatial_dim,
         )  # fmt: skip
 
-    def _evaluate_and_log(self, step: int, checkpoint_dir: str | Path | None) -> None:
+    def latest_evaluation(self, n: int) -> tuple[Tensor, dict[str, float]] | None:
+        """The samples (CPU) and metrics of the periodic evaluation made at the current step, if it drew ``n``
+        samples; else None. The end of `learn` evaluates, so a final evaluation of as many samples need not sample
+        again (the same network, the same reference rows)."""
+        latest = self._latest_evaluation
+        if latest is None or latest[0] != self.num_timesteps or len(latest[1]) != n:
+            return None
+        return latest[1], latest[2]
+
+    def _evaluate_and_log(self, step: int, checkpoint_dir: str | Path | None, progress_bar: bool) -> None:
         """Evaluate, log ``eval/*`` and keep ``best.pt`` by the lowest `selection_metric`. Without reference samples
         on this machine, evaluation is switched off with one warning and training goes on."""
+        samples = self.sample(self.config.eval_samples, progress_bar=progress_bar).cpu()
         try:
-            metrics = self.evaluate()
+            metrics = self.evaluate(samples=samples)
         except FileNotFoundError as error:
             self._reference_missing = True
             warnings.warn(f"{type(self).__name__} evaluation disabled: {error}", stacklevel=3)
             return
+        self._latest_evaluation = (step, samples, metrics)
         for key, value in metrics.items():
             self.logger.record(f"eval/{key}", value)
         self.logger.dump(step)
@@ -290,7 +319,7 @@ class BaseSampler(abc.ABC):
                     self.logger.record(key, value)
                 self.logger.dump(step)
             if cfg.eval_freq and not self._reference_missing and (step % cfg.eval_freq == 0 or step == end):
-                self._evaluate_and_log(step, checkpoint_dir)
+                self._evaluate_and_log(step, checkpoint_dir, progress_bar)
             if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
                 self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
         bar.close()

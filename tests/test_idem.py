@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -138,3 +139,25 @@ def test_the_preset_follows_the_device_and_the_caller_wins():
     assert reference.preset == "reference" and reference.config.integration_steps == 1000
     with pytest.raises(ValueError, match="preset must be"):
         IDEM("DW4", preset="fast")
+
+
+def test_sampling_shows_its_progress_per_network_evaluation(capsys: pytest.CaptureFixture[str]):
+    model = IDEM(mixture(), seed=0, **{**TINY, "integration_steps": 7})
+    assert model.sample(70, batch_size=32, progress_bar=True).shape == (70, 2)
+    assert "sampling 70" in (bar := capsys.readouterr().err) and "/21 " in bar  # 3 chunks x 7 steps
+    assert not model.network._forward_hooks  # the counting hook is removed (TINY samples from the network)
+    model.sample(70, batch_size=32)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_end_of_learn_evaluation_is_reused_as_the_final_one():
+    model = IDEM(mixture(), seed=0, **{**TINY, "eval_freq": 10, "eval_samples": 64, "integration_steps": 20})
+    model.learn(10)
+    samples, metrics = model.latest_evaluation(64)
+    assert samples.shape == (64, 2) and metrics == model.evaluate(samples=samples, reference=model.reference_samples(64))
+    assert model.latest_evaluation(65) is None  # another sample count samples afresh
+    model.learn(5, reset_num_timesteps=False)  # the end of learn evaluates again, at step 15
+    assert model.latest_evaluation(64)[0] is not samples
+    model.config = replace(model.config, eval_freq=0)
+    model.learn(1, reset_num_timesteps=False)  # no evaluation at step 16: nothing to reuse
+    assert model.latest_evaluation(64) is None

@@ -497,12 +497,12 @@ class _Sampler(_Kind):
         results: dict[str, Any] = {"energy_evaluations": model.energy_evaluations, "best_eval": model.best_metrics}
         if n <= 0:
             return results
-        if self.args.verbose:
-            steps = getattr(model.config, "integration_steps", "?")
-            print(f"Final evaluation: drawing {n} samples ({steps} SDE steps each) and comparing them with the reference...",
-                  flush=True)  # fmt: skip
-        samples = model.sample(n).cpu()
+        latest = model.latest_evaluation(n)  # the end of learn evaluated: reuse its samples and metrics
+        samples = model.sample(n, progress_bar=self.args.verbose > 0).cpu() if latest is None else latest[0]
         atomic_write(run_dir / "samples.npy", lambda p: np.save(p, samples.numpy()))
+        if latest is not None:
+            results["final_eval"] = latest[1]
+            return results
         try:
             results["final_eval"] = model.evaluate(samples=samples, reference=model.reference_samples(n))
         except FileNotFoundError as error:
