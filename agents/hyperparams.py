@@ -104,6 +104,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "idem": {"default": {"n_timesteps": 10_000}},
     # Data-trained sampler: per-target settings are the presets in samplers/canonical.py (gradient steps).
     "canonical": {"default": {"n_timesteps": 20_000}},
+    # Physics-informed DeepONet: knobs in agents/pinn.py PINNSolverConfig; the budget counts gradient steps.
+    "pinn": {"default": {"n_timesteps": 2_000}},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
     # test_horizon are the reference's per-task tuning (hard-coded in vineetjain96/merlin src/train_offline.py) except
     # ReacherGoal-expert (see _MERLIN_TUNED), chosen by the dataset kind in the dataset id.

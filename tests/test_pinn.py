@@ -4,13 +4,21 @@ error on held-out ones, and the symmetry term has gradients."""
 
 from __future__ import annotations
 
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from agents.pinn import PINNSolver
 from envs.pde_problems import PDE_PROBLEMS, make_pde_problem
 from equivariant.pinn import DeepONetConfig, PIDeepONet
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = DeepONetConfig(hidden_dim=32, n_layers=2, latent_dim=16, ic_batch=4, initial_points=32, residual_points=16,
                       symmetry_points=4)  # fmt: skip
 
@@ -99,3 +107,49 @@ def test_bad_inputs_are_refused():
         model.fit(torch.zeros(4, 7), 1)
     with pytest.raises(ValueError, match="symmetry_weight must be non-negative"):
         tiny_model("Heat", DeepONetConfig(symmetry_weight=-1.0))
+
+
+CLI_TINY = ["hidden_dim", "16", "n_layers", "2", "latent_dim", "8", "ic_batch", "2", "symmetry_weight", "1.0",
+            "symmetry_points", "2", "residual_points", "4", "test_initial_conditions", "3", "sensors", "32"]  # fmt: skip
+
+
+def test_train_py_trains_saves_and_resumes_a_pinn(tmp_path: Path):
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "train.py", "--algo", "pinn", "--env", "Burgers", "-n", "4", "--seed", "0",
+             "--num-threads", "1", "--log-dir", str(tmp_path), "--no-progress", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    first = run("--hyperparams", *CLI_TINY)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "pinn").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 < results["final_eval"]["relative_l2"] < 10 and results["num_timesteps"] == 4
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    loaded = PINNSolver.load(run_dir / "model.pt")
+    assert loaded.num_timesteps == 4 and loaded.config.symmetry_weight == 1.0
+    assert loaded.evaluate()["relative_l2"] == pytest.approx(results["final_eval"]["relative_l2"], rel=1e-6)
+    resumed = run("--trained-agent", str(run_dir / "model.pt"))
+    assert resumed.returncode == 0, resumed.stderr
+    (second,) = set((tmp_path / "pinn").iterdir()) - {run_dir}
+    assert json.loads((second / "results.json").read_text())["num_timesteps"] == 8
+
+
+def test_save_load_continues_exactly(tmp_path: Path):
+    kwargs = dict(zip(CLI_TINY[::2], [ast.literal_eval(v) for v in CLI_TINY[1::2]], strict=True))
+    straight = PINNSolver("Heat", seed=1, **kwargs).learn(6)
+    first = PINNSolver("Heat", seed=1, **kwargs).learn(3)
+    first.save(tmp_path / "half.pt")
+    resumed = PINNSolver.load(tmp_path / "half.pt").learn(3, reset_num_timesteps=False)
+    for a, b in zip(straight.model.network.parameters(), resumed.model.network.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_pinn_inputs_are_checked():
+    with pytest.raises(ValueError, match="unknown PINN hyperparameters"):
+        PINNSolver("Heat", symmetry_wieght=1.0)
+    with pytest.raises(ValueError, match="sensors must divide"):
+        PINNSolver("Heat", sensors=100)
+    with pytest.raises(ValueError, match="did you mean Heat"):
+        PINNSolver("Heta")

@@ -33,6 +33,7 @@ from agents.common.callbacks import CheckpointCallback, SaveBestCallback
 from agents.common.run import new_run_dir, write_run_config
 from agents.hyperparams import Hyperparams, apply_overrides, hyperparams_for, split_run_keys
 from agents.merlin import GoalEvalCallback, evaluate_goal_policy
+from agents.pinn import PINNSolver
 from agents.registry import ALGOS, get_algo
 from core.cli import run_cli
 from core.io import atomic_save, atomic_write
@@ -45,6 +46,7 @@ from envs.datasets import (
     open_dataset,
     parse_dataset_id,
 )
+from envs.pde_problems import PDE_PROBLEMS, make_pde_problem
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
 from samplers.base import BaseSampler
 from samplers.energies import ENERGIES, make_energy
@@ -117,6 +119,8 @@ def list_registry() -> str:
         "reference preset on a GPU, --hyperparams preset reference|cpu to choose):"
     )
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
+    lines.append("PDE problems (for --algo pinn, e.g. --env Burgers):")
+    lines += [f"  {name:<28} {p.pde.name} on [0, {p.length:g}) x [0, {p.t_max:g}]" for name, p in PDE_PROBLEMS.items()]
     return "\n".join(lines)
 
 
@@ -511,7 +515,37 @@ class _Sampler(_Kind):
         return results
 
 
-KINDS: dict[str, type[_Kind]] = {"online": _Online, "offline": _Offline, "sampler": _Sampler}
+class _PDE(_Kind):
+    """A physics-informed solver of a PDE problem (``--env Burgers``); timesteps are gradient steps, and the final
+    evaluation is the relative L2 error on held-out initial conditions."""
+
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type[PINNSolver], seed: int) -> None:
+        self.args = args
+        self.target = make_pde_problem(args.env).name  # validates the name, suggesting close ones
+        hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
+        self.total_timesteps = _budget(args, hyperparams, 2_000)
+        kwargs = hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
+        _check_trained_agent(args, "a checkpoint .pt")
+        self.model: PINNSolver = (
+            algo_class(args.env, seed=seed, device=args.device, **kwargs)
+            if args.trained_agent is None
+            else algo_class.load(args.trained_agent, device=args.device)
+        )
+        self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps,
+                       "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
+
+    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
+        return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0),
+                "stop": stop.is_set}  # fmt: skip
+
+    def save(self, run_dir: Path) -> Path:
+        return self.model.save(run_dir / "model.pt")
+
+    def final_results(self, run_dir: Path) -> dict[str, Any]:
+        return {"final_eval": self.model.evaluate(), "best_eval": self.model.best_metrics}
+
+
+KINDS: dict[str, type[_Kind]] = {"online": _Online, "offline": _Offline, "sampler": _Sampler, "pde": _PDE}
 
 
 def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = None) -> Path:
