@@ -635,6 +635,64 @@ def canonical(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PINN_METHODS = {"pinn": "PI-DeepONet", "symmetry": "+ symmetry loss", "augmentation": "+ augmentation"}
+
+
+def pinn_symmetry(result: dict[str, Any]) -> str:
+    profile = result["profile_config"]
+    lines = [
+        f"## Lie point symmetry loss for a physics-informed DeepONet, {result['profile']} profile",
+        "",
+        f"`python -m benchmarks.pinn_symmetry --profile {result['profile']}` (resumable; rebuilt from every finished run).",
+        "",
+        f"Machine: {_machine(result)}. Relative L2 error on {_first_config(result, 'test_initial_conditions')} held-out "
+        "initial conditions against the reference solver (mean ± std over seeds, seeds in brackets), after "
+        f"{profile['steps']:,} gradient steps for every method, by the number of training initial conditions. Symmetry "
+        f"weight {profile['symmetry_weight']:g} (all generators of the algebra); augmentation: "
+        f"{profile['augment_copies']} transformed copies of each initial condition. {profile.get('rationale', '')}",
+        "",
+        "| problem | training ICs | " + " | ".join(PINN_METHODS.values()) + " | symmetry / plain | augmentation / plain |",
+        "|---|---|" + "---|" * (len(PINN_METHODS) + 2),
+    ]
+    for problem, budgets in result["summary"].items():
+        for budget, methods in sorted(budgets.items(), key=lambda item: int(item[0])):
+            cells = [_mean_std_of(methods.get(method)) for method in PINN_METHODS]
+            ratios = [_fmt(methods.get(method, {}).get("ratio_to_pinn")) for method in ("symmetry", "augmentation")]
+            lines.append(f"| {problem} | {budget} | " + " | ".join(cells + ratios) + " |")
+    figure = _pinn_curves(result)
+    lines += ["", f"![Relative L2 error by training initial conditions]({figure.relative_to(DOCS)})"]
+    return "\n".join(lines)
+
+
+def _first_config(result: dict[str, Any], key: str) -> Any:
+    return result["runs"][0]["config"][key] if result["runs"] else "?"
+
+
+def _mean_std_of(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "-"
+    return f"{entry['mean']:.4f} ± {entry['std']:.4f} ({len(entry['values'])})"
+
+
+def _pinn_curves(result: dict[str, Any]) -> Path:
+    problems = list(result["summary"])
+    fig, axes = plt.subplots(1, max(len(problems), 1), figsize=(5 * max(len(problems), 1), 3.5), squeeze=False)
+    for ax, problem in zip(axes[0], problems, strict=False):
+        budgets = sorted(result["summary"][problem], key=int)
+        for color, (method, label) in enumerate(PINN_METHODS.items()):
+            points = [
+                (int(b), result["summary"][problem][b][method]) for b in budgets if method in result["summary"][problem][b]
+            ]
+            if points:
+                x = [b for b, _ in points]
+                mean, std = np.array([e["mean"] for _, e in points]), np.array([e["std"] for _, e in points])
+                ax.errorbar(x, mean, yerr=std, color=f"C{color}", marker="o", capsize=3, label=label)
+        ax.set(xscale="log", yscale="log", xlabel="training initial conditions", ylabel="relative L2 error", title=problem)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save_figure(fig, f"pinn_symmetry_{result['profile']}.png")
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
     "idem": idem,
@@ -650,6 +708,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "egnn_throughput": egnn_throughput,
     "emnn_meshes": emnn_meshes,
     "prox_throughput": prox_throughput,
+    "pinn_symmetry": pinn_symmetry,
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import agents.sweep.engine
 import benchmarks.common
-from benchmarks import pinn_symmetry
+from benchmarks import pinn_symmetry, report
 from benchmarks.pinn_symmetry import PINNBenchArgs, summarise
 
 
@@ -27,6 +27,10 @@ def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, lo
     assert [point["step"] for point in by_method["pinn"]["curve"]] == [2, 4]
     assert by_method["symmetry"]["config"]["symmetry_weight"] == 1.0
     assert by_method["augmentation"]["config"]["augment_copies"] == 3
+    monkeypatch.setattr(report, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(report, "FIGURES", tmp_path / "docs" / "figures")
+    section = report.pinn_symmetry(result)
+    assert "| Heat | 2 |" in section and (tmp_path / "docs" / "figures" / "pinn_symmetry_smoke.png").is_file()
 
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
