@@ -130,10 +130,12 @@ def test_train_py_trains_saves_and_resumes_a_pinn(tmp_path: Path):
     loaded = PINNSolver.load(run_dir / "model.pt")
     assert loaded.num_timesteps == 4 and loaded.config.symmetry_weight == 1.0
     assert loaded.evaluate()["relative_l2"] == pytest.approx(results["final_eval"]["relative_l2"], rel=1e-6)
-    resumed = run("--trained-agent", str(run_dir / "model.pt"))
+    resumed = run("--trained-agent", str(run_dir / "model.pt"), "--hyperparams", "symmetry_weight", "0.5")
     assert resumed.returncode == 0, resumed.stderr
+    assert "--hyperparams symmetry_weight 0.5 ignored: a resumed pinn keeps the configuration" in resumed.stderr
     (second,) = set((tmp_path / "pinn").iterdir()) - {run_dir}
     assert json.loads((second / "results.json").read_text())["num_timesteps"] == 8
+    assert PINNSolver.load(second / "model.pt").config.symmetry_weight == 1.0
 
 
 def test_save_load_continues_exactly(tmp_path: Path):

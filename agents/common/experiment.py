@@ -459,35 +459,33 @@ class _Offline(_Kind):
         return results
 
 
-class _Sampler(_Kind):
-    """A sampler trained from an energy target (``--env DW4``); writes samples.npy and their metrics at the end."""
+class _TargetModel(_Kind):
+    """A model trained by gradient steps on a named target (an energy, a PDE problem) and saved as ``model.pt``: a
+    sampler or a PDE solver. It takes the run's checkpoint folder and stop flag, and a resumed one keeps its own
+    configuration."""
 
-    def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseSampler], seed: int) -> None:
-        if not issubclass(algo_class, BaseSampler):
-            raise TypeError(
-                f"{algo_class.__name__} is registered as a sampler but does not subclass samplers.base.BaseSampler"
-            )
+    default_budget: int
+
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type, seed: int) -> None:
         self.args = args
-        self.target = args.env
-        make_energy(args.env)  # validates the target name, suggesting close ones
-        hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
-        self.total_timesteps = _budget(args, hyperparams, 10_000)
-        kwargs = hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
+        self.hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
+        self.total_timesteps = _budget(args, self.hyperparams, self.default_budget)
+        kwargs = self.hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
         _check_trained_agent(args, "a checkpoint .pt")
         if args.trained_agent is not None and args.hyperparams:
             warnings.warn(
-                f"--hyperparams {' '.join(args.hyperparams)} ignored: a resumed sampler keeps the configuration of "
+                f"--hyperparams {' '.join(f'{k} {v}' for k, v in args.hyperparams.items())} ignored: a resumed {algo} "
+                f"keeps the configuration of "
                 f"{args.trained_agent}",
-                stacklevel=2,
+                stacklevel=3,
             )
-        self.model: BaseSampler = (
+        self.model = (
             algo_class(args.env, seed=seed, device=args.device, **kwargs)
             if args.trained_agent is None
             else algo_class.load(args.trained_agent, device=args.device)
         )
-        self.config = {"env_id": args.env, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
-                       "preset": self.model.preset,
-                       "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
+        self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
+                       "hyperparams": {**self.hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
 
     def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
         return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0),
@@ -495,6 +493,23 @@ class _Sampler(_Kind):
 
     def save(self, run_dir: Path) -> Path:
         return self.model.save(run_dir / "model.pt")
+
+
+class _Sampler(_TargetModel):
+    """A sampler trained from an energy target (``--env DW4``); writes samples.npy and their metrics at the end."""
+
+    default_budget = 10_000
+    model: BaseSampler
+
+    def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseSampler], seed: int) -> None:
+        if not issubclass(algo_class, BaseSampler):
+            raise TypeError(
+                f"{algo_class.__name__} is registered as a sampler but does not subclass samplers.base.BaseSampler"
+            )
+        make_energy(args.env)  # validates the target name, suggesting close ones
+        self.target = args.env
+        super().__init__(args, algo, algo_class, seed)
+        self.config["preset"] = self.model.preset
 
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         model, n = self.model, self.args.n_samples
@@ -515,31 +530,16 @@ class _Sampler(_Kind):
         return results
 
 
-class _PDE(_Kind):
+class _PDE(_TargetModel):
     """A physics-informed solver of a PDE problem (``--env Burgers``); timesteps are gradient steps, and the final
     evaluation is the relative L2 error on held-out initial conditions."""
 
+    default_budget = 2_000
+    model: PINNSolver
+
     def __init__(self, args: TrainArgs, algo: str, algo_class: type[PINNSolver], seed: int) -> None:
-        self.args = args
         self.target = make_pde_problem(args.env).name  # validates the name, suggesting close ones
-        hyperparams = hyperparams_for(algo, args.env, args.hyperparams, algo_class)
-        self.total_timesteps = _budget(args, hyperparams, 2_000)
-        kwargs = hyperparams.kwargs | ({} if args.eval_freq is None else {"eval_freq": args.eval_freq})
-        _check_trained_agent(args, "a checkpoint .pt")
-        self.model: PINNSolver = (
-            algo_class(args.env, seed=seed, device=args.device, **kwargs)
-            if args.trained_agent is None
-            else algo_class.load(args.trained_agent, device=args.device)
-        )
-        self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps,
-                       "hyperparams": {**hyperparams.as_dict(), **asdict(self.model.config)}}  # fmt: skip
-
-    def learn_kwargs(self, run_dir: Path, stop: threading.Event) -> dict[str, Any]:
-        return {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_freq": max(self.args.save_freq, 0),
-                "stop": stop.is_set}  # fmt: skip
-
-    def save(self, run_dir: Path) -> Path:
-        return self.model.save(run_dir / "model.pt")
+        super().__init__(args, algo, algo_class, seed)
 
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         return {"final_eval": self.model.evaluate(), "best_eval": self.model.best_metrics}
