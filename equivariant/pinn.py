@@ -12,13 +12,23 @@ w_v mean (D_Δ[u_θ](Q_v))², each term on its own points.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
-from equivariant.lie_symmetry import PDE, Field, pde_residual, point_field, symmetry_loss
+from equivariant.lie_symmetry import (
+    PDE,
+    Jet,
+    jet,
+    jet_indices,
+    pde_residual,
+    pde_residual_of_jet,
+    point_field,
+    symmetry_loss,
+    symmetry_loss_of_jet,
+)  # fmt: skip
 
 
 def mlp(in_dim: int, hidden_dim: int, n_layers: int, out_dim: int, activation: type[nn.Module]) -> nn.Sequential:
@@ -216,10 +226,15 @@ class PIDeepONet(PhysicsInformed):
         features = torch.stack([w[..., 0].cos(), w[..., 0].sin(), w[..., 1] - 1], dim=-1)
         return self.network["trunk"](features)
 
-    def field(self, code: Tensor) -> Field:
-        """The solution for one branch code b (p,) as a field of one point z (2,)."""
+    def jets(self, codes: Tensor, points: Tensor, indices: Iterable[tuple[int, ...]]) -> Jet:
+        """The partial derivatives ∂^index u for branch codes ``codes`` (B, p) at their ``points`` (B, n, 2), flattened
+        to (B·n,) each. u is linear in the trunk, so its derivatives are the trunk's (taken once for all codes, on one
+        batch of points) dotted with the codes."""
+        b, n, _ = points.shape
+        trunk = jet(self._trunk, indices, points.reshape(b * n, 2))
+        rows = codes.repeat_interleave(n, dim=0)
         bias = self.network.get_parameter("bias")
-        return lambda z: self._trunk(z) @ code + bias
+        return {index: (value * rows).sum(-1) + (bias if not any(index) else 0) for index, value in trunk.items()}
 
     def __call__(self, u0: Tensor, points: Tensor) -> Tensor:
         """u for initial conditions ``u0`` (B, m) at ``points`` (B, N, 2) or (N, 2) shared: shape (B, N)."""
@@ -243,14 +258,14 @@ class PIDeepONet(PhysicsInformed):
         at_zero = torch.stack([self.sensors[index], torch.zeros(index.shape)], dim=-1)
         terms = {"initial": (self(u0, at_zero) - u0.gather(1, index)).square().mean()}
         codes = self.network["branch"](u0)
-        residual = vmap(lambda code, points: pde_residual(self.pde, self.field(code), points))
-        terms["residual"] = residual(codes, self._uniform(b, cfg.residual_points)).square().mean()
+        points = self._uniform(b, cfg.residual_points)
+        jets = self.jets(codes, points, self.pde.derivatives)
+        terms["residual"] = pde_residual_of_jet(self.pde, jets, points.reshape(-1, 2)).square().mean()
         if cfg.symmetry_weight > 0:
             generators = list(cfg.generators) if cfg.generators is not None else None
-            symmetry = vmap(lambda code, points: symmetry_loss(
-                self.pde, self.field(code), points, cfg.generator_weights, generators
-            ))  # fmt: skip
-            terms["symmetry"] = symmetry(codes, self._uniform(b, cfg.symmetry_points)).mean()
+            points = self._uniform(b, cfg.symmetry_points)
+            jets = self.jets(codes, points, jet_indices(self.pde))
+            terms["symmetry"] = symmetry_loss_of_jet(self.pde, jets, points.reshape(-1, 2), cfg.generator_weights, generators)
         return terms
 
     def fit(self, initial_conditions: Tensor, steps: int) -> list[dict[str, float]]:

@@ -7,7 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from equivariant.lie_symmetry import Generator, lie_bracket, pde_residual, point_field, symmetry_loss, symmetry_residual
+from equivariant.lie_symmetry import (
+    Generator,
+    jet_indices,
+    lie_bracket,
+    pde_residual,
+    point_field,
+    symmetry_loss,
+    symmetry_residual,
+    symmetry_residuals_at,
+)  # fmt: skip
 from equivariant.pdes import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
 
 CASES = [
@@ -42,6 +51,21 @@ def test_a_non_solution_gives_non_zero_residuals(name, pde, solution, x_range, t
     wrong = lambda p: solution(p) * (1 + 0.3 * torch.sin(p[0]))  # noqa: E731
     assert pde_residual(pde, wrong, z).abs().max() > 1e-3
     assert max(symmetry_residual(pde, g, wrong, z).abs().max() for g in pde.generators.values()) > 1e-3
+
+
+@pytest.mark.parametrize(("name", "pde", "solution", "x_range", "t_range"), CASES, ids=[c[0] for c in CASES])
+def test_the_taylor_jet_residual_equals_the_definition_on_a_network(name, pde, solution, x_range, t_range):
+    # symmetry_residual evaluates D_Δ[u](Q) on the Taylor polynomial of u's jet at each point; the definition
+    # differentiates the network itself. On a generic network (not a solution) they must agree to rounding.
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    f, z = point_field(network), points(x_range, t_range, 16)
+    generators = list(pde.generators.values())
+    direct = torch.func.vmap(symmetry_residuals_at(pde, generators, f))(z)
+    assert direct.abs().max() > 1e-3
+    by_jet = torch.stack([symmetry_residual(pde, g, f, z) for g in generators], dim=1)
+    torch.testing.assert_close(by_jet, direct, rtol=1e-10, atol=1e-12)
+    assert max(sum(index) for index in jet_indices(pde)) == max(sum(index) for index in pde.derivatives) + 1
 
 
 def test_a_generator_outside_the_algebra_breaks_the_condition_on_a_solution():
