@@ -659,6 +659,16 @@ def pinn_symmetry(result: dict[str, Any]) -> str:
             cells = [_mean_std_of(methods.get(method)) for method in PINN_METHODS]
             ratios = [_fmt(methods.get(method, {}).get("ratio_to_pinn")) for method in ("symmetry", "augmentation")]
             lines.append(f"| {problem} | {budget} | " + " | ".join(cells + ratios) + " |")
+    lines += [
+        "",
+        "Training time per gradient step, mean over every trial of the method (evaluations included; one thread per trial):",
+        "",
+    ]
+    for method, label in PINN_METHODS.items():
+        times = [methods[method]["seconds_per_step"] for budgets in result["summary"].values()
+                 for methods in budgets.values() if method in methods]  # fmt: skip
+        if times:
+            lines.append(f"- {label}: {np.mean(times):.3f} s")
     figure = _pinn_curves(result)
     lines += ["", f"![Relative L2 error by training initial conditions]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from equivariant.lie_symmetry import (
     point_field,
     symmetry_loss,
     symmetry_loss_of_jet,
-)  # fmt: skip
+)
 
 
 def mlp(in_dim: int, hidden_dim: int, n_layers: int, out_dim: int, activation: type[nn.Module]) -> nn.Sequential:

@@ -43,9 +43,11 @@ def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, lo
 
 
 def test_summary_ratio_and_unknown_method():
-    runs = [{"problem": "Heat", "budget": 2, "method": method, "seed": seed, "final": {"relative_l2": value}}
-            for method, seed, value in [("pinn", 0, 0.4), ("pinn", 1, 0.6), ("symmetry", 0, 0.25)]]  # fmt: skip
+    trials = [("pinn", 0, 0.4, 1.0), ("pinn", 1, 0.6, 3.0), ("symmetry", 0, 0.25, 5.0)]
+    runs = [{"problem": "Heat", "budget": 2, "method": method, "seed": seed, "final": {"relative_l2": value},
+             "steps": 10, "train_wall_time_s": seconds} for method, seed, value, seconds in trials]  # fmt: skip
     entry = summarise(runs)["Heat"]["2"]
     assert entry["pinn"]["mean"] == pytest.approx(0.5) and entry["symmetry"]["ratio_to_pinn"] == pytest.approx(0.5)
+    assert entry["pinn"]["seconds_per_step"] == pytest.approx(0.2) and entry["symmetry"]["seconds_per_step"] == 0.5
     with pytest.raises(ValueError, match="unknown method"):
         pinn_symmetry.method_overrides("lie", pinn_symmetry.PROFILES["smoke"])

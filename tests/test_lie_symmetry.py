@@ -16,7 +16,7 @@ from equivariant.lie_symmetry import (
     symmetry_loss,
     symmetry_residual,
     symmetry_residuals_at,
-)  # fmt: skip
+)
 from equivariant.pdes import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
 
 CASES = [
