@@ -34,6 +34,7 @@ value is at the ``SMOOTHING``-th evaluation):
     python -m benchmarks.equivariant --variants equivariant
     python -m benchmarks.equivariant --profile gpu --device cuda       # 200k steps, unchanged code
     python -m benchmarks.equivariant --profile smoke --seeds 0        # seconds: checks that the script runs
+    python -m benchmarks.equivariant --algos dqs --force               # re-run DQS's rows (its runs only)
 
 EGNN forward+backward throughput (`benchmarks.egnn_throughput`) and the prox throughput keep their own results
 files and report sections.
@@ -122,6 +123,9 @@ class EquivariantBenchArgs(Resources):
     """Records under <work_dir>/<profile>/records/, models and evaluations under <work_dir>/<profile>/runs/."""
     name: str | None = None
     """Results file benchmarks/results/<name>.json; default: equivariant (cpu profile), equivariant_<profile>."""
+    force: bool = False
+    """Re-run the selected (algo, variant, seed) runs even if their records exist (e.g. after a fix to the algorithm);
+    an interrupted forced run resumes without the flag."""
 
 
 class RunKey(NamedTuple):
@@ -317,7 +321,7 @@ def main(args: EquivariantBenchArgs) -> None:
         run=run_trial, record_name=lambda r: RunKey(r["algo"], r["variant"], r["seed"]).stem,
         results=lambda runs: results_payload(args, runs),
     )  # fmt: skip
-    runs = run_grid(grid, args)
+    runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None)
     print_summary(results_payload(args, runs))
     print(f"wrote {RESULTS_DIR / results_name(args)}.json")
 

@@ -38,12 +38,20 @@ def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch,
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
+    fit = agents.sweep.engine._fit
     monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
     equivariant.main(args)  # every record exists: only the results are rebuilt
     for path in (tmp_path / "work" / "smoke" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file
     equivariant.main(args)
     assert json.loads((tmp_path / "results" / "equivariant_test.json").read_text())["runs"] == result["runs"]
+
+    monkeypatch.setattr(agents.sweep.engine, "_fit", fit)
+    equivariant.main(EquivariantBenchArgs(**{**vars(args), "variants": ["mlp"], "force": True}))  # only mlp again
+    rerun = {run["variant"]: run for run in json.loads((tmp_path / "results" / "equivariant_test.json").read_text())["runs"]}
+    before = {run["variant"]: run for run in result["runs"]}
+    assert rerun["mlp"]["train_wall_time_s"] != before["mlp"]["train_wall_time_s"]
+    assert all(rerun[variant] == before[variant] for variant in ("egnn_features", "equivariant"))
 
 
 def test_sample_efficiency_on_known_curves():
