@@ -1,6 +1,7 @@
 """End-to-end tests of train.py: tiny budgets, real environments, real files."""
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import tyro
 import yaml
 from stable_baselines3 import SAC
 
 from agents.common import experiment
-from agents.common.experiment import TrainArgs, main, train
+from agents.common.experiment import TrainArgs, main, train, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [32, 32]}"}
@@ -33,6 +35,14 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def test_the_recorded_command_reproduces_the_arguments():
+    args = TrainArgs(algo="dqs", env="Hopper", total_timesteps=100, seed=3, hyperparams={"temperature": "auto_0.1"},
+                     log_dir=Path("runs/x y"), progress=False, trained_agent=Path("m.zip"), num_threads=None)  # fmt: skip
+    command = train_command(args)
+    assert command.startswith("python train.py --algo dqs --env Hopper") and "--eval-episodes" not in command
+    assert tyro.cli(TrainArgs, args=shlex.split(command)[2:]) == args
+
+
 def test_cli_smoke_writes_events_config_and_loadable_model(tmp_path: Path):
     hyper = [item for pair in TINY.items() for item in pair]
     result = run_cli(
@@ -45,7 +55,9 @@ def test_cli_smoke_writes_events_config_and_loadable_model(tmp_path: Path):
     assert str(run_dir) in result.stdout and "tensorboard --logdir" in result.stdout
     assert list(run_dir.glob("events.out.tfevents.*"))
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["seed"] == 0 and config["env_id"] == "Pendulum-v1" and "train.py" in config["command"]
+    assert config["seed"] == 0 and config["env_id"] == "Pendulum-v1" and "train.py" in config["argv"]
+    assert tyro.cli(TrainArgs, args=shlex.split(config["command"])[2:]) == TrainArgs(**{
+        **config["args"], "log_dir": Path(config["args"]["log_dir"]), "seed": 0})  # fmt: skip
     assert config["versions"]["torch"] == torch.__version__ and config["hyperparams"]["learning_starts"] == 100
     assert (run_dir / "best_model.zip").is_file() and (run_dir / "evaluations.npz").is_file()
     assert "final_eval_mean_reward" in json.loads((run_dir / "results.json").read_text())

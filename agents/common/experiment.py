@@ -8,13 +8,14 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import threading
 import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -106,6 +107,24 @@ class TrainArgs:
     """0: quiet, 1: SB3 log tables and messages."""
     list: bool = False
     """Print the registered algorithms and environments, then exit."""
+
+
+def train_command(args: TrainArgs) -> str:
+    """The ``python train.py`` command line of ``args`` (its non-default flags): what reproduces a run, whether the CLI,
+    a sweep worker or a benchmark started it."""
+    words = ["python", "train.py"]
+    for spec in fields(TrainArgs):
+        value, default = getattr(args, spec.name), spec.default if spec.default is not MISSING else spec.default_factory()
+        flag = "--" + spec.name.replace("_", "-")
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, dict):
+            words += [flag, *(str(item) for pair in value.items() for item in pair)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def list_registry() -> str:
@@ -295,7 +314,8 @@ def _finish(args: TrainArgs, run_dir: Path, model_path: Path, results: dict[str,
 def _start_run(args: TrainArgs, algo: str, target: str, seed: int, config: dict[str, Any], model: Any) -> Path:
     """Create the run folder, write config.yaml and point the model's logger at it."""
     run_dir = new_run_dir(args.log_dir, algo, target, seed)
-    write_run_config(run_dir, {"algo": algo, "env": args.env, "seed": seed, **config, "args": asdict(args)})
+    command = train_command(replace(args, seed=seed))
+    write_run_config(run_dir, {"algo": algo, "env": args.env, "seed": seed, **config, "args": asdict(args)}, command)
     formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
     model.set_logger(configure(str(run_dir), formats))
     return run_dir

@@ -78,11 +78,13 @@ def _yaml_safe(value: Any) -> Any:
     return repr(value)
 
 
-def write_run_config(run_dir: Path, config: dict[str, Any]) -> Path:
-    """Write ``config.yaml``: the given config plus the command line, versions, commit, host and start time."""
+def write_run_config(run_dir: Path, config: dict[str, Any], command: str) -> Path:
+    """Write ``config.yaml``: the given config plus the ``command`` that reproduces the run, the process's own command
+    line (``argv``: a sweep worker's or a benchmark's when they started it), versions, commit, host and start time."""
     record = {
         **config,
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": command,
+        "argv": shlex.join([Path(sys.executable).name, *sys.argv]),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "host": {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor()},
