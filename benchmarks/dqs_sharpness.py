@@ -1,0 +1,204 @@
+"""How sharp is a trained DQS policy next to the Boltzmann policy of its own critic, exp(Q(s, ·)/T) on the action box?
+(SAC beside it, against its own critic and entropy coefficient α.)
+
+DQS learns its score from K self-normalised proposals per buffer action (docs/dqs.md §4.3, §4.5), a biased estimate
+of the noised Boltzmann score at small K; this measures what that does to the policy a trained agent acts with. For
+states visited by the agent's deterministic policy, per state:
+
+* the Boltzmann policy of the agent's critic, min_j Q_j, at the agent's temperature T, by self-normalised importance
+  sampling from ``uniform_samples`` uniform actions on the box: its entropy H_B = log Z − E_B[Q]/T (Z = |box| ·
+  mean exp(Q/T)), E_B[Q], and the effective sample size of the weights;
+* the agent's stochastic policy (DQS: the reverse SDE that acts; SAC: its squashed Gaussian): E_π[Q] over
+  ``policy_samples`` samples, and its entropy H_π (DQS: of its deterministic sampler's law, the PF-ODE log-likelihood
+  of `DiffusionPolicy.entropy`; SAC: −E log π);
+* the greedy reference: the largest Q among the uniform actions and the Q of the deterministic action.
+
+Gaps are reported in units of T, (E_B[Q] − E_π[Q]) / T, and in nats, H_π − H_B: a policy as sharp as its target scores
+about 0 on both. Results go to ``benchmarks/results/<name>.json``.
+
+    python -m benchmarks.dqs_sharpness --models runs/benchmarks/dqs_mujoco/cpu/{dqs,sac}/*/model.zip
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import tyro
+import yaml
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from agents.dqs import DQS
+from benchmarks.common import write_results
+from envs.registry import make_env
+
+
+@dataclass
+class SharpnessArgs:
+    models: list[Path]
+    """Trained DQS or SAC model files (model.zip of a train.py run folder: its config.yaml names the algorithm and the
+    environment)."""
+    states: int = 32
+    """States per model, every ``stride``-th state of deterministic episodes."""
+    stride: int = 25
+    """Environment steps between measured states."""
+    uniform_samples: int = 2**18
+    """Uniform actions per state for the Boltzmann reference."""
+    policy_samples: int = 256
+    """Policy samples per state (stochastic actions and the entropy estimate)."""
+    seed: int = 0
+    """Seed of the episodes and the samples."""
+    name: str = "dqs_sharpness"
+    """Results file: benchmarks/results/<name>.json."""
+
+
+def run_of(model_path: Path) -> tuple[str, str]:
+    """The environment id and algorithm of a run folder's model, from its config.yaml."""
+    config_path = model_path.parent / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    if not isinstance(config, dict) or "env_id" not in config or config.get("algo") not in LOADERS:
+        raise SystemExit(f"{config_path} names no env_id or no algorithm of {sorted(LOADERS)}: pass the model.zip "
+                         "of a DQS or SAC train.py run")  # fmt: skip
+    return config["env_id"], config["algo"]
+
+
+def visited_states(model: BaseAlgorithm, env_id: str, count: int, stride: int, seed: int) -> np.ndarray:
+    """``count`` observations, every ``stride``-th step of the deterministic policy's episodes."""
+    env = make_env(env_id)
+    obs, _ = env.reset(seed=seed)
+    states, step = [], 0
+    while len(states) < count:
+        if step % stride == 0:
+            states.append(obs)
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, _ = env.step(action)
+        step += 1
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return np.stack(states)
+
+
+class PolicyView(NamedTuple):
+    """What the measurement needs of an agent at one state: its temperature, its critic's pessimistic Q of actions in
+    [-1, 1] (n, |A|) -> (n,), n samples of its stochastic policy, an entropy estimate from n samples, and the Q of its
+    deterministic action."""
+
+    temperature: float
+    q: Callable[[torch.Tensor], torch.Tensor]
+    sample: Callable[[int], torch.Tensor]
+    entropy: Callable[[int], float]
+    deterministic_q: float
+
+
+@torch.no_grad()
+def dqs_view(model: DQS, obs: np.ndarray) -> PolicyView:
+    """DQS: T, min_j Q_j, the reverse SDE that acts, the PF-ODE entropy (`DiffusionPolicy.entropy`)."""
+    policy = model.policy
+    observation, _ = policy.obs_to_tensor(obs)
+    critic_features = policy.critic.features(observation)
+    actor_features = policy.actor_target.features(observation)
+
+    def q(actions: torch.Tensor) -> torch.Tensor:
+        return policy.critic.min_q_grouped(critic_features, actions.unsqueeze(0))[0]
+
+    def entropy(n: int) -> float:
+        with torch.enable_grad():
+            return float(policy.entropy(actor_features.expand(n, -1)))
+
+    deterministic = torch.as_tensor(policy.scale_action(model.predict(obs, deterministic=True)[0]), dtype=torch.float32)
+    return PolicyView(float(policy.temperature), q, lambda n: policy.sample_actions(actor_features.expand(n, -1)),
+                      entropy, float(q(deterministic[None])))  # fmt: skip
+
+
+@torch.no_grad()
+def sac_view(model: SAC, obs: np.ndarray) -> PolicyView:
+    """SAC: the entropy coefficient α, min_j Q_j, the squashed Gaussian (entropy −E log π, tanh Jacobian included)."""
+    policy = model.policy
+    observation, _ = policy.obs_to_tensor(obs)
+    temperature = float(model.log_ent_coef.exp()) if model.log_ent_coef is not None else float(model.ent_coef_tensor)
+
+    def q(actions: torch.Tensor) -> torch.Tensor:
+        rows = observation.expand(len(actions), -1)
+        return torch.minimum(*policy.critic(rows, actions)[:2]).squeeze(1)
+
+    def sample(n: int) -> torch.Tensor:
+        return policy.actor.action_log_prob(observation.expand(n, -1))[0]
+
+    def entropy(n: int) -> float:
+        return float(-policy.actor.action_log_prob(observation.expand(n, -1))[1].mean())
+
+    deterministic = torch.as_tensor(policy.scale_action(model.predict(obs, deterministic=True)[0]), dtype=torch.float32)
+    return PolicyView(temperature, q, sample, entropy, float(q(deterministic[None])))
+
+
+@torch.no_grad()
+def measure_state(view: PolicyView, dim: int, args: SharpnessArgs, generator: torch.Generator) -> dict[str, float]:
+    """The Boltzmann reference and the policy's statistics at one state (see the module docstring)."""
+    temperature = view.temperature
+    uniform = torch.rand(args.uniform_samples, dim, generator=generator) * 2 - 1
+    q_uniform = torch.cat([view.q(chunk) for chunk in uniform.split(8192)])
+    log_weights = q_uniform / temperature
+    weights = torch.softmax(log_weights, 0)
+    log_z = float(torch.logsumexp(log_weights, 0)) - math.log(args.uniform_samples) + dim * math.log(2.0)
+    boltzmann_q = float(weights @ q_uniform)
+    q_policy = float(view.q(view.sample(args.policy_samples)).mean())
+    return {
+        "temperature": temperature,
+        "boltzmann_entropy": log_z - boltzmann_q / temperature,
+        "policy_entropy": view.entropy(args.policy_samples),
+        "boltzmann_mean_q": boltzmann_q,
+        "policy_mean_q": q_policy,
+        "q_gap_in_t": (boltzmann_q - q_policy) / temperature,
+        "uniform_max_q": float(q_uniform.max()),
+        "deterministic_q": view.deterministic_q,
+        "q_spread_over_box": float(q_uniform.std()),
+        "effective_sample_size": float(1.0 / weights.square().sum()),
+    }
+
+
+def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
+    """Per-state statistics of one model and their means over states."""
+    env_id, algo = run_of(path)
+    model = LOADERS[algo][0].load(path, device="cpu")
+    generator = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    states = visited_states(model, env_id, args.states, args.stride, args.seed)
+    dim = model.action_space.shape[0]
+    per_state = [measure_state(LOADERS[algo][1](model, obs), dim, args, generator) for obs in states]
+    means = {key: float(np.mean([entry[key] for entry in per_state])) for key in per_state[0]}
+    return {"model": str(path), "algo": algo, "env_id": env_id, "num_timesteps": model.num_timesteps, "mean": means,
+            "per_state": per_state}  # fmt: skip
+
+
+LOADERS: dict[str, tuple[type, Callable[[Any, np.ndarray], PolicyView]]] = {"dqs": (DQS, dqs_view), "sac": (SAC, sac_view)}
+
+
+def main(args: SharpnessArgs) -> None:
+    missing = [str(path) for path in args.models if not path.is_file()]
+    if missing:
+        raise SystemExit(f"no model file {', '.join(missing)}: pass model.zip files of DQS or SAC runs")
+    torch.set_num_threads(1)
+    results = []
+    for path in args.models:
+        result = measure_model(path, args)
+        results.append(result)
+        m = result["mean"]
+        print(f"{result['algo']} {result['env_id']} ({path.parent.name}): T {m['temperature']:.4f}, entropy policy "
+              f"{m['policy_entropy']:.2f} vs Boltzmann {m['boltzmann_entropy']:.2f} nats, E[Q] policy "
+              f"{m['policy_mean_q']:.3f} vs Boltzmann {m['boltzmann_mean_q']:.3f} ({m['q_gap_in_t']:.1f} T), "
+              f"max uniform {m['uniform_max_q']:.3f}, deterministic {m['deterministic_q']:.3f}, "
+              f"ESS {m['effective_sample_size']:.0f}", flush=True)  # fmt: skip
+    settings = {key: value for key, value in vars(args).items() if key not in ("models", "name")}
+    path = write_results(args.name, {"config": settings, "models": results})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(SharpnessArgs))

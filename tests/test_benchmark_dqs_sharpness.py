@@ -1,0 +1,44 @@
+"""benchmarks/dqs_sharpness.py: the Boltzmann reference against closed forms, and bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.dqs_sharpness import PolicyView, SharpnessArgs, measure_state, run_of
+
+
+def gaussian_view(c: float, temperature: float, scale: float) -> PolicyView:
+    """Q(a) = −c‖a‖² on [−1, 1]², whose Boltzmann policy at T is N(0, T/(2c) I) (the box cuts off < 1e-8 of it at
+    c/T = 20), and a Gaussian 'policy' of std ``scale`` times the Boltzmann's."""
+    std = math.sqrt(temperature / (2 * c)) * scale
+
+    def sample(n: int) -> torch.Tensor:
+        return torch.randn(n, 2) * std
+
+    return PolicyView(temperature, lambda a: -c * a.square().sum(1), sample,
+                      lambda n: math.log(2 * math.pi * math.e * std**2), 0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_the_boltzmann_reference_matches_the_closed_form(scale):
+    c, temperature = 2.0, 0.1
+    torch.manual_seed(0)
+    args = SharpnessArgs(models=[], uniform_samples=2**16, policy_samples=4096)
+    result = measure_state(gaussian_view(c, temperature, scale), 2, args, torch.Generator().manual_seed(0))
+    exact_entropy = math.log(2 * math.pi * math.e * temperature / (2 * c))  # 2-D Gaussian of variance T/(2c)
+    assert result["boltzmann_entropy"] == pytest.approx(exact_entropy, abs=0.05)
+    assert result["boltzmann_mean_q"] == pytest.approx(-temperature, rel=0.05)  # E[c‖a‖²] = 2c · T/(2c)
+    # a policy s times as wide: E_π[Q] = −s² T, so the gap is (s² − 1) T, and its entropy is 2 log s nats higher
+    assert result["q_gap_in_t"] == pytest.approx(scale**2 - 1, abs=0.1)
+    assert result["policy_entropy"] - result["boltzmann_entropy"] == pytest.approx(2 * math.log(scale), abs=0.05)
+    assert result["effective_sample_size"] > 1000
+
+
+def test_a_model_outside_a_run_folder_is_refused(tmp_path: Path):
+    (tmp_path / "model.zip").write_bytes(b"")
+    with pytest.raises(SystemExit, match="names no env_id"):
+        run_of(tmp_path / "model.zip")
