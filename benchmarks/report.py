@@ -703,12 +703,44 @@ def _pinn_curves(result: dict[str, Any]) -> Path:
     return _save_figure(fig, f"pinn_symmetry_{result['profile']}.png")
 
 
+def dqs_sharpness(result: dict[str, Any]) -> str:
+    lines = [
+        "## Trained policies against the Boltzmann policy of their own critic",
+        "",
+        "`python -m benchmarks.dqs_sharpness --models <run>/model.zip ...` (the final models of the runs named below).",
+        "",
+        f"Machine: {_machine(result)}. For {result['config']['states']} states visited by each agent's deterministic "
+        f"policy: the Boltzmann policy exp(Q/T) of the agent's own pessimistic critic on the action box (DQS: its "
+        f"temperature T; SAC: its entropy coefficient α), by self-normalised importance sampling from "
+        f"{result['config']['uniform_samples']:,} uniform actions, against the agent's stochastic policy "
+        f"({result['config']['policy_samples']} samples per state; DQS's entropy is its PF-ODE sampler's). Means over "
+        "states; a policy as sharp as its target has both gaps near 0; the effective sample size (ESS) of the weights "
+        "says how well the Boltzmann reference is resolved.",
+        "",
+        "| algo | env | run | steps | T | entropy, policy | entropy, Boltzmann | excess entropy (nats) | "
+        "E_B[Q] − E_π[Q] (in T) | max uniform Q − deterministic Q (in T) | ESS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in result["models"]:
+        m = model["mean"]
+        run = Path(model["model"]).parent.name
+        greedy_gap = (m["uniform_max_q"] - m["deterministic_q"]) / m["temperature"]
+        lines.append(
+            f"| {model['algo']} | {model['env_id']} | {run} | {model['num_timesteps']:,} | {m['temperature']:.3g} | "
+            f"{m['policy_entropy']:.2f} | {m['boltzmann_entropy']:.2f} | "
+            f"{m['policy_entropy'] - m['boltzmann_entropy']:.2f} | {m['q_gap_in_t']:.1f} | {greedy_gap:.1f} | "
+            f"{m['effective_sample_size']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
     "dqs_exploration": dqs_exploration,
+    "dqs_sharpness": dqs_sharpness,
     "merlin": merlin,
     "merlin_sensitivity": merlin_sensitivity,
     "merlin_rooms": merlin_rooms,
