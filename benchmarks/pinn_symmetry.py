@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
+from agents.hyperparams import hyperparams_for
 from agents.pinn import PINNSolver
 from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
@@ -106,7 +107,8 @@ def method_overrides(method: str, profile: PINNProfile) -> dict[str, Any]:
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One trial: train the solver for the profile's steps; its held-out error curve and final error."""
     profile: PINNProfile = config["profile"]
-    settings = {**profile.overrides, **method_overrides(config["method"], profile),
+    settings = {**hyperparams_for("pinn", config["problem"]).kwargs, **profile.overrides,
+                **method_overrides(config["method"], profile),
                 "train_initial_conditions": config["budget"]}  # fmt: skip
     solver = PINNSolver(config["problem"], seed=config["seed"], device=config["device"], **settings)
     curve: list[dict[str, float]] = []
