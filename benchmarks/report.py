@@ -191,7 +191,11 @@ def dqs_exploration(result: dict[str, Any]) -> str:
             steps = ", ".join(sorted({str(r["steps"]) for r in _runs_of(result, env, algo)}))
             lines.append(f"| {env} | {algo} | {s['seeds']} | {steps} | {s['final_success_mean']:.2f} | "
                          f"{s['mean_success_mean']:.2f} |")  # fmt: skip
-    lines += rliable_table(result["runs"], {"final_return": "final success", "mean_eval_return": "mean success"})
+    # the same scores as the table: the last and the mean of the evaluations' success rates (a run's final_return
+    # comes from train.py's separate final evaluation)
+    successes = [{**run, "final_success": run["eval_success_rates"][-1], "mean_success": float(np.mean(
+        run["eval_success_rates"]))} for run in result["runs"]]  # fmt: skip
+    lines += rliable_table(successes, {"final_success": "final success", "mean_success": "mean success"})
     figure = _curves(result, "eval_success_rates", "success rate", "dqs_exploration_curves.png")
     lines += ["", f"![DQS vs SAC success rates]({figure.relative_to(DOCS)})"]
     return "\n".join(lines)
