@@ -13,6 +13,12 @@ states visited by the agent's deterministic policy, per state:
   of `DiffusionPolicy.entropy`; SAC: −E log π);
 * the greedy reference: the largest Q among the uniform actions and the Q of the deterministic action.
 
+and, for DQS, what its score targets alone would sample: the same reverse SDE (the policy's schedule and steps) with
+the network replaced by the regression target it is trained on, the self-normalised estimate from K box-truncated
+proposals averaged over ``max(1, 256 // K)`` independent draws (≈ its expectation, the function an exact network fit
+would learn), for each K of ``target_proposals``: E_B[Q] − E[Q] of those samples in units of T. A gap that shrinks
+with K locates the policy's breadth in the estimator rather than in the network.
+
 Gaps are reported in units of T, (E_B[Q] − E_π[Q]) / T, and in nats, H_π − H_B: a policy as sharp as its target scores
 about 0 on both. Results go to ``benchmarks/results/<name>.json``.
 
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,6 +43,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from agents.dqs import DQS
 from benchmarks.common import write_results
 from envs.registry import make_env
+from samplers.estimators import softmax_score_estimate
+from samplers.integrators import euler_maruyama
+from samplers.schedules import NoiseSchedule
 
 
 @dataclass
@@ -52,6 +61,12 @@ class SharpnessArgs:
     """Uniform actions per state for the Boltzmann reference."""
     policy_samples: int = 256
     """Policy samples per state (stochastic actions and the entropy estimate)."""
+    target_proposals: list[int] = field(default_factory=lambda: [16, 256, 4096])
+    """DQS: proposal counts K of the target-driven sampler (empty: skip it)."""
+    target_states: int = 8
+    """DQS: the first this many states get the target-driven sampler (it costs K critic rows per sample and step)."""
+    target_samples: int = 32
+    """DQS: target-driven samples per state."""
     seed: int = 0
     """Seed of the episodes and the samples."""
     name: str = "dqs_sharpness"
@@ -163,6 +178,27 @@ def measure_state(view: PolicyView, dim: int, args: SharpnessArgs, generator: to
     }
 
 
+@torch.no_grad()
+def target_sampler_mean_q(view: PolicyView, dim: int, schedule: NoiseSchedule, steps: int, denoise_last_step: bool,
+                          proposals: int, samples: int) -> float:  # fmt: skip
+    """Mean Q of ``samples`` draws of the reverse SDE (``steps`` steps of ``schedule``) driven by DQS's score-regression
+    target for exp(Q/T) with ``proposals`` box-truncated proposals, averaged over max(1, 256 // proposals) draws per
+    evaluation, in place of the score network."""
+    repeats = max(1, 256 // proposals)
+
+    def energy(actions: torch.Tensor, context: None) -> torch.Tensor:
+        return -view.q(actions) / view.temperature
+
+    def score(x: torch.Tensor, t: torch.Tensor, context: None) -> torch.Tensor:
+        rows, times = x.repeat(repeats, 1), t.repeat(repeats)
+        target = softmax_score_estimate(energy, rows, times, schedule, proposals, bounds=(-1.0, 1.0))
+        return target.view(repeats, len(x), -1).mean(0)
+
+    prior = schedule.sample_prior(samples, dim)
+    actions = euler_maruyama(score, prior, schedule, steps, denoise_last_step=denoise_last_step)
+    return float(view.q(actions.clamp(-1.0, 1.0)).mean())
+
+
 def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     """Per-state statistics of one model and their means over states."""
     env_id, algo = run_of(path)
@@ -172,7 +208,15 @@ def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     states = visited_states(model, env_id, args.states, args.stride, args.seed)
     dim = model.action_space.shape[0]
     per_state = [measure_state(LOADERS[algo][1](model, obs), dim, args, generator) for obs in states]
-    means = {key: float(np.mean([entry[key] for entry in per_state])) for key in per_state[0]}
+    if algo == "dqs":
+        for entry, obs in zip(per_state[: args.target_states], states, strict=False):
+            view, policy = dqs_view(model, obs), model.policy
+            for k in args.target_proposals:
+                q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
+                                          args.target_samples)  # fmt: skip
+                entry[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
+    keys = [key for key in per_state[0] if all(key in entry for entry in per_state[: args.target_states])]
+    means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in keys}
     return {"model": str(path), "algo": algo, "env_id": env_id, "num_timesteps": model.num_timesteps, "mean": means,
             "per_state": per_state}  # fmt: skip
 
@@ -195,6 +239,10 @@ def main(args: SharpnessArgs) -> None:
               f"{m['policy_mean_q']:.3f} vs Boltzmann {m['boltzmann_mean_q']:.3f} ({m['q_gap_in_t']:.1f} T), "
               f"max uniform {m['uniform_max_q']:.3f}, deterministic {m['deterministic_q']:.3f}, "
               f"ESS {m['effective_sample_size']:.0f}", flush=True)  # fmt: skip
+        targets = {key.rsplit("_k", 1)[1]: round(value, 1) for key, value in m.items() if key.startswith("target_")}
+        if targets:
+            print(f"  target-driven sampler, E_B[Q] - E[Q] in T by proposals K (first {args.target_states} states): "
+                  f"{targets}", flush=True)  # fmt: skip
     settings = {key: value for key, value in vars(args).items() if key not in ("models", "name")}
     path = write_results(args.name, {"config": settings, "models": results})
     print(f"wrote {path}")
