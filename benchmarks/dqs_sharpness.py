@@ -13,10 +13,13 @@ states visited by the agent's deterministic policy, per state:
   of `DiffusionPolicy.entropy`; SAC: −E log π);
 * the greedy reference: the largest Q among the uniform actions and the Q of the deterministic action.
 
-and, for DQS, what its score targets alone would sample: the same reverse SDE (the policy's schedule and steps) with
-the network replaced by the regression target it is trained on, the self-normalised estimate from K box-truncated
-proposals averaged over ``max(1, 256 // K)`` independent draws (≈ its expectation, the function an exact network fit
-would learn), for each K of ``target_proposals``: E_B[Q] − E[Q] of those samples in units of T. A gap that shrinks
+and, for DQS, how far its two estimators are from what they estimate: the soft backup's V_soft from M uniform
+(Latin-hypercube) actions against the exact T·log ∫_box exp(Q/T), in units of T (biased low by Jensen; a bias that
+varies between states is an error in the critic's targets), and what its score targets alone would sample: the same
+reverse SDE (the policy's schedule and steps) with the network replaced by the regression target it is trained on,
+the self-normalised estimate from K box-truncated proposals averaged over ``max(1, 256 // K)`` independent draws
+(≈ its expectation, the function an exact network fit would learn), for each K of ``target_proposals``:
+E_B[Q] − E[Q] of those samples in units of T. A gap that shrinks
 with K locates the policy's breadth in the estimator rather than in the network.
 
 Gaps are reported in units of T, (E_B[Q] − E_π[Q]) / T, and in nats, H_π − H_B: a policy as sharp as its target scores
@@ -41,6 +44,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.dqs import DQS
+from agents.dqs.dqs import latin_hypercube
 from benchmarks.common import write_results
 from envs.registry import make_env
 from samplers.estimators import softmax_score_estimate
@@ -73,14 +77,14 @@ class SharpnessArgs:
     """Results file: benchmarks/results/<name>.json."""
 
 
-def run_of(model_path: Path) -> tuple[str, str]:
-    """The environment id and algorithm of a run folder's model, from its config.yaml."""
+def run_of(model_path: Path) -> tuple[str, str, dict[str, Any]]:
+    """The environment id, algorithm and ``--hyperparams`` overrides of a run folder's model, from its config.yaml."""
     config_path = model_path.parent / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     if not isinstance(config, dict) or "env_id" not in config or config.get("algo") not in LOADERS:
         raise SystemExit(f"{config_path} names no env_id or no algorithm of {sorted(LOADERS)}: pass the model.zip "
                          "of a DQS or SAC train.py run")  # fmt: skip
-    return config["env_id"], config["algo"]
+    return config["env_id"], config["algo"], dict(config.get("args", {}).get("hyperparams") or {})
 
 
 def visited_states(model: BaseAlgorithm, env_id: str, count: int, stride: int, seed: int) -> np.ndarray:
@@ -199,9 +203,35 @@ def target_sampler_mean_q(view: PolicyView, dim: int, schedule: NoiseSchedule, s
     return float(view.q(actions.clamp(-1.0, 1.0)).mean())
 
 
+@torch.no_grad()
+def soft_value_bias_in_t(view: PolicyView, dim: int, m: int, log_partition: float, repeats: int = 256) -> tuple[float, float]:
+    """Mean and std, in units of T, of V_exact − V_M: the exact soft value T·log ∫_box exp(Q/T) (``log_partition`` =
+    log ∫ from the uniform reference) minus DQS's soft-backup estimate from M Latin-hypercube actions."""
+    actions = latin_hypercube(repeats, m, dim, torch.device("cpu")) * 2.0 - 1.0
+    q = view.q(actions).view(repeats, m)
+    estimates = torch.logsumexp(q / view.temperature, dim=1) - math.log(m) + dim * math.log(2.0)
+    return log_partition - float(estimates.mean()), float(estimates.std())
+
+
+def dqs_estimates(model: DQS, obs: np.ndarray, entry: dict[str, float], dim: int, args: SharpnessArgs,
+                  with_sampler: bool) -> dict[str, float]:  # fmt: skip
+    """At one state, how far DQS's two estimators are from the exact quantities they estimate: the soft backup's
+    V_soft from M = ``n_backup_samples`` uniform actions, and (``with_sampler``) the score target, through the
+    target-driven sampler for each K of ``target_proposals``."""
+    view, policy = dqs_view(model, obs), model.policy
+    log_partition = entry["boltzmann_entropy"] + entry["boltzmann_mean_q"] / entry["temperature"]
+    bias, std = soft_value_bias_in_t(view, dim, model.config.n_backup_samples, log_partition)
+    estimates = {"soft_value_bias_in_t": bias, "soft_value_std_in_t": std}
+    for k in args.target_proposals if with_sampler else []:
+        q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
+                                  args.target_samples)  # fmt: skip
+        estimates[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
+    return estimates
+
+
 def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     """Per-state statistics of one model and their means over states."""
-    env_id, algo = run_of(path)
+    env_id, algo, overrides = run_of(path)
     model = LOADERS[algo][0].load(path, device="cpu")
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -209,16 +239,12 @@ def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     dim = model.action_space.shape[0]
     per_state = [measure_state(LOADERS[algo][1](model, obs), dim, args, generator) for obs in states]
     if algo == "dqs":
-        for entry, obs in zip(per_state[: args.target_states], states, strict=False):
-            view, policy = dqs_view(model, obs), model.policy
-            for k in args.target_proposals:
-                q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
-                                          args.target_samples)  # fmt: skip
-                entry[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
+        for index, (entry, obs) in enumerate(zip(per_state, states, strict=True)):
+            entry.update(dqs_estimates(model, obs, entry, dim, args, with_sampler=index < args.target_states))
     keys = [key for key in per_state[0] if all(key in entry for entry in per_state[: args.target_states])]
     means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in keys}
-    return {"model": str(path), "algo": algo, "env_id": env_id, "num_timesteps": model.num_timesteps, "mean": means,
-            "per_state": per_state}  # fmt: skip
+    return {"model": str(path), "algo": algo, "env_id": env_id, "overrides": overrides,
+            "num_timesteps": model.num_timesteps, "mean": means, "per_state": per_state}  # fmt: skip
 
 
 LOADERS: dict[str, tuple[type, Callable[[Any, np.ndarray], PolicyView]]] = {"dqs": (DQS, dqs_view), "sac": (SAC, sac_view)}
@@ -239,6 +265,10 @@ def main(args: SharpnessArgs) -> None:
               f"{m['policy_mean_q']:.3f} vs Boltzmann {m['boltzmann_mean_q']:.3f} ({m['q_gap_in_t']:.1f} T), "
               f"max uniform {m['uniform_max_q']:.3f}, deterministic {m['deterministic_q']:.3f}, "
               f"ESS {m['effective_sample_size']:.0f}", flush=True)  # fmt: skip
+        if "soft_value_bias_in_t" in m:
+            biases = [entry["soft_value_bias_in_t"] for entry in result["per_state"]]
+            print(f"  soft backup V_exact - V_M in T: mean {np.mean(biases):.2f}, std over states {np.std(biases):.2f}, "
+                  f"std of one estimate {m['soft_value_std_in_t']:.2f}", flush=True)  # fmt: skip
         targets = {key.rsplit("_k", 1)[1]: round(value, 1) for key, value in m.items() if key.startswith("target_")}
         if targets:
             print(f"  target-driven sampler, E_B[Q] - E[Q] in T by proposals K (first {args.target_states} states): "

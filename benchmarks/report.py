@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -708,16 +709,17 @@ def _pinn_curves(result: dict[str, Any]) -> Path:
 
 
 def dqs_sharpness(result: dict[str, Any]) -> str:
+    config = result["config"]
     lines = [
         "## Trained policies against the Boltzmann policy of their own critic",
         "",
         "`python -m benchmarks.dqs_sharpness --models <run>/model.zip ...` (the final models of the runs named below).",
         "",
-        f"Machine: {_machine(result)}. For {result['config']['states']} states visited by each agent's deterministic "
+        f"Machine: {_machine(result)}. For {config['states']} states visited by each agent's deterministic "
         f"policy: the Boltzmann policy exp(Q/T) of the agent's own pessimistic critic on the action box (DQS: its "
         f"temperature T; SAC: its entropy coefficient α), by self-normalised importance sampling from "
-        f"{result['config']['uniform_samples']:,} uniform actions, against the agent's stochastic policy "
-        f"({result['config']['policy_samples']} samples per state; DQS's entropy is its PF-ODE sampler's). Means over "
+        f"{config['uniform_samples']:,} uniform actions, against the agent's stochastic policy "
+        f"({config['policy_samples']} samples per state; DQS's entropy is its PF-ODE sampler's). Means over "
         "states; a policy as sharp as its target has both gaps near 0; the effective sample size (ESS) of the weights "
         "says how well the Boltzmann reference is resolved.",
         "",
@@ -727,15 +729,46 @@ def dqs_sharpness(result: dict[str, Any]) -> str:
     ]
     for model in result["models"]:
         m = model["mean"]
-        run = Path(model["model"]).parent.name
         greedy_gap = (m["uniform_max_q"] - m["deterministic_q"]) / m["temperature"]
         lines.append(
-            f"| {model['algo']} | {model['env_id']} | {run} | {model['num_timesteps']:,} | {m['temperature']:.3g} | "
-            f"{m['policy_entropy']:.2f} | {m['boltzmann_entropy']:.2f} | "
+            f"| {model['algo']} | {model['env_id']} | {_run_label(model)} | {model['num_timesteps']:,} | "
+            f"{m['temperature']:.3g} | {m['policy_entropy']:.2f} | {m['boltzmann_entropy']:.2f} | "
             f"{m['policy_entropy'] - m['boltzmann_entropy']:.2f} | {m['q_gap_in_t']:.1f} | {greedy_gap:.1f} | "
             f"{m['effective_sample_size']:.0f} |"
         )
+    dqs_models = [model for model in result["models"] if "soft_value_bias_in_t" in model["mean"]]
+    if dqs_models:
+        proposals = config["target_proposals"]
+        lines += [
+            "",
+            "DQS's two estimators at the same states, in units of T. Soft backup: the exact soft value "
+            "T·log ∫_box exp(Q/T) minus the estimate from the backup's M uniform (Latin-hypercube) actions, mean over "
+            "states, its spread between states (an error in the critic's targets that does not cancel), and the std "
+            "of one estimate. Score target: E_B[Q] − E[Q] of the reverse SDE driven by the self-normalised target "
+            f"from K proposals instead of the network (first {config['target_states']} states, "
+            f"{config['target_samples']} samples each); the policy's own gap (first table) is what the network learned "
+            "from K = 16.",
+            "",
+            "| env | run | soft-value bias | between states | one estimate | "
+            + " | ".join(f"target sampler K = {k}" for k in proposals)
+            + " |",
+            "|---|---|---|---|---|" + "---|" * len(proposals),
+        ]
+        for model in dqs_models:
+            m, biases = model["mean"], [entry["soft_value_bias_in_t"] for entry in model["per_state"]]
+            gaps = [f"{m[f'target_sampler_q_gap_in_t_k{k}']:.1f}" for k in proposals]
+            lines.append(
+                f"| {model['env_id']} | {_run_label(model)} | {np.mean(biases):.2f} | {np.std(biases):.2f} | "
+                f"{m['soft_value_std_in_t']:.2f} | " + " | ".join(gaps) + " |"
+            )
     return "\n".join(lines)
+
+
+def _run_label(model: dict[str, Any]) -> str:
+    """A measured run's seed (from its folder name) and its ``--hyperparams`` overrides."""
+    seed = re.search(r"__seed(\d+)__", Path(model["model"]).parent.name)
+    overrides = [f"{key}={value}" for key, value in (model.get("overrides") or {}).items()]
+    return ", ".join([f"seed {seed.group(1)}" if seed else "?"] + (overrides or ["defaults"]))
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {

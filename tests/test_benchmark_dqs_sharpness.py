@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.dqs_sharpness import PolicyView, SharpnessArgs, measure_state, run_of, target_sampler_mean_q
+from benchmarks.dqs_sharpness import (
+    PolicyView,
+    SharpnessArgs,
+    measure_state,
+    run_of,
+    soft_value_bias_in_t,
+    target_sampler_mean_q,
+)
 from samplers.schedules import GeometricVESchedule
 
 
@@ -56,3 +63,14 @@ def test_the_target_driven_sampler_approaches_the_boltzmann_policy_with_many_pro
             for k in (2, 4096)}  # fmt: skip
     assert abs(gaps[4096]) < 0.3
     assert gaps[2] > gaps[4096] + 0.3
+
+
+def test_the_soft_value_bias_vanishes_with_many_uniform_actions():
+    """log ∫ exp(−c‖a‖²/T) da = log(πT/c) in 2-D (the box cuts off < 1e-8): the M-action estimate's bias in units of
+    T is near 0 at M = 4096 and positive (Jensen) at M = 8."""
+    c, temperature = 2.0, 0.1
+    view = gaussian_view(c, temperature, 1.0)
+    torch.manual_seed(0)
+    exact = math.log(math.pi * temperature / c)
+    assert abs(soft_value_bias_in_t(view, 2, 4096, exact)[0]) < 0.05
+    assert soft_value_bias_in_t(view, 2, 8, exact)[0] > 0.3

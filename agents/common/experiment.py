@@ -80,9 +80,9 @@ class TrainArgs:
     device: str = "auto"
     """Torch device: auto, cpu, cuda, cuda:1, mps."""
     num_threads: int | None = 1
-    """Torch CPU threads (torch.set_num_threads). Default 1: for networks of this size one thread trains faster than
-    two (HalfCheetah, SAC 35.9 vs 28.1 and DQS 21.2 vs 20.2 env steps/s, benchmarks/results/throughput.json); pass
-    a larger number for big models, None for torch's own choice."""
+    """Torch CPU threads (torch.set_num_threads). Default 1: the right count when runs share the cores (sweeps,
+    benchmarks), and on a 2-core Xeon faster than two for networks of this size; on other CPUs two can be faster
+    (docs/benchmarks.md, throughput). None for torch's own choice."""
     hyperparams: dict[str, str] = field(default_factory=dict)
     """Overrides as KEY VALUE pairs, e.g. --hyperparams learning_rate 1e-3 batch_size 128. Values are Python
     literals; lin_3e-4 is a linear learning-rate schedule. Keys are checked against the algorithm's constructor."""
