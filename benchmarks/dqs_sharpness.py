@@ -205,8 +205,9 @@ def target_sampler_mean_q(view: PolicyView, dim: int, schedule: NoiseSchedule, s
 
 @torch.no_grad()
 def soft_value_bias_in_t(view: PolicyView, dim: int, m: int, log_partition: float, repeats: int = 256) -> tuple[float, float]:
-    """Mean and std, in units of T, of V_exact − V_M: the exact soft value T·log ∫_box exp(Q/T) (``log_partition`` =
-    log ∫ from the uniform reference) minus DQS's soft-backup estimate from M Latin-hypercube actions."""
+    """In units of T: the mean of V_exact − V_M and the std of V_M, where V_exact = T·log ∫_box exp(Q/T) is the exact
+    soft value (``log_partition`` = log ∫, from the uniform reference) and V_M DQS's soft-backup estimate from M
+    Latin-hypercube actions, over ``repeats`` independent sets."""
     actions = latin_hypercube(repeats, m, dim, torch.device("cpu")) * 2.0 - 1.0
     q = view.q(actions).view(repeats, m)
     estimates = torch.logsumexp(q / view.temperature, dim=1) - math.log(m) + dim * math.log(2.0)
@@ -254,6 +255,18 @@ def main(args: SharpnessArgs) -> None:
     missing = [str(path) for path in args.models if not path.is_file()]
     if missing:
         raise SystemExit(f"no model file {', '.join(missing)}: pass model.zip files of DQS or SAC runs")
+    counts = [
+        ("--states", args.states),
+        ("--stride", args.stride),
+        ("--uniform-samples", args.uniform_samples),
+        ("--policy-samples", args.policy_samples),
+        ("--target-samples", args.target_samples),
+    ]
+    counts += [("--target-proposals", k) for k in args.target_proposals]
+    bad = [f"{flag} {value}" for flag, value in counts if value < 1]
+    if bad or args.target_states < 0:
+        raise SystemExit(f"{', '.join(bad) or f'--target-states {args.target_states}'}: counts must be positive "
+                         "(--target-states >= 0)")  # fmt: skip
     torch.set_num_threads(1)
     results = []
     for path in args.models:

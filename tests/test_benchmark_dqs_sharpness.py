@@ -11,6 +11,7 @@ import torch
 from benchmarks.dqs_sharpness import (
     PolicyView,
     SharpnessArgs,
+    main,
     measure_state,
     run_of,
     soft_value_bias_in_t,
@@ -74,3 +75,10 @@ def test_the_soft_value_bias_vanishes_with_many_uniform_actions():
     exact = math.log(math.pi * temperature / c)
     assert abs(soft_value_bias_in_t(view, 2, 4096, exact)[0]) < 0.05
     assert soft_value_bias_in_t(view, 2, 8, exact)[0] > 0.3
+
+
+@pytest.mark.parametrize("flags", [{"states": 0}, {"target_proposals": [16, 0]}, {"target_states": -1}])
+def test_bad_counts_are_refused_before_any_model_is_loaded(tmp_path: Path, flags):
+    (tmp_path / "model.zip").write_bytes(b"")  # never read: the counts are checked first
+    with pytest.raises(SystemExit, match="counts must be positive"):
+        main(SharpnessArgs(models=[tmp_path / "model.zip"], **flags))
