@@ -30,7 +30,6 @@ about 0 on both. Results go to ``benchmarks/results/<name>.json``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.dqs import DQS
-from agents.dqs.dqs import latin_hypercube
+from agents.dqs.dqs import box_log_partition, latin_hypercube
 from benchmarks.common import write_results
 from envs.registry import make_env
 from samplers.estimators import softmax_score_estimate
@@ -165,7 +164,7 @@ def measure_state(view: PolicyView, dim: int, args: SharpnessArgs, generator: to
     q_uniform = torch.cat([view.q(chunk) for chunk in uniform.split(8192)])
     log_weights = q_uniform / temperature
     weights = torch.softmax(log_weights, 0)
-    log_z = float(torch.logsumexp(log_weights, 0)) - math.log(args.uniform_samples) + dim * math.log(2.0)
+    log_z = float(box_log_partition(log_weights, dim))
     boltzmann_q = float(weights @ q_uniform)
     q_policy = float(view.q(view.sample(args.policy_samples)).mean())
     return {
@@ -210,16 +209,16 @@ def soft_value_bias_in_t(view: PolicyView, dim: int, m: int, log_partition: floa
     Latin-hypercube actions, over ``repeats`` independent sets."""
     actions = latin_hypercube(repeats, m, dim, torch.device("cpu")) * 2.0 - 1.0
     q = view.q(actions).view(repeats, m)
-    estimates = torch.logsumexp(q / view.temperature, dim=1) - math.log(m) + dim * math.log(2.0)
+    estimates = box_log_partition(q / view.temperature, dim)
     return log_partition - float(estimates.mean()), float(estimates.std())
 
 
-def dqs_estimates(model: DQS, obs: np.ndarray, entry: dict[str, float], dim: int, args: SharpnessArgs,
+def dqs_estimates(model: DQS, view: PolicyView, entry: dict[str, float], dim: int, args: SharpnessArgs,
                   with_sampler: bool) -> dict[str, float]:  # fmt: skip
     """At one state, how far DQS's two estimators are from the exact quantities they estimate: the soft backup's
     V_soft from M = ``n_backup_samples`` uniform actions, and (``with_sampler``) the score target, through the
     target-driven sampler for each K of ``target_proposals``."""
-    view, policy = dqs_view(model, obs), model.policy
+    policy = model.policy
     log_partition = entry["boltzmann_entropy"] + entry["boltzmann_mean_q"] / entry["temperature"]
     bias, std = soft_value_bias_in_t(view, dim, model.config.n_backup_samples, log_partition)
     estimates = {"soft_value_bias_in_t": bias, "soft_value_std_in_t": std}
@@ -238,12 +237,13 @@ def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     states = visited_states(model, env_id, args.states, args.stride, args.seed)
     dim = model.action_space.shape[0]
-    per_state = [measure_state(LOADERS[algo][1](model, obs), dim, args, generator) for obs in states]
+    views = [LOADERS[algo][1](model, obs) for obs in states]
+    per_state = [measure_state(view, dim, args, generator) for view in views]
     if algo == "dqs":
-        for index, (entry, obs) in enumerate(zip(per_state, states, strict=True)):
-            entry.update(dqs_estimates(model, obs, entry, dim, args, with_sampler=index < args.target_states))
-    keys = [key for key in per_state[0] if all(key in entry for entry in per_state[: args.target_states])]
-    means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in keys}
+        for index, (entry, view) in enumerate(zip(per_state, views, strict=True)):
+            entry.update(dqs_estimates(model, view, entry, dim, args, with_sampler=index < args.target_states))
+    # The target-sampler keys exist on the first `target_states` states only: their means are over those.
+    means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in per_state[0]}
     return {"model": str(path), "algo": algo, "env_id": env_id, "overrides": overrides,
             "num_timesteps": model.num_timesteps, "mean": means, "per_state": per_state}  # fmt: skip
 
@@ -264,9 +264,10 @@ def main(args: SharpnessArgs) -> None:
     ]
     counts += [("--target-proposals", k) for k in args.target_proposals]
     bad = [f"{flag} {value}" for flag, value in counts if value < 1]
-    if bad or args.target_states < 0:
-        raise SystemExit(f"{', '.join(bad) or f'--target-states {args.target_states}'}: counts must be positive "
-                         "(--target-states >= 0)")  # fmt: skip
+    if args.target_states < 0:
+        bad.append(f"--target-states {args.target_states}")
+    if bad:
+        raise SystemExit(f"{', '.join(bad)}: counts must be positive (--target-states >= 0)")
     torch.set_num_threads(1)
     results = []
     for path in args.models:

@@ -186,6 +186,12 @@ def latin_hypercube(n: int, m: int, dim: int, device: th.device) -> Tensor:
     return points.transpose(1, 2).reshape(n * m, dim)
 
 
+def box_log_partition(log_weights: Tensor, dim: int) -> Tensor:
+    """log ∫_[-1, 1]^dim exp(w(a)) da from ``log_weights`` w(a_i) at n uniform actions (last axis):
+    logsumexp_i w(a_i) − log n + dim · log 2, the box's volume being 2^dim."""
+    return th.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1]) + dim * math.log(2.0)
+
+
 def _first_rows(observations: Any, n: int) -> Any:
     """The first ``n`` rows of a batch of observations (a tensor, or a dict of tensors)."""
     if isinstance(observations, dict):
@@ -398,11 +404,10 @@ class DQS(OffPolicyAlgorithm):
             next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
             return self.critic_target.min_q(features, next_actions).unsqueeze(1)
         # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m Q(s', a_m)/T - log M + d log 2), a_m ~ U[-1, 1]^d.
-        q, m, dim = self._box_q(features), self.config.n_backup_samples, self.policy.action_dim
+        q = self._box_q(features)
         if self.automatic_temperature:
             self._track_q_spread(q)
-        log_partition = th.logsumexp(q / temperature, dim=1, keepdim=True) - math.log(m) + dim * math.log(2.0)
-        return temperature * log_partition
+        return temperature * box_log_partition(q / temperature, self.policy.action_dim).unsqueeze(1)
 
     def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
         """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC)."""
