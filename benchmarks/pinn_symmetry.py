@@ -5,7 +5,9 @@ Relative L2 error on held-out initial conditions against the reference solver, a
 training initial conditions (the supervision), on the heat equation and viscous Burgers, for three methods at equal
 gradient steps: ``pinn`` (initial-condition + PDE-residual loss), ``symmetry`` (plus the symmetry loss over the whole
 algebra) and ``augmentation`` (the training initial conditions moved by the finite group action: translations and
-u-scaling for heat, translations and Galilean boosts for Burgers). Each (problem, budget, method, seed) is a trial of
+u-scaling for heat, translations and Galilean boosts for Burgers). At the smallest budget the symmetry loss is also
+tried at the profile's ``weight_sweep`` weights (method ``symmetry_w<weight>``): a negative at one weight is not a
+negative of the method. Each (problem, budget, method, seed) is a trial of
 the sweep engine; its record lands in ``<work_dir>/<profile>/records/`` and in the results file, from which a fresh
 clone restores it.
 
@@ -39,6 +41,7 @@ class PINNProfile:
     budgets: tuple[int, ...]  # training initial conditions
     symmetry_weight: float = 1.0
     augment_copies: int = 3
+    weight_sweep: tuple[float, ...] = ()  # further symmetry weights, at the smallest budget
     overrides: dict[str, Any] = field(default_factory=dict)
     rationale: str = ""
 
@@ -47,6 +50,7 @@ PROFILES: dict[str, PINNProfile] = {
     "cpu": PINNProfile(
         steps=2_000,
         budgets=(2, 4, 8, 16),
+        weight_sweep=(10.0,),
         overrides={
             "hidden_dim": 64,
             "n_layers": 4,
@@ -57,7 +61,8 @@ PROFILES: dict[str, PINNProfile] = {
             "eval_freq": 500,
         },
         rationale="4 x 64 networks, 8 initial conditions per step and 32 symmetry points per initial condition: "
-        "the grid fits a few hours of two CPU cores",
+        "the grid fits a few hours of two CPU cores; weight 10 is the one further symmetry weight (weight 0 is the "
+        "plain PI-DeepONet)",
     ),
     "gpu": PINNProfile(steps=20_000, budgets=(2, 4, 8, 16, 32, 64), overrides={"eval_freq": 1_000}),
     "smoke": PINNProfile(
@@ -96,19 +101,24 @@ class PINNBenchArgs(Resources):
     """Results file: benchmarks/results/<name>.json."""
 
 
-def method_overrides(method: str, profile: PINNProfile) -> dict[str, Any]:
-    """The solver settings that make ``method`` (on top of the profile's)."""
+def method_overrides(method: str, profile: PINNProfile, symmetry_weight: float) -> dict[str, Any]:
+    """The solver settings that make ``method`` (on top of the profile's), the symmetry method at ``symmetry_weight``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    return {"symmetry_weight": profile.symmetry_weight if method == "symmetry" else 0.0,
+    return {"symmetry_weight": symmetry_weight if method == "symmetry" else 0.0,
             "augment_copies": profile.augment_copies if method == "augmentation" else 0}  # fmt: skip
+
+
+def method_label(method: str, symmetry_weight: float, profile: PINNProfile) -> str:
+    """``method``, or ``symmetry_w<weight>`` for the symmetry loss at a weight other than the profile's."""
+    return f"symmetry_w{symmetry_weight:g}" if method == "symmetry" and symmetry_weight != profile.symmetry_weight else method
 
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One trial: train the solver for the profile's steps; its held-out error curve and final error."""
     profile: PINNProfile = config["profile"]
     settings = {**hyperparams_for("pinn", config["problem"]).kwargs, **profile.overrides,
-                **method_overrides(config["method"], profile),
+                **method_overrides(config["method"], profile, config["symmetry_weight"]),
                 "train_initial_conditions": config["budget"]}  # fmt: skip
     solver = PINNSolver(config["problem"], seed=config["seed"], device=config["device"], **settings)
     curve: list[dict[str, float]] = []
@@ -123,16 +133,23 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_name(problem: str, budget: int, method: str, seed: int) -> str:
+    """``method`` as `method_label` gives it."""
     return f"{problem}__ics{budget}__{method}__seed{seed}"
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per problem, budget and method: the final relative L2 over seeds (mean, std, values), the training time per
-    gradient step (mean over seeds, evaluations included), and the ratio of the symmetry (and augmentation) mean to
-    the plain PINN's (< 1: lower error)."""
+def record_label(record: dict[str, Any], profile: PINNProfile) -> str:
+    """The `method_label` of a finished run."""
+    return method_label(record["method"], record["config"]["symmetry_weight"], profile)
+
+
+def summarise(runs: list[dict[str, Any]], profile: PINNProfile) -> dict[str, Any]:
+    """Per problem, budget and method label (`record_label`): the final relative L2 over seeds (mean, std, values),
+    the training time per gradient step (mean over seeds, evaluations included), and the ratio of each other
+    method's mean to the plain PINN's (< 1: lower error)."""
     summary: dict[str, Any] = {}
     for run in runs:
-        entry = summary.setdefault(run["problem"], {}).setdefault(str(run["budget"]), {}).setdefault(run["method"], {})
+        entry = (summary.setdefault(run["problem"], {}).setdefault(str(run["budget"]), {})
+                 .setdefault(record_label(run, profile), {}))  # fmt: skip
         entry.setdefault("seeds", []).append(run["seed"])
         entry.setdefault("values", []).append(run["final"]["relative_l2"])
         entry.setdefault("step_times_s", []).append(run["train_wall_time_s"] / run["steps"])
@@ -142,18 +159,20 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 entry["mean"], entry["std"] = float(np.mean(entry["values"])), float(np.std(entry["values"]))
                 entry["seconds_per_step"] = float(np.mean(entry.pop("step_times_s")))
             if "pinn" in methods:
-                for method in ("symmetry", "augmentation"):
-                    if method in methods:
-                        methods[method]["ratio_to_pinn"] = methods[method]["mean"] / methods["pinn"]["mean"]
+                for method, entry in methods.items():
+                    if method != "pinn":
+                        entry["ratio_to_pinn"] = entry["mean"] / methods["pinn"]["mean"]
     return summary
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    print(f"\n{'problem':<9}{'ICs':>5}" + "".join(f"{m:>26}" for m in METHODS))
+    labels = {label for budgets in summary.values() for methods in budgets.values() for label in methods}
+    columns = [*METHODS, *sorted(labels - set(METHODS))]
+    print(f"\n{'problem':<9}{'ICs':>5}" + "".join(f"{m:>26}" for m in columns))
     for problem, budgets in summary.items():
         for budget, methods in sorted(budgets.items(), key=lambda item: int(item[0])):
             cells = []
-            for method in METHODS:
+            for method in columns:
                 entry = methods.get(method)
                 cells.append(f"{'-':>26}" if entry is None else
                              f"{entry['mean']:>12.4f} ± {entry['std']:.4f} ({len(entry['values'])})")  # fmt: skip
@@ -163,22 +182,27 @@ def print_table(summary: dict[str, Any]) -> None:
 def main(args: PINNBenchArgs) -> None:
     profile = PROFILES[args.profile]
     for method in args.methods:
-        method_overrides(method, profile)  # an unknown method fails here, not in a worker
+        method_overrides(method, profile, profile.symmetry_weight)  # an unknown method fails here, not in a worker
     root = (args.work_dir / args.profile).resolve()
+    weights = {(budget, method): [profile.symmetry_weight] for budget in profile.budgets for method in args.methods}
+    if "symmetry" in args.methods:
+        weights[min(profile.budgets), "symmetry"] += list(profile.weight_sweep)
     trials = [
-        Trial(trial_name(problem, budget, method, seed),
-              {"problem": problem, "budget": budget, "method": method, "seed": seed, "profile": profile,
-               "device": args.device})
-        for problem in args.problems for budget in profile.budgets for method in args.methods for seed in args.seeds
+        Trial(trial_name(problem, budget, method_label(method, weight, profile), seed),
+              {"problem": problem, "budget": budget, "method": method, "symmetry_weight": weight, "seed": seed,
+               "profile": profile, "device": args.device})
+        for problem in args.problems for (budget, method), method_weights in weights.items()
+        for weight in method_weights for seed in args.seeds
     ]  # fmt: skip
     grid = BenchmarkGrid(
         name=args.name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
-        record_name=lambda record: trial_name(record["problem"], record["budget"], record["method"], record["seed"]),
+        record_name=lambda record: trial_name(record["problem"], record["budget"], record_label(record, profile),
+                                              record["seed"]),
         results=lambda runs: {"config": {"problems": args.problems, "methods": args.methods, "seeds": args.seeds},
-                              "runs": runs, "summary": summarise(runs)},
+                              "runs": runs, "summary": summarise(runs, profile)},
     )  # fmt: skip
     runs = run_grid(grid, args)
-    print_table(summarise(runs))
+    print_table(summarise(runs, profile))
     print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
 
 

@@ -8,6 +8,12 @@ own residual function, so any PDE written as a residual works without hand-deriv
 Σ_v w_v mean_z D_Δ[u_θ](Q_v)(z)² is differentiable in the network's parameters (the derivatives of u_θ are
 torch.func transforms of the network, composed with ordinary autograd).
 
+What the loss adds: for a point symmetry, infinitesimal invariance gives pr v(Δ) = λ_v Δ for a function λ_v of z
+(Olver, Thm 2.31, for the equations here), and pr v_Q = pr v − Σ_i ξ_i D_i, so for *any* u, not only solutions,
+D_Δ[u](Q_v) = λ_v Δ[u] − Σ_i ξ_v,i D_i Δ[u]. The symmetry loss is therefore a residual loss on Δ and its gradient
+with the weights λ_v and ξ_v: zero wherever the network already satisfies the PDE to first order, and silent about
+solutions from initial conditions the network is not trained on.
+
 For speed the network is differentiated once per point: D_Δ[u](Q)(c) reads only the derivatives of u at c up to one
 order above the PDE's (`jet_indices`), so it is evaluated exactly on the Taylor polynomial of that jet
 (`taylor_field`), for all generators in one forward-mode Jacobian in (ε_v)_v, instead of nesting the PDE's derivatives

@@ -42,12 +42,31 @@ def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, lo
     assert json.loads((tmp_path / "results" / "pinn_test.json").read_text())["runs"] == result["runs"]
 
 
-def test_summary_ratio_and_unknown_method():
-    trials = [("pinn", 0, 0.4, 1.0), ("pinn", 1, 0.6, 3.0), ("symmetry", 0, 0.25, 5.0)]
+def test_summary_ratio_weight_labels_and_unknown_method():
+    trials = [("pinn", 0, 0.4, 1.0, 0.0), ("pinn", 1, 0.6, 3.0, 0.0), ("symmetry", 0, 0.25, 5.0, 1.0),
+              ("symmetry", 0, 0.75, 5.0, 10.0)]  # fmt: skip
     runs = [{"problem": "Heat", "budget": 2, "method": method, "seed": seed, "final": {"relative_l2": value},
-             "steps": 10, "train_wall_time_s": seconds} for method, seed, value, seconds in trials]  # fmt: skip
-    entry = summarise(runs)["Heat"]["2"]
+             "steps": 10, "train_wall_time_s": seconds, "config": {"symmetry_weight": weight}}
+            for method, seed, value, seconds, weight in trials]  # fmt: skip
+    profile = pinn_symmetry.PROFILES["smoke"]
+    entry = summarise(runs, profile)["Heat"]["2"]
     assert entry["pinn"]["mean"] == pytest.approx(0.5) and entry["symmetry"]["ratio_to_pinn"] == pytest.approx(0.5)
+    assert entry["symmetry_w10"]["ratio_to_pinn"] == pytest.approx(1.5)  # another weight is its own row
     assert entry["pinn"]["seconds_per_step"] == pytest.approx(0.2) and entry["symmetry"]["seconds_per_step"] == 0.5
     with pytest.raises(ValueError, match="unknown method"):
-        pinn_symmetry.method_overrides("lie", pinn_symmetry.PROFILES["smoke"])
+        pinn_symmetry.method_overrides("lie", profile, 1.0)
+
+
+def test_the_weight_sweep_adds_symmetry_trials_at_the_smallest_budget_only(monkeypatch):
+    captured = {}
+
+    def capture(grid, _resources):
+        captured["trials"] = grid.trials
+        return []
+
+    monkeypatch.setattr(pinn_symmetry, "run_grid", capture)
+    profile = pinn_symmetry.PROFILES["cpu"]
+    pinn_symmetry.main(PINNBenchArgs(problems=["Heat"], seeds=[0]))
+    names = {trial.name for trial in captured["trials"]}
+    extra = {f"Heat__ics{min(profile.budgets)}__symmetry_w{w:g}__seed0" for w in profile.weight_sweep}
+    assert extra and extra <= names and len(names) == len(profile.budgets) * len(pinn_symmetry.METHODS) + len(extra)

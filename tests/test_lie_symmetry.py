@@ -12,6 +12,7 @@ from equivariant.lie_symmetry import (
     jet_indices,
     lie_bracket,
     pde_residual,
+    pde_residual_at,
     point_field,
     symmetry_loss,
     symmetry_residual,
@@ -75,6 +76,29 @@ def test_a_generator_outside_the_algebra_breaks_the_condition_on_a_solution():
     wrong_scaling = Generator("x∂x + t∂t", (lambda p, u: p[0] * torch.ones_like(u), lambda p, u: p[1] * torch.ones_like(u)),
                               lambda p, u: torch.zeros_like(u))  # fmt: skip
     assert symmetry_residual(heat(0.7), wrong_scaling, heat_kernel(0.7), points((-2, 2), (0.3, 2))).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(("name", "pde", "solution", "x_range", "t_range"), CASES, ids=[c[0] for c in CASES])
+def test_the_symmetry_residual_is_the_pde_residual_and_its_gradient(name, pde, solution, x_range, t_range):
+    # Infinitesimal invariance (Olver, Thm 2.31) with pr v_Q = pr v − Σ ξ_i D_i: for any u, not only solutions,
+    # D_Δ[u](Q_v) = λ_v Δ[u] − Σ_i ξ_v,i D_i Δ[u] with λ_v a function of z alone. So λ_v, read off three different
+    # non-solutions, must agree; this is why the symmetry loss is a weighted gradient-enhanced residual loss.
+    z = points(x_range, t_range, 16)
+    fields = [
+        lambda p: torch.sin(1.3 * p[0] + 0.4 * p[1]) * torch.exp(-0.2 * p[1]) + 0.3 * p[0] ** 2 * p[1],
+        lambda p: torch.tanh(p[0] - 0.5 * p[1]) + 0.1 * p[0] ** 3 + torch.cos(p[1]),
+        lambda p: torch.exp(-(p[0] ** 2)) * (1 + p[1]) - 0.2 * p[0] * p[1] ** 2,
+    ]
+    for generator in pde.generators.values():
+        multipliers = []
+        for f in fields:
+            delta = pde_residual_at(pde, f)
+            u = torch.func.vmap(f)(z)
+            xi = torch.stack([torch.func.vmap(c)(z, u) for c in generator.xi], dim=1)
+            total = symmetry_residual(pde, generator, f, z) + (xi * torch.func.vmap(torch.func.grad(delta))(z)).sum(1)
+            multipliers.append(total / torch.func.vmap(delta)(z))
+        for other in multipliers[1:]:
+            torch.testing.assert_close(other, multipliers[0], rtol=1e-9, atol=1e-9, msg=generator.name)
 
 
 def test_heat_brackets_close_with_the_documented_constants():
