@@ -64,7 +64,7 @@ PROFILES: dict[str, PINNProfile] = {
         "the grid fits a few hours of two CPU cores; weight 10 is the one further symmetry weight (weight 0 is the "
         "plain PI-DeepONet)",
     ),
-    "gpu": PINNProfile(steps=20_000, budgets=(2, 4, 8, 16, 32, 64), overrides={"eval_freq": 1_000}),
+    "gpu": PINNProfile(steps=20_000, budgets=(2, 4, 8, 16, 32, 64), weight_sweep=(0.1, 10.0), overrides={"eval_freq": 1_000}),
     "smoke": PINNProfile(
         steps=4,
         budgets=(2,),
@@ -133,7 +133,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_name(problem: str, budget: int, method: str, seed: int) -> str:
-    """``method`` as `method_label` gives it."""
+    """The trial's (and its record's) name; ``method`` is a `method_label`."""
     return f"{problem}__ics{budget}__{method}__seed{seed}"
 
 
