@@ -143,13 +143,13 @@ def record_label(record: dict[str, Any], profile: PINNProfile) -> str:
 
 
 def summarise(runs: list[dict[str, Any]], profile: PINNProfile) -> dict[str, Any]:
-    """Per problem, budget and method label (`record_label`): the final relative L2 over seeds (mean, std, values),
-    the training time per gradient step (mean over seeds, evaluations included), and the ratio of each other
-    method's mean to the plain PINN's (< 1: lower error)."""
+    """Per problem, budget and method label (`record_label`): the symmetry weight, the final relative L2 over seeds
+    (mean, std, values), the training time per gradient step (mean over seeds, evaluations included), and the ratio
+    of each other method's mean to the plain PINN's (< 1: lower error)."""
     summary: dict[str, Any] = {}
     for run in runs:
         entry = (summary.setdefault(run["problem"], {}).setdefault(str(run["budget"]), {})
-                 .setdefault(record_label(run, profile), {}))  # fmt: skip
+                 .setdefault(record_label(run, profile), {"symmetry_weight": run["config"]["symmetry_weight"]}))  # fmt: skip
         entry.setdefault("seeds", []).append(run["seed"])
         entry.setdefault("values", []).append(run["final"]["relative_l2"])
         entry.setdefault("step_times_s", []).append(run["train_wall_time_s"] / run["steps"])

@@ -664,15 +664,15 @@ def pinn_symmetry(result: dict[str, Any]) -> str:
             cells = [_mean_std_of(methods.get(method)) for method in PINN_METHODS]
             ratios = [_fmt(methods.get(method, {}).get("ratio_to_pinn")) for method in ("symmetry", "augmentation")]
             lines.append(f"| {problem} | {budget} | " + " | ".join(cells + ratios) + " |")
-    sweep = [(problem, budget, label, entry) for problem, budgets in result["summary"].items()
+    sweep = [(problem, budget, entry) for problem, budgets in result["summary"].items()
              for budget, methods in budgets.items() for label, entry in sorted(methods.items())
              if label not in PINN_METHODS]  # fmt: skip
     if sweep:
         lines += ["", "The symmetry loss at other weights (same budget and steps; weight 0 is the plain PI-DeepONet):", "",
                   "| problem | training ICs | symmetry weight | relative L2 | / plain |", "|---|---|---|---|---|"]  # fmt: skip
-        for problem, budget, label, entry in sweep:
-            weight = label.removeprefix("symmetry_w")
-            lines.append(f"| {problem} | {budget} | {weight} | {_mean_std_of(entry)} | {_fmt(entry.get('ratio_to_pinn'))} |")
+        for problem, budget, entry in sweep:
+            lines.append(f"| {problem} | {budget} | {entry['symmetry_weight']:g} | {_mean_std_of(entry)} | "
+                         f"{_fmt(entry.get('ratio_to_pinn'))} |")  # fmt: skip
     lines += [
         "",
         "The same error at t = 0 only, where the solution is the held-out initial condition itself: how much of the "

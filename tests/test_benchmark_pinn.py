@@ -52,6 +52,7 @@ def test_summary_ratio_weight_labels_and_unknown_method():
     entry = summarise(runs, profile)["Heat"]["2"]
     assert entry["pinn"]["mean"] == pytest.approx(0.5) and entry["symmetry"]["ratio_to_pinn"] == pytest.approx(0.5)
     assert entry["symmetry_w10"]["ratio_to_pinn"] == pytest.approx(1.5)  # another weight is its own row
+    assert entry["symmetry_w10"]["symmetry_weight"] == 10.0 and entry["pinn"]["symmetry_weight"] == 0.0
     assert entry["pinn"]["seconds_per_step"] == pytest.approx(0.2) and entry["symmetry"]["seconds_per_step"] == 0.5
     with pytest.raises(ValueError, match="unknown method"):
         pinn_symmetry.method_overrides("lie", profile, 1.0)
