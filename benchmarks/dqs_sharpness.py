@@ -43,12 +43,11 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.dqs import DQS
-from agents.dqs.dqs import box_log_partition, latin_hypercube
+from agents.dqs.proposal import backup_actions, box_log_partition, importance_log_partition
 from benchmarks.common import write_results
 from envs.registry import make_env
 from samplers.estimators import softmax_score_estimate
 from samplers.integrators import euler_maruyama
-from samplers.schedules import NoiseSchedule
 
 
 @dataclass
@@ -182,49 +181,61 @@ def measure_state(view: PolicyView, dim: int, args: SharpnessArgs, generator: to
 
 
 @torch.no_grad()
-def target_sampler_mean_q(view: PolicyView, dim: int, schedule: NoiseSchedule, steps: int, denoise_last_step: bool,
-                          proposals: int, samples: int) -> float:  # fmt: skip
-    """Mean Q of ``samples`` draws of the reverse SDE (``steps`` steps of ``schedule``) driven by DQS's score-regression
-    target for exp(Q/T) with ``proposals`` box-truncated proposals, averaged over max(1, 256 // proposals) draws per
-    evaluation, in place of the score network."""
+def target_sampler_mean_q(model: DQS, view: PolicyView, observation: torch.Tensor, proposals: int, samples: int) -> float:
+    """Mean Q of ``samples`` draws of the policy's reverse SDE (its schedule and steps) driven by DQS's score-regression
+    target for exp(Q/T) with ``proposals`` proposals (box-truncated kernel draws, and the model's share of q_phi
+    draws), averaged over max(1, 256 // proposals) draws per evaluation, in place of the score network."""
+    policy, dim = model.policy, model.policy.action_dim
     repeats = max(1, 256 // proposals)
+    learned = round(model.config.score_proposal_fraction * proposals) if model.config.score_estimator == "softmax" else 0
 
     def energy(actions: torch.Tensor, context: None) -> torch.Tensor:
         return -view.q(actions) / view.temperature
 
     def score(x: torch.Tensor, t: torch.Tensor, context: None) -> torch.Tensor:
         rows, times = x.repeat(repeats, 1), t.repeat(repeats)
-        target = softmax_score_estimate(energy, rows, times, schedule, proposals, bounds=(-1.0, 1.0))
+        extra = model.score_proposals(observation.expand(len(rows), -1), learned)
+        target = softmax_score_estimate(energy, rows, times, policy.schedule, proposals - learned, bounds=(-1.0, 1.0),
+                                        **extra)  # fmt: skip
         return target.view(repeats, len(x), -1).mean(0)
 
-    prior = schedule.sample_prior(samples, dim)
-    actions = euler_maruyama(score, prior, schedule, steps, denoise_last_step=denoise_last_step)
+    prior = policy.schedule.sample_prior(samples, dim)
+    actions = euler_maruyama(score, prior, policy.schedule, policy.sampler_steps, denoise_last_step=policy.denoise_last_step)
     return float(view.q(actions.clamp(-1.0, 1.0)).mean())
 
 
 @torch.no_grad()
-def soft_value_bias_in_t(view: PolicyView, dim: int, m: int, log_partition: float, repeats: int = 256) -> tuple[float, float]:
+def soft_value_bias_in_t(model: DQS, view: PolicyView, observation: torch.Tensor, log_partition: float,
+                         uniform: bool, repeats: int = 256) -> tuple[float, float]:  # fmt: skip
     """In units of T: the mean of V_exact − V_M and the std of V_M, where V_exact = T·log ∫_box exp(Q/T) is the exact
-    soft value (``log_partition`` = log ∫, from the uniform reference) and V_M DQS's soft-backup estimate from M
-    Latin-hypercube actions, over ``repeats`` independent sets."""
-    actions = latin_hypercube(repeats, m, dim, torch.device("cpu")) * 2.0 - 1.0
-    q = view.q(actions).view(repeats, m)
-    estimates = box_log_partition(q / view.temperature, dim)
+    soft value (``log_partition`` = log ∫, from the uniform reference) and V_M DQS's soft-backup estimate from its
+    M actions (``uniform``: M Latin-hypercube actions instead of the model's own proposal), over ``repeats``
+    independent sets."""
+    m, dim = model.config.n_backup_samples, model.policy.action_dim
+    if uniform:
+        actions, log_proposal = backup_actions(repeats, m, dim, torch.device("cpu"))
+    else:
+        actions, log_proposal = model.backup_actions(observation.expand(repeats, -1), repeats)
+    q = view.q(actions.reshape(-1, dim)).view(repeats, m)
+    estimates = importance_log_partition(q / view.temperature, log_proposal)
     return log_partition - float(estimates.mean()), float(estimates.std())
 
 
-def dqs_estimates(model: DQS, view: PolicyView, entry: dict[str, float], dim: int, args: SharpnessArgs,
+def dqs_estimates(model: DQS, obs: np.ndarray, view: PolicyView, entry: dict[str, float], args: SharpnessArgs,
                   with_sampler: bool) -> dict[str, float]:  # fmt: skip
     """At one state, how far DQS's two estimators are from the exact quantities they estimate: the soft backup's
-    V_soft from M = ``n_backup_samples`` uniform actions, and (``with_sampler``) the score target, through the
-    target-driven sampler for each K of ``target_proposals``."""
-    policy = model.policy
+    V_soft from its M = ``n_backup_samples`` actions (and, for a model with the learned proposal, from M uniform
+    actions beside it), and (``with_sampler``) the score target, through the target-driven sampler for each K of
+    ``target_proposals``."""
+    observation, _ = model.policy.obs_to_tensor(obs)
     log_partition = entry["boltzmann_entropy"] + entry["boltzmann_mean_q"] / entry["temperature"]
-    bias, std = soft_value_bias_in_t(view, dim, model.config.n_backup_samples, log_partition)
+    bias, std = soft_value_bias_in_t(model, view, observation, log_partition, uniform=False)
     estimates = {"soft_value_bias_in_t": bias, "soft_value_std_in_t": std}
+    if model.config.learned_backup:
+        bias, std = soft_value_bias_in_t(model, view, observation, log_partition, uniform=True)
+        estimates |= {"uniform_soft_value_bias_in_t": bias, "uniform_soft_value_std_in_t": std}
     for k in args.target_proposals if with_sampler else []:
-        q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
-                                  args.target_samples)  # fmt: skip
+        q = target_sampler_mean_q(model, view, observation, k, args.target_samples)
         estimates[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
     return estimates
 
@@ -240,8 +251,8 @@ def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     views = [LOADERS[algo][1](model, obs) for obs in states]
     per_state = [measure_state(view, dim, args, generator) for view in views]
     if algo == "dqs":
-        for index, (entry, view) in enumerate(zip(per_state, views, strict=True)):
-            entry.update(dqs_estimates(model, view, entry, dim, args, with_sampler=index < args.target_states))
+        for index, (obs, entry, view) in enumerate(zip(states, per_state, views, strict=True)):
+            entry.update(dqs_estimates(model, obs, view, entry, args, with_sampler=index < args.target_states))
     # The target-sampler keys exist on the first `target_states` states only: their means are over those.
     means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in per_state[0]}
     return {"model": str(path), "algo": algo, "env_id": env_id, "overrides": overrides,
@@ -279,10 +290,12 @@ def main(args: SharpnessArgs) -> None:
               f"{m['policy_mean_q']:.3f} vs Boltzmann {m['boltzmann_mean_q']:.3f} ({m['q_gap_in_t']:.1f} T), "
               f"max uniform {m['uniform_max_q']:.3f}, deterministic {m['deterministic_q']:.3f}, "
               f"ESS {m['effective_sample_size']:.0f}", flush=True)  # fmt: skip
-        if "soft_value_bias_in_t" in m:
-            biases = [entry["soft_value_bias_in_t"] for entry in result["per_state"]]
-            print(f"  soft backup V_exact - V_M in T: mean {np.mean(biases):.2f}, std over states {np.std(biases):.2f}, "
-                  f"std of one estimate {m['soft_value_std_in_t']:.2f}", flush=True)  # fmt: skip
+        for prefix, label in (("", "its proposal"), ("uniform_", "uniform actions")):
+            if f"{prefix}soft_value_bias_in_t" in m:
+                biases = [entry[f"{prefix}soft_value_bias_in_t"] for entry in result["per_state"]]
+                one = m[f"{prefix}soft_value_std_in_t"]
+                print(f"  soft backup from {label}, V_exact - V_M in T: mean {np.mean(biases):.2f}, std over states "
+                      f"{np.std(biases):.2f}, std of one estimate {one:.2f}", flush=True)  # fmt: skip
         targets = {key.rsplit("_k", 1)[1]: round(value, 1) for key, value in m.items() if key.startswith("target_")}
         if targets:
             print(f"  target-driven sampler, E_B[Q] - E[Q] in T by proposals K (first {args.target_states} states): "

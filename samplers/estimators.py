@@ -22,11 +22,12 @@ target). Both estimators are computed on detached inputs and return detached ten
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.special import ndtr, ndtri
+from torch.special import log_ndtr, ndtr, ndtri
 
 from equivariant.geometry import as_particles, remove_com
 from samplers.energies import energy_and_grad
@@ -164,6 +165,16 @@ def _truncated_standard_normal(a: Tensor, b: Tensor, generator: torch.Generator 
     return torch.where(flip, -z, z).to(a.dtype)
 
 
+def _log_box_mass(a: Tensor, b: Tensor) -> Tensor:
+    """log prod_i (Phi(b_i) - Phi(a_i)) per row of (N, dim) bounds a < b of N(0, 1), mirrored as in
+    `_truncated_standard_normal` so that each interval lies mostly below 0, where log_ndtr keeps its precision."""
+    a64, b64 = a.double(), b.double()
+    flip = (a64 + b64) > 0
+    lo, hi = torch.where(flip, -b64, a64), torch.where(flip, -a64, b64)
+    log_hi = log_ndtr(hi)
+    return (log_hi + torch.log1p(-torch.exp(log_ndtr(lo) - log_hi))).sum(-1).to(a.dtype)
+
+
 def _chunked_energy(energy: EnergyFn, x: Tensor, context: Tensor | None, chunk_size: int | None) -> Tensor:
     step = x.shape[0] if chunk_size is None else max(int(chunk_size), 1)
     chunks = [energy(x[i : i + step], None if context is None else context[i : i + step]) for i in range(0, len(x), step)]
@@ -182,6 +193,8 @@ def softmax_score_estimate(
     bounds: tuple[float, float] | None = None,
     n_particles: int | None = None,
     spatial_dim: int | None = None,
+    proposal_samples: Tensor | None = None,
+    proposal_log_prob: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Gradient-free posterior-mean (Tweedie) target S = (alpha sum_k w_k y_k - x_t) / sigma^2, w = softmax(-E(y)).
 
@@ -190,6 +203,12 @@ def softmax_score_estimate(
     score of the target restricted to the box. Needs only forward passes of the energy; the variance
     grows like 1/sigma^2 at small t (sigma(t) must be > 0). ``bounds`` cannot be combined with a particle system
     (mean-free noise).
+
+    With ``proposal_samples`` (N, J, dim), J more proposals per row drawn from a density q (``proposal_log_prob``:
+    (N, K, dim) -> (N, K) at any points) join the ``num_samples`` kernel proposals k. All K + J are weighted as draws
+    from the deterministic mixture m = (K k + J q) / (K + J) (the balance heuristic of multiple importance sampling,
+    Veach & Guibas 1995): w ∝ exp(-E(y)) N(x_t; alpha y, sigma^2 I) / m(y), which estimates the same posterior mean
+    and no longer depends on the kernel reaching the target's mass at large sigma (docs/dqs.md §4.16).
 
     :return: Detached (N, dim) target.
     """
@@ -216,6 +235,29 @@ def softmax_score_estimate(
         y = (x_t.unsqueeze(1) + sigma * z) / alpha
         if bounds is not None:
             y = y.clamp(*bounds)
-        e = _chunked_energy(energy, y.reshape(n * num_samples, dim), _repeat_context(context, num_samples), chunk_size)
-        w = torch.softmax(-e.view(n, num_samples), dim=1).unsqueeze(-1)
+        if proposal_samples is None:
+            e = _chunked_energy(energy, y.reshape(n * num_samples, dim), _repeat_context(context, num_samples), chunk_size)
+            w = torch.softmax(-e.view(n, num_samples), dim=1).unsqueeze(-1)
+            return (w * z).sum(1) / sigma.view(n, 1)
+        if proposal_log_prob is None or proposal_samples.ndim != 3 or proposal_samples.shape[::2] != (n, dim):
+            raise ValueError(f"proposal_samples must have shape ({n}, J, {dim}) and come with proposal_log_prob")
+        if layout[0] > 1:
+            raise ValueError("proposal samples are incompatible with zero-COM particle noise")
+        y = torch.cat([y, proposal_samples.detach().to(y)], dim=1)
+        z = (alpha * y - x_t.unsqueeze(1)) / sigma
+        total = y.shape[1]
+        e = _chunked_energy(energy, y.reshape(n * total, dim), _repeat_context(context, total), chunk_size)
+        # log k(y): the kernel's density in y, N(y; x_t / alpha, sigma^2 / alpha^2 I) over its mass on the box.
+        log_kernel = -0.5 * z.square().sum(-1) - dim * torch.log(sigma.view(n, 1) / alpha.view(n, 1))
+        log_kernel = log_kernel - 0.5 * dim * math.log(2.0 * math.pi)
+        if bounds is not None:
+            log_kernel = log_kernel - _log_box_mass(a, b).unsqueeze(1)
+        log_mixture = torch.logaddexp(
+            log_kernel + math.log(num_samples / total),
+            proposal_log_prob(y).detach() + math.log((total - num_samples) / total),
+        )
+        log_w = -e.view(n, total) - 0.5 * z.square().sum(-1) - log_mixture
+        if bounds is not None:  # the target is restricted to the box: proposals outside it weigh nothing
+            log_w = log_w.masked_fill(((y < bounds[0]) | (y > bounds[1])).any(-1), -math.inf)
+        w = torch.softmax(log_w, dim=1).unsqueeze(-1)
         return (w * z).sum(1) / sigma.view(n, 1)

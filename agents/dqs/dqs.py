@@ -36,6 +36,7 @@ from torch import Tensor
 
 from agents.common.config import fold_config_attributes, with_overrides
 from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
+from agents.dqs.proposal import ProposalNetwork, backup_actions, importance_log_partition
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
 SelfDQS = TypeVar("SelfDQS", bound="DQS")
@@ -112,9 +113,19 @@ class DQSConfig:
     iDEM estimator through grad Q (``"mc"``, faithful)."""
     n_mc_samples: int = 16
     """Monte-Carlo samples K per score target (faithful 1000)."""
+    score_proposal_fraction: float = 0.5
+    """Share of the K score-target proposals drawn from the learned proposal q_phi(a|s) instead of the noising kernel,
+    all weighted by their mixture density (softmax estimator only; faithful 0: kernel only)."""
     backup: Literal["hard", "soft"] = "soft"
-    """``"soft"``: y = r + gamma V_soft(s'), V_soft = T log of the box integral of exp(Q'/T), estimated by uniform
-    importance sampling; ``"hard"``: y = r + gamma min_j Q'_j(s', a') with a' ~ pi_T (faithful, no entropy term)."""
+    """``"soft"``: y = r + gamma V_soft(s'), V_soft = T log of the box integral of exp(Q'/T), estimated by importance
+    sampling (``soft_value_proposal``); ``"hard"``: y = r + gamma min_j Q'_j(s', a') with a' ~ pi_T (faithful, no
+    entropy term)."""
+    soft_value_proposal: Literal["learned", "uniform"] = "learned"
+    """Actions of the soft value's importance sampling: ``"learned"`` draws them from q_phi(a|s') mixed with a
+    uniform share (``backup_uniform_fraction``); ``"uniform"`` draws a Latin hypercube on the box (faithful)."""
+    backup_uniform_fraction: float = 0.25
+    """Uniform (Latin-hypercube) share of the soft value's M actions with the learned proposal: a defensive mixture
+    component, and the actions the automatic temperature measures Q's spread on."""
     temperature: float | str = "auto"
     """Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule), or ``"auto"`` / ``"auto_<tau>"``: the
     scale-free rule T = tau * s_Q, s_Q a moving average of the spread (std) of the target critic over the action box
@@ -126,7 +137,7 @@ class DQSConfig:
     n_action_candidates: int = 10
     """Fixed prior draws of deterministic predict, argmax-Q among them (faithful 1)."""
     n_backup_samples: int = 8
-    """Uniform actions M per next state of the soft backup (a Latin hypercube per state)."""
+    """Actions M per next state of the soft backup."""
     final_temperature: float | None = None
     """Final temperature T1 of the exponential annealing of a fixed temperature; None keeps T constant."""
     temperature_anneal_steps: int = 1_000_000
@@ -149,6 +160,45 @@ class DQSConfig:
             raise ValueError("final_temperature anneals a fixed temperature; it cannot be combined with temperature='auto'.")
         if self.entropy_freq < 0:
             raise ValueError(f"entropy_freq must be >= 0 (0: never), got {self.entropy_freq}")
+        if self.soft_value_proposal not in ("learned", "uniform"):
+            raise ValueError(f"soft_value_proposal must be 'learned' or 'uniform', got {self.soft_value_proposal!r}")
+        for name in ("score_proposal_fraction", "backup_uniform_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.score_estimator == "mc" and self.score_proposal_fraction > 0:
+            raise ValueError("score_proposal_fraction applies to score_estimator='softmax'; set it to 0 with 'mc'")
+        if self.n_mc_samples - self.n_score_proposals < 1 or (
+            self.learned_backup and self.n_backup_samples - self.n_backup_uniform < 1
+        ):
+            raise ValueError(
+                "the fractions leave no kernel proposal among the n_mc_samples or no learned proposal among the "
+                "n_backup_samples: lower score_proposal_fraction or backup_uniform_fraction, or raise the counts"
+            )
+        if automatic and self.n_backup_uniform < 2:
+            raise ValueError(
+                "temperature='auto' measures Q's spread on at least 2 uniform backup actions per state: raise "
+                f"backup_uniform_fraction * n_backup_samples (now {self.backup_uniform_fraction} * {self.n_backup_samples})"
+            )
+
+    @property
+    def n_score_proposals(self) -> int:
+        """Score-target proposals per buffer action drawn from q_phi (the rest from the kernel)."""
+        return round(self.score_proposal_fraction * self.n_mc_samples)
+
+    @property
+    def learned_backup(self) -> bool:
+        """Whether the soft value samples from q_phi."""
+        return self.backup == "soft" and self.soft_value_proposal == "learned"
+
+    @property
+    def n_backup_uniform(self) -> int:
+        """Uniform actions among the soft value's M per next state."""
+        return round(self.backup_uniform_fraction * self.n_backup_samples) if self.learned_backup else self.n_backup_samples
+
+    @property
+    def uses_proposal(self) -> bool:
+        """Whether an estimator needs the learned proposal q_phi (else it is not built)."""
+        return self.learned_backup or self.n_score_proposals > 0
 
 
 #: The two modes: ``"improved"`` (the defaults) and ``"faithful"``, the reference code (Jain et al. 2025, and the
@@ -158,8 +208,9 @@ MODES: dict[str, DQSConfig] = {
     "faithful": DQSConfig(
         learning_starts=10_000, critic_learning_rate=1e-3, policy_delay=1, ema_decay=0.0,
         schedule_kwargs={"sigma_min": 1e-5, "sigma_max": 1.0}, sampler_steps=500, denoise_last_step=False,
-        squash="tanh", score_parameterization="score", score_estimator="mc", n_mc_samples=1000, backup="hard",
-        temperature=1.0, deterministic_mode="drift", n_action_candidates=1,
+        squash="tanh", score_parameterization="score", score_estimator="mc", n_mc_samples=1000,
+        score_proposal_fraction=0.0, backup="hard", soft_value_proposal="uniform", temperature=1.0,
+        deterministic_mode="drift", n_action_candidates=1,
     ),
 }  # fmt: skip
 
@@ -173,23 +224,6 @@ def resolve_config(mode: Mode, **overrides: Any) -> DQSConfig:
     if overrides.get("schedule", base.schedule) != base.schedule and "schedule_kwargs" not in overrides:
         overrides["schedule_kwargs"] = {}
     return with_overrides(base, overrides, "DQS")
-
-
-def latin_hypercube(n: int, m: int, dim: int, device: th.device) -> Tensor:
-    """``n`` independent Latin-hypercube sets of ``m`` points in [0, 1]^dim, shape (n * m, dim).
-
-    Each point is marginally uniform (so importance-sampling estimates stay unbiased), and in every dimension the
-    ``m`` points of a set fall into ``m`` different strata, which lowers the variance of the soft-value estimate.
-    """
-    strata = th.rand(n, dim, m, device=device).argsort(dim=2)
-    points = (strata + th.rand(n, dim, m, device=device)) / m
-    return points.transpose(1, 2).reshape(n * m, dim)
-
-
-def box_log_partition(log_weights: Tensor, dim: int) -> Tensor:
-    """log ∫_[-1, 1]^dim exp(w(a)) da from ``log_weights`` w(a_i) at n uniform actions (last axis):
-    logsumexp_i w(a_i) − log n + dim · log 2, the box's volume being 2^dim."""
-    return th.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1]) + dim * math.log(2.0)
 
 
 def _first_rows(observations: Any, n: int) -> Any:
@@ -259,6 +293,7 @@ class DQS(OffPolicyAlgorithm):
     actor_target: ScoreNetwork
     critic: EnsembleCritic
     critic_target: EnsembleCritic
+    proposal: ProposalNetwork | None
     config: DQSConfig
     mode: Mode
 
@@ -344,7 +379,8 @@ class DQS(OffPolicyAlgorithm):
         # The sampler knobs reach the policy through its kwargs, without entering the stored policy_kwargs (so that
         # DQS.load(path, policy_kwargs=...) compares the user's own kwargs, as SB3 does).
         user_kwargs = self.policy_kwargs
-        self.policy_kwargs = {**user_kwargs, **{key: getattr(self.config, key) for key in POLICY_KNOBS}}
+        self.policy_kwargs = {**user_kwargs, **{key: getattr(self.config, key) for key in POLICY_KNOBS},
+                              "use_proposal": self.config.uses_proposal}  # fmt: skip
         try:
             super()._setup_model()
         finally:
@@ -362,6 +398,7 @@ class DQS(OffPolicyAlgorithm):
         self.actor_target = self.policy.actor_target
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
+        self.proposal = self.policy.proposal
 
     @property
     def automatic_temperature(self) -> bool:
@@ -383,31 +420,34 @@ class DQS(OffPolicyAlgorithm):
 
     # --- losses ---------------------------------------------------------------------------------------------------
 
-    def _box_q(self, features: Tensor) -> Tensor:
-        """min_j Q'_j at M = ``n_backup_samples`` uniform actions per state (a Latin hypercube), shape (B, M)."""
-        m, dim = self.config.n_backup_samples, self.policy.action_dim
-        actions = latin_hypercube(len(features), m, dim, self.device) * 2.0 - 1.0
-        return self.critic_target.min_q_grouped(features, actions.view(-1, m, dim))
-
     def _track_q_spread(self, box_q: Tensor) -> None:
-        """Update s_Q, the moving average of the mean over states of std_m Q'(s', a_m) (automatic temperature)."""
-        spread = float(box_q.std(dim=1).mean())
+        """Update s_Q, the moving average of the spread of Q' over the action box: the root mean square over states of
+        the standard deviation of Q'(s', a) over that state's uniform actions (unbiased variance; automatic
+        temperature)."""
+        spread = float(box_q.var(dim=1).mean().sqrt())
         self.q_spread = spread if self.q_spread is None else (1 - Q_SPREAD_RATE) * self.q_spread + Q_SPREAD_RATE * spread
+
+    def backup_actions(self, next_observations: Any, n: int) -> tuple[Tensor, Tensor]:
+        """The soft value's M actions for each of the ``n`` next states, (n, M, |A|), and their log proposal densities
+        (n, M), uniform actions last (`agents.dqs.proposal.backup_actions`)."""
+        cfg = self.config
+        proposal = self.proposal.distribution(next_observations) if cfg.learned_backup else None  # type: ignore[union-attr]
+        return backup_actions(n, cfg.n_backup_samples, self.policy.action_dim, self.device, proposal, cfg.n_backup_uniform)
 
     def _next_state_value(self, next_observations: Any, temperature: float) -> Tensor:
         """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft").
-        With the automatic temperature it also updates the Q spread, from the soft backup's uniform actions."""
+        With the automatic temperature it also updates the Q spread, from the backup's uniform actions."""
         features = self.critic_target.features(next_observations)
-        if self.config.backup == "hard":
+        if self.config.backup == "soft" or self.automatic_temperature:
+            actions, log_proposal = self.backup_actions(next_observations, len(features))
+            q = self.critic_target.min_q_grouped(features, actions)
             if self.automatic_temperature:
-                self._track_q_spread(self._box_q(features))
+                self._track_q_spread(q[:, q.shape[1] - self.config.n_backup_uniform :])
+        if self.config.backup == "hard":
             next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
             return self.critic_target.min_q(features, next_actions).unsqueeze(1)
-        # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m Q(s', a_m)/T - log M + d log 2), a_m ~ U[-1, 1]^d.
-        q = self._box_q(features)
-        if self.automatic_temperature:
-            self._track_q_spread(q)
-        return temperature * box_log_partition(q / temperature, self.policy.action_dim).unsqueeze(1)
+        # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m [Q(s', a_m)/T - log q(a_m|s')] - log M), a_m ~ q.
+        return temperature * importance_log_partition(q / temperature, log_proposal).unsqueeze(1)
 
     def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
         """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC)."""
@@ -418,17 +458,24 @@ class DQS(OffPolicyAlgorithm):
         q = self.critic.q_values(self.critic.features(data.observations), data.actions)
         return 0.5 * (q - target).pow(2).mean(dim=0).sum()
 
-    def _score_loss(self, data: Batch, temperature: float) -> tuple[Tensor, Tensor]:
+    def score_proposals(self, observations: Any, k: int) -> dict[str, Any]:
+        """The learned share of the score target's proposals for each state of ``observations``: ``k`` draws of
+        q_phi(a|s) and its density, as keyword arguments of `softmax_score_estimate` (none when k = 0)."""
+        if k == 0:
+            return {}
+        distribution = self.proposal.distribution(observations)  # type: ignore[union-attr]
+        return {"proposal_samples": distribution.rsample(k)[0], "proposal_log_prob": distribution.log_prob}
+
+    def _score_loss(self, data: Batch, critic_features: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
         """Denoising regression of the score network onto MC targets of grad log p_t for exp(Q/T) (reference code:
-        ``src/components/score_estimator.py`` and ``src/agent/dqs.py``).
+        ``src/components/score_estimator.py`` and ``src/agent/dqs.py``), the softmax targets with part of their
+        proposals from q_phi (`score_proposals`).
 
         One noised point a_t = alpha(t) a + sigma(t) eps per buffer action, t ~ U(t_min, 1). Returns (loss, mean
         norm of the score targets).
         """
         actions, schedule = data.actions, self.policy.schedule
         n = len(actions)
-        with th.no_grad():
-            critic_features = self.critic.features(data.observations)
         features = self.actor.features(data.observations)  # trains the actor's own features extractor
         t_min = SOFTMAX_T_MIN if self.config.score_estimator == "softmax" else 0.0
         t = t_min + (1.0 - t_min) * th.rand(n, device=self.device)
@@ -448,8 +495,11 @@ class DQS(OffPolicyAlgorithm):
                     energy, noisy_actions, t, schedule, self.config.n_mc_samples, context=critic_features
                 )
             else:
+                with th.no_grad():
+                    proposals = self.score_proposals(data.observations, self.config.n_score_proposals)
+                n_kernel = self.config.n_mc_samples - self.config.n_score_proposals
                 target = softmax_score_estimate(
-                    grouped_energy, noisy_actions, t, schedule, self.config.n_mc_samples, bounds=(-1.0, 1.0)
+                    grouped_energy, noisy_actions, t, schedule, n_kernel, bounds=(-1.0, 1.0), **proposals
                 )
         output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
         if self.config.score_parameterization == "noise":
@@ -459,6 +509,15 @@ class DQS(OffPolicyAlgorithm):
             weight = schedule.score_loss_weight(t)
             loss = (weight * (output - target).pow(2).mean(dim=1)).mean()
         return loss, target.norm(dim=1).mean()
+
+    def _proposal_loss(self, data: Batch, critic_features: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+        """SAC's actor loss at alpha = T for q_phi, E_{a ~ q_phi}[T log q_phi(a|s) - min_j Q_j(s, a)] with a
+        reparameterised sample (Haarnoja et al. 2018, arXiv 1801.01290, eq. 12): q_phi then approaches exp(Q/T) from
+        the mode-seeking side. Returns (loss, entropy estimate -mean log q_phi)."""
+        distribution = self.proposal.distribution(data.observations)  # type: ignore[union-attr]
+        actions, log_q = distribution.rsample(1)
+        q = self.critic.min_q(critic_features, actions[:, 0])
+        return (temperature * log_q[:, 0] - q).mean(), -log_q.detach().mean()
 
     def _measure_entropy(self, data: Batch) -> float:
         """The measured entropy of the acting policy on the batch's first `ENTROPY_STATES` states (a diagnostic)."""
@@ -488,7 +547,7 @@ class DQS(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer])
+        self._update_learning_rate([net.optimizer for net in (self.actor, self.proposal) if net is not None])
         critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.critic.optimizer, critic_lr)
         metrics: dict[str, list[float]] = defaultdict(list)
@@ -506,13 +565,22 @@ class DQS(OffPolicyAlgorithm):
 
             self._n_updates += 1
             if self._n_updates % self.config.policy_delay == 0:
-                actor_loss, target_norm = self._score_loss(data, temperature)
+                with th.no_grad():
+                    critic_features = self.critic.features(data.observations)
+                actor_loss, target_norm = self._score_loss(data, critic_features, temperature)
                 metrics["actor_loss"].append(self._finite(actor_loss.item(), "score", data))
                 self.actor.optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor.optimizer.step()
                 polyak_update(self.actor.parameters(), self.actor_target.parameters(), 1.0 - self.config.ema_decay)
                 metrics["score_target_norm"].append(target_norm.item())
+                if self.proposal is not None:
+                    proposal_loss, proposal_entropy = self._proposal_loss(data, critic_features, temperature)
+                    metrics["proposal_loss"].append(self._finite(proposal_loss.item(), "proposal", data))
+                    self.proposal.optimizer.zero_grad()
+                    proposal_loss.backward()
+                    self.proposal.optimizer.step()
+                    metrics["proposal_entropy"].append(proposal_entropy.item())
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             if self.config.entropy_freq and self._n_updates % self.config.entropy_freq == 0:
@@ -570,7 +638,9 @@ class DQS(OffPolicyAlgorithm):
         return model
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "critic_lr_schedule"]
+        return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "proposal",
+                "critic_lr_schedule"]  # fmt: skip
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "actor.optimizer", "critic.optimizer"], []
+        optimizers = ["actor.optimizer", "critic.optimizer"] + (["proposal.optimizer"] if self.proposal is not None else [])
+        return ["policy", *optimizers], []

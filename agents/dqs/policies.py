@@ -19,6 +19,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from agents.dqs.proposal import ProposalNetwork, tanh_log_abs_det_jacobian
 from core.networks import SinusoidalEmbedding
 from samplers.integrators import ddim_coefficients, make_time_grid, probability_flow_sample
 from samplers.schedules import CosineVPSchedule, GeometricVESchedule, NoiseSchedule
@@ -36,12 +37,6 @@ SCHEDULES: dict[str, tuple[type[NoiseSchedule], dict[str, float]]] = {
 }
 #: Seed of the fixed prior draw used by deterministic predict (drawn on the CPU, so identical on every device).
 DETERMINISTIC_PRIOR_SEED = 0
-
-
-def tanh_log_abs_det_jacobian(latent: Tensor) -> Tensor:
-    """log |det d tanh(u)/du| = sum_i log(1 - tanh(u_i)^2) per row, in the overflow-free form
-    2 (log 2 - u - softplus(-2u))."""
-    return (2.0 * (math.log(2.0) - latent - F.softplus(-2.0 * latent))).sum(-1)
 
 
 def _split_net_arch(net_arch: dict[str, list[int]], hidden_dim: int, n_blocks: int) -> tuple[list[int] | None, int, int]:
@@ -213,6 +208,8 @@ class DiffusionPolicy(BasePolicy):
     :param n_action_candidates: Fixed prior draws of deterministic predict (argmax-Q over them when > 1)
     :param n_explore_candidates: Stochastic samples per state; when > 1 stochastic predict returns the one with the
         highest Q (greedier exploration; the samples then no longer follow pi_T)
+    :param use_proposal: Also build ``proposal``, the learned tanh-Gaussian q_phi(a|s) of the algorithm's estimators
+        (`agents.dqs.proposal`; an MLP with the critics' sizes); it does not act
     :param features_extractor_class: Features extractor (one per network, never shared)
     :param features_extractor_kwargs: Its keyword arguments
     :param normalize_images: Divide image observations by 255
@@ -225,6 +222,7 @@ class DiffusionPolicy(BasePolicy):
     actor_target: ScoreNetwork
     critic: EnsembleCritic
     critic_target: EnsembleCritic
+    proposal: ProposalNetwork | None
     temperature: Tensor
 
     def __init__(
@@ -247,6 +245,7 @@ class DiffusionPolicy(BasePolicy):
         deterministic_mode: DeterministicMode = "ode",
         n_action_candidates: int = 10,
         n_explore_candidates: int = 1,
+        use_proposal: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -292,6 +291,7 @@ class DiffusionPolicy(BasePolicy):
         self.deterministic_mode = deterministic_mode
         self.n_action_candidates = n_action_candidates
         self.n_explore_candidates = n_explore_candidates
+        self.use_proposal = use_proposal
         self.action_dim = get_action_dim(action_space)
         # The temperature the score network is conditioned on; set by the algorithm, saved with the weights.
         self.register_buffer("temperature", th.tensor(1.0))
@@ -308,6 +308,12 @@ class DiffusionPolicy(BasePolicy):
         self.critic_target = self.make_critic()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
+        # Built last, so that the other networks start from the same weights with or without it.
+        self.proposal = self.make_proposal() if self.use_proposal else None
+        if self.proposal is not None:
+            self.proposal.optimizer = self.optimizer_class(
+                self.proposal.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            )
 
     def _orthogonal_init(self, module: nn.Module) -> nn.Module:
         """Orthogonal weights with gain sqrt(2) and zero biases on every layer, as the reference code's networks
@@ -344,6 +350,15 @@ class DiffusionPolicy(BasePolicy):
         )
         return self._orthogonal_init(critic)
 
+    def make_proposal(self) -> ProposalNetwork:
+        """The proposal q_phi: SB3's SAC actor on its own features extractor, with the critics' hidden sizes and
+        SB3's default initialisation (as SAC's)."""
+        kwargs = self._update_features_extractor({"normalize_images": self.normalize_images})
+        proposal = ProposalNetwork(
+            self.observation_space, self.action_space, net_arch=self.net_arch, activation_fn=self.activation_fn, **kwargs
+        )
+        return proposal.to(self.device)
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
@@ -362,6 +377,7 @@ class DiffusionPolicy(BasePolicy):
             deterministic_mode=self.deterministic_mode,
             n_action_candidates=self.n_action_candidates,
             n_explore_candidates=self.n_explore_candidates,
+            use_proposal=self.use_proposal,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -472,6 +488,8 @@ class DiffusionPolicy(BasePolicy):
     def set_training_mode(self, mode: bool) -> None:
         self.actor.set_training_mode(mode)  # the targets always stay in evaluation mode
         self.critic.set_training_mode(mode)
+        if self.proposal is not None:
+            self.proposal.set_training_mode(mode)
         self.training = mode
 
 
