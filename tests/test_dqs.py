@@ -1,6 +1,7 @@
 """DQS: learning a known Boltzmann policy, configuration modes, backups, determinism, save/load, errors, train.py."""
 
 import dataclasses
+import itertools
 import math
 import subprocess
 import sys
@@ -173,14 +174,14 @@ def test_the_fused_sampler_takes_the_integrators_steps(schedule, parameterizatio
         torch.nn.init.normal_(param, std=0.05)
     features, prior = torch.randn(7, 3), 0.5 * torch.randn(7, 1)
     with torch.no_grad():
-        for method, eta in (("sde", 1.0), ("drift", 0.0), ("ode", None)):
+        for (method, eta), steps in itertools.product((("sde", 1.0), ("drift", 0.0), ("ode", None)), (20, 5)):
             torch.manual_seed(3)
-            fused = policy._integrate(prior, features, method)
+            fused = policy._integrate(prior, features, method, steps)
             torch.manual_seed(3)
             if eta is None:
-                reference, _ = probability_flow_sample(policy.score, prior, policy.schedule, 20, context=features)
+                reference, _ = probability_flow_sample(policy.score, prior, policy.schedule, steps, context=features)
             else:
-                reference = euler_maruyama(policy.score, prior, policy.schedule, 20, context=features,
+                reference = euler_maruyama(policy.score, prior, policy.schedule, steps, context=features,
                                            diffusion_scale=eta, denoise_last_step=True)  # fmt: skip
             torch.testing.assert_close(fused, torch.tanh(reference), atol=1e-5, rtol=1e-5)
 
@@ -387,3 +388,37 @@ def test_train_py_writes_a_model_that_dqs_loads(tmp_path):
     assert model.num_timesteps == 300 and model.mode == "improved"
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"train/actor_loss", "train/critic_loss", "train/temperature", "train/score_target_norm"} <= set(header)
+
+
+def test_load_keeps_the_stored_temperature_unless_a_temperature_knob_is_passed(tmp_path):
+    """SB3's randomise-save-load-compare: the policy's temperature buffer is the one source of truth on load."""
+    model = DQS("MlpPolicy", "Pendulum-v1", **TINY)
+    model.learn(60)
+    model.policy.temperature.fill_(0.123)
+    model.save(tmp_path / "dqs.zip")
+    assert float(DQS.load(tmp_path / "dqs.zip").policy.temperature) == pytest.approx(0.123)
+    assert float(DQS.load(tmp_path / "dqs.zip", temperature=0.5).policy.temperature) == pytest.approx(0.5)
+
+
+class BatchNormExtractor(BaseFeaturesExtractor):
+    def __init__(self, observation_space: spaces.Box) -> None:
+        super().__init__(observation_space, features_dim=4)
+        self.net = torch.nn.Sequential(torch.nn.Linear(observation_space.shape[0], 4), torch.nn.BatchNorm1d(4))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)
+
+
+def test_the_target_critic_copies_the_running_batchnorm_statistics():
+    """As SAC: a BatchNorm critic's target uses the critic's running statistics (the target stays in evaluation mode,
+    so it never computes its own)."""
+    model = DQS("MlpPolicy", "Pendulum-v1", **{**TINY, "policy_kwargs": {**SMALL_NETS,
+                "features_extractor_class": BatchNormExtractor}})  # fmt: skip
+    model.learn(60)
+    online = dict(model.critic.named_buffers())
+    target = dict(model.critic_target.named_buffers())
+    assert any("running_mean" in key for key in online)
+    for key, value in online.items():
+        if "running_" in key:
+            torch.testing.assert_close(target[key], value)
+            assert not torch.all(value == (0.0 if "mean" in key else 1.0))

@@ -199,7 +199,8 @@ class DiffusionPolicy(BasePolicy):
     :param embedding_dim: Size of the time and temperature embeddings
     :param schedule: Noise schedule name, see `SCHEDULES`
     :param schedule_kwargs: Overrides of the schedule's defaults
-    :param sampler_steps: Integration steps of the reverse SDE / PF-ODE
+    :param sampler_steps: Integration steps of the reverse SDE (and of the PF-ODE of the entropy estimate)
+    :param deterministic_steps: Integration steps of deterministic predict; None: ``sampler_steps``
     :param denoise_last_step: Skip the noise of the final SDE step (the reference adds it)
     :param squash: Map samples into the box with ``"tanh"`` (original DQS) or ``"clip"``
     :param score_parameterization: Network output is the score (``"score"``) or the noise eps (``"noise"``,
@@ -239,6 +240,7 @@ class DiffusionPolicy(BasePolicy):
         schedule: ScheduleName = "ve_geometric",
         schedule_kwargs: dict[str, float] | None = None,
         sampler_steps: int = 20,
+        deterministic_steps: int | None = None,
         denoise_last_step: bool = True,
         squash: Squash = "clip",
         score_parameterization: Parameterization = "noise",
@@ -273,8 +275,9 @@ class DiffusionPolicy(BasePolicy):
         _check_choice("squash", squash, ("tanh", "clip"))
         _check_choice("score_parameterization", score_parameterization, ("score", "noise"))
         _check_choice("deterministic_mode", deterministic_mode, ("ode", "drift"))
-        if min(sampler_steps, n_action_candidates, n_explore_candidates) < 1:
-            raise ValueError("sampler_steps, n_action_candidates and n_explore_candidates must be >= 1")
+        deterministic_steps = sampler_steps if deterministic_steps is None else deterministic_steps
+        if min(sampler_steps, deterministic_steps, n_action_candidates, n_explore_candidates) < 1:
+            raise ValueError("sampler_steps, deterministic_steps, n_action_candidates and n_explore_candidates must be >= 1")
         self.net_arch = [256, 256] if net_arch is None else net_arch
         self.activation_fn = activation_fn
         self.n_critics = n_critics
@@ -285,6 +288,7 @@ class DiffusionPolicy(BasePolicy):
         self.schedule_kwargs = schedule_kwargs
         self.schedule = make_schedule(schedule, schedule_kwargs)
         self.sampler_steps = sampler_steps
+        self.deterministic_steps = deterministic_steps
         self.denoise_last_step = denoise_last_step
         self.squash = squash
         self.score_parameterization = score_parameterization
@@ -371,6 +375,7 @@ class DiffusionPolicy(BasePolicy):
             schedule=self.schedule_name,
             schedule_kwargs=self.schedule_kwargs,
             sampler_steps=self.sampler_steps,
+            deterministic_steps=self.deterministic_steps,
             denoise_last_step=self.denoise_last_step,
             squash=self.squash,
             score_parameterization=self.score_parameterization,
@@ -401,7 +406,7 @@ class DiffusionPolicy(BasePolicy):
         """Map integrator output into [-1, 1]."""
         return actions.clamp(-1.0, 1.0) if self.squash == "clip" else th.tanh(actions)
 
-    def _integrate(self, prior: Tensor, features: Tensor, method: Literal["sde", "ode", "drift"]) -> Tensor:
+    def _integrate(self, prior: Tensor, features: Tensor, method: Literal["sde", "ode", "drift"], steps: int) -> Tensor:
         """Run the reverse process from ``prior`` (row-aligned with ``features``) and squash the result.
 
         ``"sde"`` and ``"drift"`` are the steps of `samplers.integrators.euler_maruyama` with eta = 1 and 0:
@@ -412,7 +417,7 @@ class DiffusionPolicy(BasePolicy):
         layer is split by `ScoreNetwork.sampling_terms`, and the schedule's coefficients are computed once (acting
         is launch-bound: a step is a dozen small kernels, so every one saved counts).
         """
-        n, steps = len(prior), self.sampler_steps
+        n = len(prior)
         times = make_time_grid(steps, device=prior.device, dtype=prior.dtype)
         upper, dt = times[:-1], times[:-1] - times[1:]
         constant, time_terms, w_actions = self.actor_target.sampling_terms(features, self.temperature.expand(n), upper)
@@ -458,7 +463,7 @@ class DiffusionPolicy(BasePolicy):
     def sample_actions(self, features: Tensor) -> Tensor:
         """One stochastic sample a ~ pi_T(.|s) per row of ``features`` (reverse SDE, eta = 1), in [-1, 1]."""
         prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
-        return self._integrate(prior, features, "sde")
+        return self._integrate(prior, features, "sde", self.sampler_steps)
 
     def _best_of(self, observation: PyTorchObs, candidates: Tensor, n: int) -> Tensor:
         """Per state, the candidate with the highest min-ensemble Q; ``candidates`` holds n consecutive rows per state."""
@@ -471,7 +476,7 @@ class DiffusionPolicy(BasePolicy):
         generator = th.Generator().manual_seed(DETERMINISTIC_PRIOR_SEED)
         prior = self.schedule.sample_prior(n, self.action_dim, generator=generator).to(features)
         rows = features.repeat_interleave(n, dim=0)
-        actions = self._integrate(prior.repeat(len(features), 1), rows, self.deterministic_mode)
+        actions = self._integrate(prior.repeat(len(features), 1), rows, self.deterministic_mode, self.deterministic_steps)
         return actions if n == 1 else self._best_of(observation, actions, n)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> Tensor:
@@ -486,10 +491,11 @@ class DiffusionPolicy(BasePolicy):
         return actions if n == 1 else self._best_of(observation, actions, n)
 
     def set_training_mode(self, mode: bool) -> None:
-        self.actor.set_training_mode(mode)  # the targets always stay in evaluation mode
-        self.critic.set_training_mode(mode)
-        if self.proposal is not None:
-            self.proposal.set_training_mode(mode)
+        """Set the trained networks' mode (the targets always stay in evaluation mode). A network already in that mode
+        is skipped: SB3 calls this on every predict, and walking every submodule cost 0.35 ms of a 4 ms predict."""
+        for network in (self.actor, self.critic, self.proposal):
+            if network is not None and network.training != mode:
+                network.set_training_mode(mode)
         self.training = mode
 
 
