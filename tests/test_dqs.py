@@ -134,7 +134,7 @@ def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_
     assert float(loaded.policy.temperature) == pytest.approx(model.temperature_at(0))
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "hot", "auto_0", "auto_x"])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "hot", "auto_0", "auto_x", "auto_", "entropy_x"])
 def test_rejects_bad_temperatures(temperature):
     with pytest.raises(ValueError, match="temperature must be"):
         DQS("MlpPolicy", BimodalBandit(), temperature=temperature, _init_setup_model=False)
@@ -422,3 +422,26 @@ def test_the_target_critic_copies_the_running_batchnorm_statistics():
         if "running_" in key:
             torch.testing.assert_close(target[key], value)
             assert not torch.all(value == (0.0 if "mean" in key else 1.0))
+
+
+def test_the_entropy_dual_drives_the_proposal_to_its_target_entropy_and_is_saved(tmp_path):
+    """``temperature="entropy"``: SAC's dual on log T with the learned proposal's entropy. On the quadratic bandit
+    (Q = -50 a^2) q_phi ≈ N(0, T / 100), so an entropy target h gives T = 100 exp(2 h - log(2 pi e)); T and its
+    optimiser come back on load."""
+    model = DQS("MlpPolicy", QuadraticBandit(), learning_starts=500, batch_size=128, learning_rate=3e-3, gamma=0.0,
+                policy_delay=1, temperature="entropy_-1.5", seed=0, policy_kwargs={"net_arch": [64, 64],
+                "score_hidden_dim": 64, "embedding_dim": 32})  # fmt: skip
+    assert model.config.uses_proposal and model.temperature_at(0) == 1.0
+    model.learn(500)
+    model.train(gradient_steps=800, batch_size=128)
+    temperature = model.temperature_at(model._n_updates)
+    with torch.no_grad():
+        entropy = -float(model.proposal.distribution(torch.zeros(4000, 1)).rsample(1)[1].mean())
+    assert entropy == pytest.approx(-1.5, abs=0.15)
+    assert temperature == pytest.approx(100 * math.exp(-3.0 - math.log(2 * math.pi * math.e)), rel=0.3)
+    assert float(model.policy.temperature) == pytest.approx(temperature)
+    model.save(tmp_path / "dqs.zip")
+    loaded = DQS.load(tmp_path / "dqs.zip")
+    assert loaded.temperature_at(0) == pytest.approx(temperature)
+    saved_state = model.temperature_optimizer.state_dict()["state"]
+    assert loaded.temperature_optimizer.state_dict()["state"].keys() == saved_state.keys()

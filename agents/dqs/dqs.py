@@ -59,27 +59,34 @@ ENTROPY_STATES = 16
 MIN_Q_SPREAD = 1e-6
 #: Rate of the exponential moving average of the Q spread behind the automatic temperature (per gradient step).
 Q_SPREAD_RATE = 0.01
+#: Target entropy per action dimension of ``temperature="entropy"`` (SAC's heuristic, -dim(A) in all).
+DEFAULT_TARGET_ENTROPY = -1.0
+TemperatureRule = Literal["fixed", "relative", "entropy"]
 
 
-def parse_temperature(temperature: float | str) -> tuple[bool, float]:
-    """(automatic?, value) of a ``temperature`` argument: a positive T, or ``"auto"`` / ``"auto_<tau>"`` with the
-    relative temperature tau."""
+def parse_temperature(temperature: float | str) -> tuple[TemperatureRule, float]:
+    """(rule, value) of a ``temperature`` argument: ``("fixed", T)`` for a positive number; ``("relative", tau)`` for
+    ``"auto"`` / ``"auto_<tau>"``; ``("entropy", h)`` for ``"entropy"`` / ``"entropy_<h>"``, the target entropy h per
+    action dimension of the dual (SAC's -1 by default)."""
+    usage = "a positive number, 'auto', 'auto_<tau>' (e.g. 'auto_0.05'), 'entropy' or 'entropy_<h>' (e.g. 'entropy_-1')"
     if isinstance(temperature, str):
-        if temperature == "auto":
-            return True, AUTO_RELATIVE_TEMPERATURE
-        if temperature.startswith("auto_"):
-            try:
-                initial = float(temperature[5:])
-            except ValueError:
-                initial = math.nan
-            if initial > 0:
-                return True, initial
-        raise ValueError(
-            f"temperature must be a positive number, 'auto' or 'auto_<tau>' (e.g. 'auto_0.05'), got {temperature!r}"
-        )
+        rule, _, number = temperature.partition("_")
+        defaults: dict[str, tuple[TemperatureRule, float]] = {
+            "auto": ("relative", AUTO_RELATIVE_TEMPERATURE),
+            "entropy": ("entropy", DEFAULT_TARGET_ENTROPY),
+        }
+        if temperature in defaults:
+            return defaults[temperature]
+        try:
+            value = float(number)
+        except ValueError:
+            value = math.nan
+        if (rule == "auto" and value > 0) or (rule == "entropy" and math.isfinite(value)):
+            return defaults[rule][0], value
+        raise ValueError(f"temperature must be {usage}, got {temperature!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, 'auto' or 'auto_<tau>', got {temperature!r}")
-    return False, float(temperature)
+        raise ValueError(f"temperature must be {usage}, got {temperature!r}")
+    return "fixed", float(temperature)
 
 
 @dataclass(frozen=True)
@@ -134,8 +141,9 @@ class DQSConfig:
     temperature: float | str = "auto"
     """Temperature T of pi_T ∝ exp(Q/T): a number (T0 of the annealing rule), or ``"auto"`` / ``"auto_<tau>"``: the
     scale-free rule T = tau * s_Q, s_Q a moving average of the spread (std) of the target critic over the action box
-    at the batch's next states, so T means the same when returns grow from 10 to 10,000 (docs/dqs.md; tau = 0.05).
-    Faithful 1.0."""
+    at the batch's next states, so T means the same when returns grow from 10 to 10,000 (docs/dqs.md; tau = 0.05);
+    or ``"entropy"`` / ``"entropy_<h>"``: SAC's dual on log T, driving the learned proposal's entropy to h per action
+    dimension (-1), from T = 1. Faithful 1.0."""
     deterministic_mode: Literal["ode", "drift"] = "ode"
     """Integrator of deterministic predict from fixed prior draws: DDIM steps of the PF-ODE, or the noise-free
     reverse-SDE drift (the reference's requested evaluation; faithful)."""
@@ -160,9 +168,9 @@ class DQSConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
-        automatic, _ = parse_temperature(self.temperature)
-        if automatic and self.final_temperature is not None:
-            raise ValueError("final_temperature anneals a fixed temperature; it cannot be combined with temperature='auto'.")
+        rule, _ = parse_temperature(self.temperature)
+        if rule != "fixed" and self.final_temperature is not None:
+            raise ValueError(f"final_temperature anneals a fixed temperature; it cannot be combined with {self.temperature!r}")
         if self.entropy_freq < 0:
             raise ValueError(f"entropy_freq must be >= 0 (0: never), got {self.entropy_freq}")
         if self.soft_value_proposal not in ("learned", "uniform"):
@@ -179,7 +187,7 @@ class DQSConfig:
                 "the fractions leave no kernel proposal among the n_mc_samples or no learned proposal among the "
                 "n_backup_samples: lower score_proposal_fraction or backup_uniform_fraction, or raise the counts"
             )
-        if automatic and self.n_backup_uniform < 2:
+        if rule == "relative" and self.n_backup_uniform < 2:
             raise ValueError(
                 "temperature='auto' measures Q's spread on at least 2 uniform backup actions per state: raise "
                 f"backup_uniform_fraction * n_backup_samples (now {self.backup_uniform_fraction} * {self.n_backup_samples})"
@@ -202,8 +210,9 @@ class DQSConfig:
 
     @property
     def uses_proposal(self) -> bool:
-        """Whether an estimator needs the learned proposal q_phi (else it is not built)."""
-        return self.learned_backup or self.n_score_proposals > 0
+        """Whether an estimator or the temperature's entropy dual needs the learned proposal q_phi (else it is not
+        built)."""
+        return self.learned_backup or self.n_score_proposals > 0 or parse_temperature(self.temperature)[0] == "entropy"
 
 
 #: The two modes: ``"improved"`` (the defaults) and ``"faithful"``, the reference code (Jain et al. 2025, and the
@@ -391,6 +400,7 @@ class DQS(OffPolicyAlgorithm):
         finally:
             self.policy_kwargs = user_kwargs
         self._create_aliases()
+        self._setup_temperature()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         critic_lr = self.learning_rate if self.config.critic_learning_rate is None else self.config.critic_learning_rate
@@ -410,14 +420,25 @@ class DQS(OffPolicyAlgorithm):
     @property
     def automatic_temperature(self) -> bool:
         """Whether T follows the scale-free rule (``temperature="auto"``)."""
-        return parse_temperature(self.config.temperature)[0]
+        return self.temperature_rule == "relative"
+
+    def _setup_temperature(self) -> None:
+        """Parse the temperature rule once; the entropy dual gets log T (from T = 1) and its optimiser, as SAC's."""
+        self.temperature_rule, self.temperature_value = parse_temperature(self.config.temperature)
+        self.log_temperature: Tensor | None = None
+        self.temperature_optimizer: th.optim.Optimizer | None = None
+        if self.temperature_rule == "entropy":
+            self.log_temperature = th.zeros(1, device=self.device, requires_grad=True)
+            self.temperature_optimizer = th.optim.Adam([self.log_temperature], lr=self.lr_schedule(1))
 
     def temperature_at(self, n_updates: int) -> float:
-        """T = tau * s_Q (automatic; s_Q = 1 before the first measurement), or the annealing rule
-        T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates, as in the reference code."""
-        automatic, value = parse_temperature(self.config.temperature)
-        if automatic:
-            return value * max(1.0 if self.q_spread is None else self.q_spread, MIN_Q_SPREAD)
+        """T = tau * s_Q (relative; s_Q = 1 before the first measurement), exp(log T) of the entropy dual, or the
+        annealing rule T(n) = exp(log T0 + (log T1 - log T0) min(n / N_T, 1)) after n agent updates, as in the
+        reference code."""
+        if self.temperature_rule == "relative":
+            return self.temperature_value * max(1.0 if self.q_spread is None else self.q_spread, MIN_Q_SPREAD)
+        if self.log_temperature is not None:
+            return float(self.log_temperature.detach().exp())
         cfg = self.config
         if cfg.final_temperature is None:
             return float(cfg.temperature)
@@ -588,6 +609,12 @@ class DQS(OffPolicyAlgorithm):
                     proposal_loss.backward()
                     self.proposal.optimizer.step()
                     metrics["proposal_entropy"].append(proposal_entropy.item())
+                    if self.temperature_optimizer is not None:  # SAC's dual: lower T while q_phi is above the target
+                        target_entropy = self.temperature_value * self.policy.action_dim
+                        temperature_loss = self.log_temperature * (proposal_entropy - target_entropy)
+                        self.temperature_optimizer.zero_grad()
+                        temperature_loss.backward()
+                        self.temperature_optimizer.step()
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 # Running BatchNorm statistics are copied, as SAC does (none in an MLP critic).
@@ -650,8 +677,11 @@ class DQS(OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "proposal",
-                "critic_lr_schedule", "batch_norm_stats", "batch_norm_stats_target"]  # fmt: skip
+                "critic_lr_schedule", "batch_norm_stats", "batch_norm_stats_target", "log_temperature",
+                "temperature_optimizer"]  # fmt: skip
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["actor.optimizer", "critic.optimizer"] + (["proposal.optimizer"] if self.proposal is not None else [])
-        return ["policy", *optimizers], []
+        if self.temperature_optimizer is None:
+            return ["policy", *optimizers], []
+        return ["policy", *optimizers, "temperature_optimizer"], ["log_temperature"]
