@@ -18,7 +18,7 @@ from pathlib import Path
 import tyro
 
 from benchmarks.common import run_grid
-from benchmarks.dqs_mujoco import RLGridArgs, mujoco_grid, print_summary, run_trials_of
+from benchmarks.dqs_mujoco import RLGridArgs, mujoco_grid, print_summary, ran_other_defaults, run_trials_of
 
 #: Fixed-goal layouts ("r" start cell, "g" goal cell; 1 = wall): gymnasium-robotics' UMaze and Medium maps.
 MAZE_MAPS: dict[str, list[list[int | str]]] = {
@@ -68,7 +68,7 @@ def run(args: ExplorationArgs) -> None:
     steps, eval_freq = args.steps or profile["steps"], args.eval_freq or profile["eval_freq"]
     settings = {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes, "step_factor": STEP_FACTOR}
     trials = run_trials_of(args, lambda env: steps * STEP_FACTOR[env], eval_freq, maze_overrides)
-    print_summary(run_grid(mujoco_grid(args, settings, trials), args))
+    print_summary(run_grid(mujoco_grid(args, settings, trials), args, rerun=ran_other_defaults))
 
 
 if __name__ == "__main__":

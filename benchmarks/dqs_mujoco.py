@@ -13,10 +13,11 @@ rebuilt from all records after each run. The throughput ratio DQS/SAC is measure
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ import tyro
 from scipy.stats import trim_mean
 
 from agents.common.experiment import TrainArgs
+from agents.hyperparams import default_hyperparams
+from agents.registry import get_algo
 from agents.sweep import Resources, Trial, run_train_trial, train_trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, previous_results, restore_missing, run_grid
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
@@ -94,12 +97,28 @@ def run_trials_of(
                 device=args.device,
                 hyperparams=overrides_of(env),
             ),
-            {"env": env, "algo": algo, "seed": seed, "steps": steps_of(env)},
+            {"env": env, "algo": algo, "seed": seed, "steps": steps_of(env), "defaults": defaults_fingerprint(algo, env)},
         )
         for env in args.envs
         for seed in args.seeds
         for algo in args.algos
     ]
+
+
+def defaults_fingerprint(algo: str, env: str) -> str | None:
+    """A short hash of the defaults an (algo, env) run trains with, for an algorithm with a config dataclass (DQS): its
+    hyperparameter-table entry for the env and the dataclass's defaults; None for the others (SB3's own)."""
+    config_class = getattr(get_algo(algo).load_class(), "config_class", None)
+    if config_class is None:
+        return None
+    payload = {"table": default_hyperparams(algo, resolve_env_id(env)), "config": asdict(config_class())}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def ran_other_defaults(record: dict[str, Any]) -> bool:
+    """Whether a record was trained with other defaults than today's (a DQS record from before a change of its
+    defaults, or from before records carried the fingerprint): `run_grid` reruns it."""
+    return record.get("defaults") != defaults_fingerprint(record["algo"], record["env"])
 
 
 def record_name(record: dict[str, Any]) -> str:
@@ -192,7 +211,7 @@ def main(args: MujocoArgs) -> None:
             ratio = throughput(env, args)
             atomic_write(measured, lambda p, ratio=ratio: p.write_text(json.dumps(ratio, indent=2)))
             print(f"{env}: throughput {ratio['median_steps_per_s']} ratio {ratio['ratio']:.2f}", flush=True)
-    print_summary(run_grid(grid, args))
+    print_summary(run_grid(grid, args, rerun=ran_other_defaults))
     print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
 
 

@@ -38,3 +38,17 @@ def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatc
         path.unlink()  # a fresh clone: the records come back from the committed results file
     dqs_exploration.run(args)
     assert json.loads((tmp_path / "results" / "exploration_test.json").read_text())["runs"] == result["runs"]
+
+
+def test_a_dqs_record_trained_with_other_defaults_is_rerun_and_sb3_records_are_kept():
+    """The MuJoCo and maze grids rerun a DQS record whose defaults fingerprint differs from today's (or that has none:
+    written before the fingerprint), and keep SB3 records, whose defaults are SB3's."""
+    from benchmarks.dqs_mujoco import defaults_fingerprint, ran_other_defaults
+
+    today = defaults_fingerprint("dqs", "HalfCheetah")
+    assert today == defaults_fingerprint("dqs", "HalfCheetah-v5") != defaults_fingerprint("dqs", "Hopper")
+    assert defaults_fingerprint("sac", "HalfCheetah") is None
+    assert not ran_other_defaults({"algo": "sac", "env": "HalfCheetah"})
+    assert ran_other_defaults({"algo": "dqs", "env": "HalfCheetah"})
+    assert ran_other_defaults({"algo": "dqs", "env": "HalfCheetah", "defaults": "0123456789ab"})
+    assert not ran_other_defaults({"algo": "dqs", "env": "HalfCheetah", "defaults": today})
