@@ -445,3 +445,17 @@ def test_the_entropy_dual_drives_the_proposal_to_its_target_entropy_and_is_saved
     assert loaded.temperature_at(0) == pytest.approx(temperature)
     saved_state = model.temperature_optimizer.state_dict()["state"]
     assert loaded.temperature_optimizer.state_dict()["state"].keys() == saved_state.keys()
+
+
+def test_the_critics_follow_the_models_lr_schedule_unless_they_have_their_own():
+    """SB3's test_cnn: setting ``model.lr_schedule`` to 0 freezes every network (the critics included), while
+    ``critic_learning_rate`` gives the critics a schedule of their own."""
+    model = DQS("MlpPolicy", "Pendulum-v1", **TINY)
+    model.learn(60)
+    model.lr_schedule = lambda _: 0.0
+    before = [p.detach().clone() for p in model.critic.parameters()]
+    model.train(gradient_steps=2, batch_size=16)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.critic.parameters()))
+    own = DQS("MlpPolicy", "Pendulum-v1", critic_learning_rate=1e-3, **TINY)
+    own.lr_schedule = lambda _: 0.0
+    assert own.critic_lr_schedule(1.0) == 1e-3

@@ -403,8 +403,8 @@ class DQS(OffPolicyAlgorithm):
         self._setup_temperature()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
-        critic_lr = self.learning_rate if self.config.critic_learning_rate is None else self.config.critic_learning_rate
-        self.critic_lr_schedule = FloatSchedule(critic_lr)
+        critic_lr = self.config.critic_learning_rate
+        self.own_critic_lr_schedule = None if critic_lr is None else FloatSchedule(critic_lr)
         update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
         self.policy.temperature.fill_(self.temperature_at(self._n_updates))
         if self.verbose >= 1:
@@ -416,6 +416,12 @@ class DQS(OffPolicyAlgorithm):
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
         self.proposal = self.policy.proposal
+
+    @property
+    def critic_lr_schedule(self) -> Schedule:
+        """The critics' learning-rate schedule: their own (``critic_learning_rate``), else SB3's ``lr_schedule``
+        itself, so that replacing ``model.lr_schedule`` (as SB3's tests do) reaches the critics too."""
+        return self.lr_schedule if self.own_critic_lr_schedule is None else self.own_critic_lr_schedule
 
     @property
     def automatic_temperature(self) -> bool:
@@ -677,7 +683,7 @@ class DQS(OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "actor", "actor_target", "critic", "critic_target", "proposal",
-                "critic_lr_schedule", "batch_norm_stats", "batch_norm_stats_target", "log_temperature",
+                "own_critic_lr_schedule", "batch_norm_stats", "batch_norm_stats_target", "log_temperature",
                 "temperature_optimizer"]  # fmt: skip
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
