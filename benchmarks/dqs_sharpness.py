@@ -48,6 +48,7 @@ from benchmarks.common import write_results
 from envs.registry import make_env
 from samplers.estimators import softmax_score_estimate
 from samplers.integrators import euler_maruyama
+from samplers.schedules import NoiseSchedule
 
 
 @dataclass
@@ -180,62 +181,79 @@ def measure_state(view: PolicyView, dim: int, args: SharpnessArgs, generator: to
     }
 
 
+#: Learned score-target proposals of a model: (observation rows, count) -> `softmax_score_estimate` keywords.
+LearnedProposals = Callable[[int, int], dict[str, Any]]
+#: A soft value's actions: repeats -> (actions (repeats, M, |A|), log proposal densities (repeats, M)).
+BackupDraw = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+
+
 @torch.no_grad()
-def target_sampler_mean_q(model: DQS, view: PolicyView, observation: torch.Tensor, proposals: int, samples: int) -> float:
-    """Mean Q of ``samples`` draws of the policy's reverse SDE (its schedule and steps) driven by DQS's score-regression
-    target for exp(Q/T) with ``proposals`` proposals (box-truncated kernel draws, and the model's share of q_phi
-    draws), averaged over max(1, 256 // proposals) draws per evaluation, in place of the score network."""
-    policy, dim = model.policy, model.policy.action_dim
+def target_sampler_mean_q(view: PolicyView, dim: int, schedule: NoiseSchedule, steps: int, denoise_last_step: bool,
+                          proposals: int, samples: int, learned_fraction: float = 0.0,
+                          learned: LearnedProposals | None = None) -> float:  # fmt: skip
+    """Mean Q of ``samples`` draws of the reverse SDE (``steps`` steps of ``schedule``) driven by DQS's score-regression
+    target for exp(Q/T) with ``proposals`` proposals, averaged over max(1, 256 // proposals) draws per evaluation, in
+    place of the score network: box-truncated kernel draws, of which a ``learned_fraction`` share is replaced by
+    draws of the model's learned proposal (``learned``)."""
     repeats = max(1, 256 // proposals)
-    learned = round(model.config.score_proposal_fraction * proposals) if model.config.score_estimator == "softmax" else 0
+    n_learned = round(learned_fraction * proposals) if learned is not None else 0
 
     def energy(actions: torch.Tensor, context: None) -> torch.Tensor:
         return -view.q(actions) / view.temperature
 
     def score(x: torch.Tensor, t: torch.Tensor, context: None) -> torch.Tensor:
         rows, times = x.repeat(repeats, 1), t.repeat(repeats)
-        extra = model.score_proposals(observation.expand(len(rows), -1), learned)
-        target = softmax_score_estimate(energy, rows, times, policy.schedule, proposals - learned, bounds=(-1.0, 1.0),
-                                        **extra)  # fmt: skip
+        extra = learned(len(rows), n_learned) if n_learned else {}
+        target = softmax_score_estimate(energy, rows, times, schedule, proposals - n_learned, bounds=(-1.0, 1.0), **extra)
         return target.view(repeats, len(x), -1).mean(0)
 
-    prior = policy.schedule.sample_prior(samples, dim)
-    actions = euler_maruyama(score, prior, policy.schedule, policy.sampler_steps, denoise_last_step=policy.denoise_last_step)
+    prior = schedule.sample_prior(samples, dim)
+    actions = euler_maruyama(score, prior, schedule, steps, denoise_last_step=denoise_last_step)
     return float(view.q(actions.clamp(-1.0, 1.0)).mean())
 
 
 @torch.no_grad()
-def soft_value_bias_in_t(model: DQS, view: PolicyView, observation: torch.Tensor, log_partition: float,
-                         uniform: bool, repeats: int = 256) -> tuple[float, float]:  # fmt: skip
+def soft_value_bias_in_t(view: PolicyView, dim: int, m: int, log_partition: float, draw: BackupDraw | None = None,
+                         repeats: int = 256) -> tuple[float, float]:  # fmt: skip
     """In units of T: the mean of V_exact − V_M and the std of V_M, where V_exact = T·log ∫_box exp(Q/T) is the exact
-    soft value (``log_partition`` = log ∫, from the uniform reference) and V_M DQS's soft-backup estimate from its
-    M actions (``uniform``: M Latin-hypercube actions instead of the model's own proposal), over ``repeats``
-    independent sets."""
-    m, dim = model.config.n_backup_samples, model.policy.action_dim
-    if uniform:
+    soft value (``log_partition`` = log ∫, from the uniform reference) and V_M DQS's soft-backup estimate from M
+    actions (``draw``: the model's own; default: a Latin hypercube), over ``repeats`` independent sets."""
+    if draw is None:
         actions, log_proposal = backup_actions(repeats, m, dim, torch.device("cpu"))
     else:
-        actions, log_proposal = model.backup_actions(observation.expand(repeats, -1), repeats)
+        actions, log_proposal = draw(repeats)
     q = view.q(actions.reshape(-1, dim)).view(repeats, m)
     estimates = importance_log_partition(q / view.temperature, log_proposal)
     return log_partition - float(estimates.mean()), float(estimates.std())
 
 
-def dqs_estimates(model: DQS, obs: np.ndarray, view: PolicyView, entry: dict[str, float], args: SharpnessArgs,
-                  with_sampler: bool) -> dict[str, float]:  # fmt: skip
+def dqs_estimates(model: DQS, obs: np.ndarray, view: PolicyView, entry: dict[str, float], dim: int,
+                  args: SharpnessArgs, with_sampler: bool) -> dict[str, float]:  # fmt: skip
     """At one state, how far DQS's two estimators are from the exact quantities they estimate: the soft backup's
     V_soft from its M = ``n_backup_samples`` actions (and, for a model with the learned proposal, from M uniform
     actions beside it), and (``with_sampler``) the score target, through the target-driven sampler for each K of
     ``target_proposals``."""
-    observation, _ = model.policy.obs_to_tensor(obs)
+    policy, config = model.policy, model.config
+    observation, _ = policy.obs_to_tensor(obs)
     log_partition = entry["boltzmann_entropy"] + entry["boltzmann_mean_q"] / entry["temperature"]
-    bias, std = soft_value_bias_in_t(model, view, observation, log_partition, uniform=False)
+    m = config.n_backup_samples
+
+    def own_draw(repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.backup_actions(observation.expand(repeats, -1), repeats)
+
+    bias, std = soft_value_bias_in_t(view, dim, m, log_partition, own_draw)
     estimates = {"soft_value_bias_in_t": bias, "soft_value_std_in_t": std}
-    if model.config.learned_backup:
-        bias, std = soft_value_bias_in_t(model, view, observation, log_partition, uniform=True)
+    if config.learned_backup:
+        bias, std = soft_value_bias_in_t(view, dim, m, log_partition)
         estimates |= {"uniform_soft_value_bias_in_t": bias, "uniform_soft_value_std_in_t": std}
+
+    def learned(rows: int, k: int) -> dict[str, Any]:
+        return model.score_proposals(observation.expand(rows, -1), k)
+
+    fraction = config.score_proposal_fraction if model.proposal is not None else 0.0
     for k in args.target_proposals if with_sampler else []:
-        q = target_sampler_mean_q(model, view, observation, k, args.target_samples)
+        q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
+                                  args.target_samples, fraction, learned)  # fmt: skip
         estimates[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
     return estimates
 
@@ -252,7 +270,7 @@ def measure_model(path: Path, args: SharpnessArgs) -> dict[str, Any]:
     per_state = [measure_state(view, dim, args, generator) for view in views]
     if algo == "dqs":
         for index, (obs, entry, view) in enumerate(zip(states, per_state, views, strict=True)):
-            entry.update(dqs_estimates(model, obs, view, entry, args, with_sampler=index < args.target_states))
+            entry.update(dqs_estimates(model, obs, view, entry, dim, args, with_sampler=index < args.target_states))
     # The target-sampler keys exist on the first `target_states` states only: their means are over those.
     means = {key: float(np.mean([entry[key] for entry in per_state if key in entry])) for key in per_state[0]}
     return {"model": str(path), "algo": algo, "env_id": env_id, "overrides": overrides,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import tyro
@@ -67,17 +68,24 @@ def measure(algo: str, env_id: str, steps: int, learning_starts: int, device: st
     return steps / (time.perf_counter() - start)
 
 
+def predict_ms(model: BaseAlgorithm, observation: Any, deterministic: bool, calls: int) -> float:
+    """Milliseconds per `predict` of one observation, over ``calls`` calls after one warm-up call."""
+    model.predict(observation, deterministic=deterministic)
+    start = time.perf_counter()
+    for _ in range(calls):
+        model.predict(observation, deterministic=deterministic)
+    return 1e3 * (time.perf_counter() - start) / calls
+
+
 def acting_cost(model: BaseAlgorithm, env_id: str, episodes: int = 10, calls: int = 200, seed: int = 0) -> dict[str, float]:
     """What acting costs: milliseconds per `predict` of one observation (deterministic and stochastic), and seconds
     for one evaluation of ``episodes`` deterministic episodes run side by side, as `train.py` evaluates."""
     observation = make_env(env_id).reset(seed=seed)[0]
     cost: dict[str, float] = {}
     for deterministic in (True, False):
-        model.predict(observation, deterministic=deterministic)  # warm-up
-        start = time.perf_counter()
-        for _ in range(calls):
-            model.predict(observation, deterministic=deterministic)
-        cost[f"predict_ms_{'deterministic' if deterministic else 'stochastic'}"] = 1e3 * (time.perf_counter() - start) / calls
+        cost[f"predict_ms_{'deterministic' if deterministic else 'stochastic'}"] = predict_ms(
+            model, observation, deterministic, calls
+        )
     eval_env = evaluation_env(lambda: make_env(env_id), episodes, seed)
     start = time.perf_counter()
     evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
