@@ -737,10 +737,14 @@ def _pinn_curves(result: dict[str, Any]) -> Path:
 
 def dqs_sharpness(result: dict[str, Any]) -> str:
     config = result["config"]
+    name = result["benchmark"]
     lines = [
-        "## Trained policies against the Boltzmann policy of their own critic",
+        "## Trained policies against the Boltzmann policy of their own critic"
+        + ("" if name == "dqs_sharpness" else f" ({name})"),
         "",
-        "`python -m benchmarks.dqs_sharpness --models <run>/model.zip ...` (the final models of the runs named below).",
+        "`python -m benchmarks.dqs_sharpness --models <run>/model.zip ..."
+        + ("" if name == "dqs_sharpness" else f" --name {name}")
+        + "` (the final models of the runs named below).",
         "",
         f"Machine: {_machine(result)}. For {config['states']} states visited by each agent's deterministic "
         f"policy: the Boltzmann policy exp(Q/T) of the agent's own pessimistic critic on the action box (DQS: its "
@@ -774,20 +778,54 @@ def dqs_sharpness(result: dict[str, Any]) -> str:
             "of one estimate. Score target: E_B[Q] − E[Q] of the reverse SDE driven by the self-normalised target "
             f"from K proposals instead of the network (first {config['target_states']} states, "
             f"{config['target_samples']} samples each); the policy's own gap (first table) is what the network learned "
-            "from K = 16.",
+            "from K = 16. A model with the learned proposal q_φ (docs/dqs.md §4.16) is measured with its own "
+            "estimators (the soft value from its proposal and uniform actions, half of the K proposals from q_φ) and, "
+            "on a second row, with M uniform actions at the same M.",
             "",
-            "| env | run | soft-value bias | between states | one estimate | "
+            "| env | run | soft-value actions | soft-value bias | between states | one estimate | "
             + " | ".join(f"target sampler K = {k}" for k in proposals)
             + " |",
-            "|---|---|---|---|---|" + "---|" * len(proposals),
+            "|---|---|---|---|---|---|" + "---|" * len(proposals),
         ]
         for model in dqs_models:
-            m, biases = model["mean"], [entry["soft_value_bias_in_t"] for entry in model["per_state"]]
+            m = model["mean"]
             gaps = [f"{m[f'target_sampler_q_gap_in_t_k{k}']:.1f}" for k in proposals]
-            lines.append(
-                f"| {model['env_id']} | {_run_label(model)} | {np.mean(biases):.2f} | {np.std(biases):.2f} | "
-                f"{m['soft_value_std_in_t']:.2f} | " + " | ".join(gaps) + " |"
-            )
+            learned = "uniform_soft_value_bias_in_t" in m
+            for prefix, label in [("", "learned + uniform" if learned else "uniform")] + [("uniform_", "uniform")] * learned:
+                biases = [entry[f"{prefix}soft_value_bias_in_t"] for entry in model["per_state"]]
+                lines.append(
+                    f"| {model['env_id']} | {_run_label(model)} | {label} | {np.mean(biases):.2f} | "
+                    f"{np.std(biases):.2f} | {m[f'{prefix}soft_value_std_in_t']:.2f} | "
+                    + " | ".join(gaps if prefix == "" else ["—"] * len(gaps))
+                    + " |"
+                )
+    return "\n".join(lines)
+
+
+def dqs_acting(result: dict[str, Any]) -> str:
+    config = result["config"]
+    lines = [
+        "## What deterministic acting costs a trained DQS agent",
+        "",
+        f"`python -m benchmarks.dqs_acting --model {config['model']} --steps "
+        + " ".join(str(s) for s in config["steps"])
+        + " --candidates "
+        + " ".join(str(c) for c in config["candidates"])
+        + f"` on {result['env_id']}, {result['date'][:10]}.",
+        "",
+        f"Machine: {_machine(result)}. Milliseconds per deterministic `predict` of one observation (median of "
+        f"{config['repeats']} interleaved measurements of {config['calls']} calls), as a ratio to SB3 SAC's "
+        f"({result['sac_median_predict_ms']:.2f} ms, measured beside it), and the model's mean deterministic return "
+        f"over the same {config['episodes']} evaluation episodes for every setting.",
+        "",
+        "| PF-ODE steps | candidates | predict (ms) | × SAC | return |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["settings"]:
+        lines.append(
+            f"| {row['deterministic_steps']} | {row['n_action_candidates']} | {row['median_predict_ms']:.2f} | "
+            f"{row['ratio_to_sac']:.1f} | {row['mean_return']:.0f} ± {row['std_return']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -805,6 +843,8 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "dqs_mujoco": dqs_mujoco,
     "dqs_exploration": dqs_exploration,
     "dqs_sharpness": dqs_sharpness,
+    "dqs_sharpness_proposal": dqs_sharpness,
+    "dqs_acting": dqs_acting,
     "merlin": merlin,
     "merlin_sensitivity": merlin_sensitivity,
     "merlin_rooms": merlin_rooms,
