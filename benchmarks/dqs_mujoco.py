@@ -14,6 +14,7 @@ rebuilt from all records after each run. The throughput ratio DQS/SAC is measure
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import statistics
 from collections.abc import Callable
@@ -107,11 +108,16 @@ def run_trials_of(
 
 def defaults_fingerprint(algo: str, env: str) -> str | None:
     """A short hash of the defaults an (algo, env) run trains with, for an algorithm with a config dataclass (DQS): its
-    hyperparameter-table entry for the env and the dataclass's defaults; None for the others (SB3's own)."""
-    config_class = getattr(get_algo(algo).load_class(), "config_class", None)
+    hyperparameter-table entry for the env, its constructor's defaults and the dataclass's defaults; None for the
+    others (SB3's own)."""
+    algo_class = get_algo(algo).load_class()
+    config_class = getattr(algo_class, "config_class", None)
     if config_class is None:
         return None
-    payload = {"table": default_hyperparams(algo, resolve_env_id(env)), "config": asdict(config_class())}
+    constructor = {name: parameter.default for name, parameter in inspect.signature(algo_class).parameters.items()
+                   if parameter.default is not inspect.Parameter.empty}  # fmt: skip
+    payload = {"table": default_hyperparams(algo, resolve_env_id(env)), "constructor": constructor,
+               "config": asdict(config_class())}  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
