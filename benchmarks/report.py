@@ -55,11 +55,14 @@ def _fmt(value: float | None) -> str:
 
 def throughput(result: dict[str, Any]) -> str:
     config = result["config"]
+    name = config.get("name", "throughput")
     lines = [
-        "## Training throughput (SAC is the baseline of every speed ratio)",
+        "## Training throughput (SAC is the baseline of every speed ratio)" + ("" if name == "throughput" else f" ({name})"),
         "",
         f"`python -m benchmarks.throughput --algos {' '.join(config['algos'])} --env {config['env']} "
-        f"--steps {config['steps']} --repeats {config['repeats']} --threads {' '.join(map(str, config['threads']))}`",
+        f"--steps {config['steps']} --repeats {config['repeats']} --threads {' '.join(map(str, config['threads']))}"
+        + ("" if name == "throughput" else f" --name {name}")
+        + "`",
         "",
         f"Machine: {_machine(result)}. Environment steps per second including one gradient step per env step (each "
         f"algorithm's defaults), timed over {config['steps']} steps after {config['learning_starts']} random steps; "
@@ -805,9 +808,9 @@ def dqs_sharpness(result: dict[str, Any]) -> str:
 def dqs_acting(result: dict[str, Any]) -> str:
     config = result["config"]
     lines = [
-        "## What deterministic acting costs a trained DQS agent",
+        f"## What deterministic acting costs a trained DQS agent ({result['env_id']})",
         "",
-        f"`python -m benchmarks.dqs_acting --model {config['model']} --steps "
+        f"`python -m benchmarks.dqs_acting --model {config['model']} --name {config['name']} --steps "
         + " ".join(str(s) for s in config["steps"])
         + " --candidates "
         + " ".join(str(c) for c in config["candidates"])
@@ -838,6 +841,7 @@ def _run_label(model: dict[str, Any]) -> str:
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput,
+    "throughput_proposal": throughput,
     "idem": idem,
     "dqs_multimodal": dqs_multimodal,
     "dqs_mujoco": dqs_mujoco,
@@ -845,6 +849,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "dqs_sharpness": dqs_sharpness,
     "dqs_sharpness_proposal": dqs_sharpness,
     "dqs_acting": dqs_acting,
+    "dqs_acting_pendulum": dqs_acting,
     "merlin": merlin,
     "merlin_sensitivity": merlin_sensitivity,
     "merlin_rooms": merlin_rooms,

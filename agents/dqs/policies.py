@@ -245,7 +245,7 @@ class DiffusionPolicy(BasePolicy):
         squash: Squash = "clip",
         score_parameterization: Parameterization = "noise",
         deterministic_mode: DeterministicMode = "ode",
-        n_action_candidates: int = 10,
+        n_action_candidates: int = 4,
         n_explore_candidates: int = 1,
         use_proposal: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
