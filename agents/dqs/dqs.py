@@ -96,7 +96,7 @@ class DQSConfig:
 
     learning_starts: int = 1_000
     """Uniform-random steps before learning (faithful 10000). SB3 SAC's 100 learns SB3's IdentityEnvBox test in 400
-    steps (1000 cannot), but on Pendulum, seed 0, it scored -1211 after 3000 steps against -685 (docs/dqs.md)."""
+    steps (1000 cannot), but learned Pendulum worse in a one-seed trial (docs/dqs.md §5)."""
     critic_learning_rate: float | Schedule | None = None
     """Learning rate of the critics; None: the same as ``learning_rate`` (faithful 1e-3)."""
     policy_delay: int = 2
