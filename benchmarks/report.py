@@ -53,16 +53,22 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
+def _named(result: dict[str, Any], default: str) -> tuple[str, str]:
+    """(heading suffix, ``--name`` option) of a results file written under another name than its benchmark's
+    ``default`` one (e.g. ``throughput_proposal`` of ``benchmarks.throughput``); both empty for the default name."""
+    name = result["benchmark"]
+    return ("", "") if name == default else (f" ({name})", f" --name {name}")
+
+
 def throughput(result: dict[str, Any]) -> str:
     config = result["config"]
-    name = config.get("name", "throughput")
+    suffix, option = _named(result, "throughput")
     lines = [
-        "## Training throughput (SAC is the baseline of every speed ratio)" + ("" if name == "throughput" else f" ({name})"),
+        "## Training throughput (SAC is the baseline of every speed ratio)" + suffix,
         "",
         f"`python -m benchmarks.throughput --algos {' '.join(config['algos'])} --env {config['env']} "
         f"--steps {config['steps']} --repeats {config['repeats']} --threads {' '.join(map(str, config['threads']))}"
-        + ("" if name == "throughput" else f" --name {name}")
-        + "`",
+        f"{option}`",
         "",
         f"Machine: {_machine(result)}. Environment steps per second including one gradient step per env step (each "
         f"algorithm's defaults), timed over {config['steps']} steps after {config['learning_starts']} random steps; "
@@ -740,14 +746,12 @@ def _pinn_curves(result: dict[str, Any]) -> Path:
 
 def dqs_sharpness(result: dict[str, Any]) -> str:
     config = result["config"]
-    name = result["benchmark"]
+    suffix, option = _named(result, "dqs_sharpness")
     lines = [
-        "## Trained policies against the Boltzmann policy of their own critic"
-        + ("" if name == "dqs_sharpness" else f" ({name})"),
+        "## Trained policies against the Boltzmann policy of their own critic" + suffix,
         "",
-        "`python -m benchmarks.dqs_sharpness --models <run>/model.zip ..."
-        + ("" if name == "dqs_sharpness" else f" --name {name}")
-        + "` (the final models of the runs named below).",
+        f"`python -m benchmarks.dqs_sharpness --models <run>/model.zip ...{option}` (the final models of the runs "
+        "named below).",
         "",
         f"Machine: {_machine(result)}. For {config['states']} states visited by each agent's deterministic "
         f"policy: the Boltzmann policy exp(Q/T) of the agent's own pessimistic critic on the action box (DQS: its "

@@ -149,15 +149,21 @@ def mc_score_estimate(
     return score if max_norm is None else clip_norm(score, max_norm, *layout)
 
 
+def _mirrored(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(flip, lo, hi) in float64: each interval [a, b] of N(0, 1), mirrored where ``flip`` so that it lies mostly below
+    0, where ndtr and log_ndtr keep relative precision."""
+    a64, b64 = a.double(), b.double()
+    flip = (a64 + b64) > 0
+    return flip, torch.where(flip, -b64, a64), torch.where(flip, -a64, b64)
+
+
 def _truncated_standard_normal(a: Tensor, b: Tensor, generator: torch.Generator | None) -> Tensor:
     """Sample N(0, 1) truncated to [a, b] elementwise by inverse CDF (float64 internally).
 
     Each coordinate is mirrored so its interval lies mostly below 0, where ndtr keeps relative precision; if both
     CDF values still underflow, the sample sits on the end nearest to 0 (the limit of the truncated law).
     """
-    a64, b64 = a.double(), b.double()
-    flip = (a64 + b64) > 0
-    lo, hi = torch.where(flip, -b64, a64), torch.where(flip, -a64, b64)
+    flip, lo, hi = _mirrored(a, b)
     cdf_lo, cdf_hi = ndtr(lo), ndtr(hi)
     u = torch.rand(lo.shape, generator=generator, device=lo.device, dtype=lo.dtype)
     z = torch.where(cdf_hi > cdf_lo, ndtri(cdf_lo + u * (cdf_hi - cdf_lo)), hi)
@@ -166,11 +172,8 @@ def _truncated_standard_normal(a: Tensor, b: Tensor, generator: torch.Generator 
 
 
 def _log_box_mass(a: Tensor, b: Tensor) -> Tensor:
-    """log prod_i (Phi(b_i) - Phi(a_i)) per row of (N, dim) bounds a < b of N(0, 1), mirrored as in
-    `_truncated_standard_normal` so that each interval lies mostly below 0, where log_ndtr keeps its precision."""
-    a64, b64 = a.double(), b.double()
-    flip = (a64 + b64) > 0
-    lo, hi = torch.where(flip, -b64, a64), torch.where(flip, -a64, b64)
+    """log prod_i (Phi(b_i) - Phi(a_i)) per row of (N, dim) bounds a < b of N(0, 1), on the `_mirrored` intervals."""
+    _, lo, hi = _mirrored(a, b)
     log_hi = log_ndtr(hi)
     return (log_hi + torch.log1p(-torch.exp(log_ndtr(lo) - log_hi))).sum(-1).to(a.dtype)
 
@@ -237,27 +240,28 @@ def softmax_score_estimate(
             y = y.clamp(*bounds)
         if proposal_samples is None:
             e = _chunked_energy(energy, y.reshape(n * num_samples, dim), _repeat_context(context, num_samples), chunk_size)
-            w = torch.softmax(-e.view(n, num_samples), dim=1).unsqueeze(-1)
-            return (w * z).sum(1) / sigma.view(n, 1)
-        if proposal_log_prob is None or proposal_samples.ndim != 3 or proposal_samples.shape[::2] != (n, dim):
-            raise ValueError(f"proposal_samples must have shape ({n}, J, {dim}) and come with proposal_log_prob")
-        if layout[0] > 1:
-            raise ValueError("proposal samples are incompatible with zero-COM particle noise")
-        y = torch.cat([y, proposal_samples.detach().to(y)], dim=1)
-        z = (alpha * y - x_t.unsqueeze(1)) / sigma
-        total = y.shape[1]
-        e = _chunked_energy(energy, y.reshape(n * total, dim), _repeat_context(context, total), chunk_size)
-        # log k(y): the kernel's density in y, N(y; x_t / alpha, sigma^2 / alpha^2 I) over its mass on the box.
-        log_kernel = -0.5 * z.square().sum(-1) - dim * torch.log(sigma.view(n, 1) / alpha.view(n, 1))
-        log_kernel = log_kernel - 0.5 * dim * math.log(2.0 * math.pi)
-        if bounds is not None:
-            log_kernel = log_kernel - _log_box_mass(a, b).unsqueeze(1)
-        log_mixture = torch.logaddexp(
-            log_kernel + math.log(num_samples / total),
-            proposal_log_prob(y).detach() + math.log((total - num_samples) / total),
-        )
-        log_w = -e.view(n, total) - 0.5 * z.square().sum(-1) - log_mixture
-        if bounds is not None:  # the target is restricted to the box: proposals outside it weigh nothing
-            log_w = log_w.masked_fill(((y < bounds[0]) | (y > bounds[1])).any(-1), -math.inf)
+            log_w = -e.view(n, num_samples)
+        else:
+            if proposal_log_prob is None or proposal_samples.ndim != 3 or proposal_samples.shape[::2] != (n, dim):
+                raise ValueError(f"proposal_samples must have shape ({n}, J, {dim}) and come with proposal_log_prob")
+            if layout[0] > 1:
+                raise ValueError("proposal samples are incompatible with zero-COM particle noise")
+            y = torch.cat([y, proposal_samples.detach().to(y)], dim=1)
+            z = (alpha * y - x_t.unsqueeze(1)) / sigma
+            total = y.shape[1]
+            e = _chunked_energy(energy, y.reshape(n * total, dim), _repeat_context(context, total), chunk_size)
+            half_square = 0.5 * z.square().sum(-1)  # -log N(x_t; alpha y, sigma^2 I) up to a per-row constant
+            # log k(y): the kernel's density in y, N(y; x_t / alpha, sigma^2 / alpha^2 I) over its mass on the box.
+            log_kernel = -half_square - dim * torch.log(sigma.view(n, 1) / alpha.view(n, 1))
+            log_kernel = log_kernel - 0.5 * dim * math.log(2.0 * math.pi)
+            if bounds is not None:
+                log_kernel = log_kernel - _log_box_mass(a, b).unsqueeze(1)
+            log_mixture = torch.logaddexp(
+                log_kernel + math.log(num_samples / total),
+                proposal_log_prob(y).detach() + math.log((total - num_samples) / total),
+            )
+            log_w = -e.view(n, total) - half_square - log_mixture
+            if bounds is not None:  # the target is restricted to the box: proposals outside it weigh nothing
+                log_w = log_w.masked_fill(((y < bounds[0]) | (y > bounds[1])).any(-1), -math.inf)
         w = torch.softmax(log_w, dim=1).unsqueeze(-1)
         return (w * z).sum(1) / sigma.view(n, 1)

@@ -69,8 +69,6 @@ def with_uniform(log_q: Tensor, uniform_fraction: float, dim: int) -> Tensor:
     if uniform_fraction == 0.0:
         return log_q
     log_uniform = math.log(uniform_fraction) - dim * math.log(2.0)
-    if uniform_fraction == 1.0:
-        return th.full_like(log_q, log_uniform)
     return th.logaddexp(log_q + math.log1p(-uniform_fraction), th.full_like(log_q, log_uniform))
 
 
