@@ -6,7 +6,8 @@ Runs are written to runs/<algo>/<env>__seed<seed>__<time>/ (TensorBoard events, 
 
 import tyro
 
-from agents.common.experiment import TrainArgs, main
+from runner.args import TrainArgs
+from runner.experiment import main
 
 if __name__ == "__main__":
     main(tyro.cli(TrainArgs))

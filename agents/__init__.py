@@ -1,7 +1,8 @@
-"""Reinforcement-learning algorithms with the Stable-Baselines3 API, and the registry `train.py` reads."""
+"""Reinforcement-learning algorithms with the Stable-Baselines3 API: DQS (online), Merlin, GCSL and WGCSL (offline
+goal-conditioned), and the SB3 policies and extractors built on `equivariant`. `train.py` finds them through
+`runner.registry`."""
 
 from agents.dqs import DQS
 from agents.merlin import GCSL, WGCSL, Merlin
-from agents.registry import ALGOS, AlgoSpec, get_algo, register_algo
 
-__all__ = ["ALGOS", "DQS", "GCSL", "WGCSL", "AlgoSpec", "Merlin", "get_algo", "register_algo"]
+__all__ = ["DQS", "GCSL", "WGCSL", "Merlin"]

@@ -34,7 +34,6 @@ import torch
 import tyro
 from stable_baselines3.common.utils import get_device
 
-from agents.sweep import Resources, Trial
 from benchmarks.common import (
     RESULTS_DIR,
     BenchmarkGrid,
@@ -44,6 +43,7 @@ from benchmarks.common import (
     write_grid_results,
 )
 from core.io import atomic_write
+from runner.sweep import Resources, Trial
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
 from samplers.canonical import CanonicalDiffusion, Mode
 from samplers.energies import Energy, make_energy

@@ -1,5 +1,5 @@
 """Shared benchmark plumbing: machine description, JSON results under benchmarks/results/, and `BenchmarkGrid`, the
-declaration of a benchmark's runs as trials of the sweep engine (`agents.sweep.run_trials`)."""
+declaration of a benchmark's runs as trials of the sweep engine (`runner.sweep.run_trials`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from agents.common.run import git_commit, package_versions
-from agents.sweep import Resources, Trial, load_records, pending_trials, run_trials
 from core.io import atomic_write
+from core.run import git_commit, package_versions
+from runner.sweep import Resources, Trial, load_records, pending_trials, run_trials
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -22,12 +22,12 @@ import tyro
 from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from agents.common.experiment import evaluation_env
 from agents.dqs import DQS
 from benchmarks.common import write_results
 from benchmarks.dqs_sharpness import run_of
 from benchmarks.throughput import predict_ms
 from envs.registry import make_env
+from runner.kinds.sb3 import evaluation_env
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """DQS against SB3 SAC on MuJoCo: same seeds, same step budget, same evaluation, plus their throughput ratio.
 
 A grid of the sweep engine (`benchmarks.common.BenchmarkGrid`): every (env, algo, seed) is a `train.py` run with the
-default hyperparameters of `agents/hyperparams.py`, run as a Ray Tune trial (two at a time on two cores, one torch
+default hyperparameters of `runner/hyperparams.py`, run as a Ray Tune trial (two at a time on two cores, one torch
 thread each, by default) that leaves a record under ``<work_dir>/<profile>/records/`` as soon as it finishes, so an
 interrupted benchmark resumes where it stopped; ``--address`` runs the trials on a Ray cluster. The results file is
 rebuilt from all records after each run. The throughput ratio DQS/SAC is measured per env in this process
@@ -27,14 +27,14 @@ import torch
 import tyro
 from scipy.stats import trim_mean
 
-from agents.common.experiment import TrainArgs
-from agents.hyperparams import default_hyperparams
-from agents.registry import get_algo
-from agents.sweep import Resources, Trial, run_train_trial, train_trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, previous_results, restore_missing, run_grid
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
 from core.io import atomic_write
 from envs import resolve_env_id
+from runner.args import TrainArgs
+from runner.hyperparams import default_hyperparams
+from runner.registry import get_algo
+from runner.sweep import Resources, Trial, run_train_trial, train_trial
 
 PROFILES: dict[str, dict[str, int]] = {
     "cpu": {"steps": 100_000, "eval_freq": 5_000},

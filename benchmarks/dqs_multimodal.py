@@ -1,7 +1,7 @@
 """Multimodality test: which of MultiGoal's four goals do DQS and SAC reach, over 100 stochastic episodes each.
 
 Both agents train for the same number of steps with the same seeds through `train.py`'s experiment (default
-hyperparameters of `agents/hyperparams.py`), then run ``--episodes`` episodes with the stochastic policy (the policy
+hyperparameters of `runner/hyperparams.py`), then run ``--episodes`` episodes with the stochastic policy (the policy
 itself, not its mode). Target: DQS reaches at least 3 of the 4 goals, each in at least 10% of the episodes.
 
     python -m benchmarks.dqs_multimodal --steps 10000 --seeds 0 1 2
@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import tyro
 
-from agents.common.experiment import TrainArgs, train
-from agents.registry import get_algo
 from benchmarks.common import RESULTS_DIR, write_results
 from envs import make_env
+from runner.args import TrainArgs
+from runner.experiment import train
+from runner.registry import get_algo
 
 N_GOALS = 4
 

@@ -54,13 +54,13 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 
 from agents.equivariant import EGNNExtractor, EquivariantSACPolicy
-from agents.hyperparams import hyperparams_for
-from agents.registry import get_algo
-from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from core.io import atomic_save
 from envs.registry import make_env
 from equivariant.scene import EGNNConfig, SetLayout
+from runner.hyperparams import hyperparams_for
+from runner.registry import get_algo
+from runner.sweep import Resources, Trial
 
 ENV_ID = "ParticleReach-v0"
 N_PARTICLES = 3

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import torch
 import tyro
 
-from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from equivariant.geometry import remove_com
+from runner.sweep import Resources, Trial
 from samplers.energies import Energy
 from samplers.idem import IDEM, IDEM_CPU_OVERRIDES
 from samplers.mcmc import mala

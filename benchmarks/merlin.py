@@ -35,16 +35,16 @@ import tyro
 from minari.storage import get_dataset_path
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.hyperparams import hyperparams_for
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
-from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from core.io import atomic_write
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id
+from runner.hyperparams import hyperparams_for
+from runner.sweep import Resources, Trial
 
 MethodName = Literal["Merlin", "Merlin-P", "Merlin-NP", "GCSL", "WGCSL"]
 TaskName = Literal["PointReach", "PointRooms", "ReacherGoal", "FetchReach"]
@@ -64,9 +64,9 @@ def disjoint_eval_seed(seed: int) -> int:
 
 @dataclass(frozen=True)
 class Method:
-    """A benchmarked algorithm: its class, its key in `agents.hyperparams` and the noise model that feeds it."""
+    """A benchmarked algorithm: its class, its key in `runner.hyperparams` and the noise model that feeds it."""
 
-    algo: str  # key of agents.hyperparams.HYPERPARAMS (per-task her_ratio/test_horizon, WGCSL's baw_delta, ...)
+    algo: str  # key of runner.hyperparams.HYPERPARAMS (per-task her_ratio/test_horizon, WGCSL's baw_delta, ...)
     algo_class: type[OfflineGoalAlgorithm]  # Merlin, GCSL or WGCSL
     noise_model: str = "reverse_play"  # "reverse_play" (the dataset only), "reverse_model" or "stitching"
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import tyro
 
-from agents.hyperparams import hyperparams_for
 from agents.merlin import GCSL, Merlin
 from agents.merlin.base import OfflineGoalAlgorithm
 from benchmarks.common import write_results
 from benchmarks.merlin import PROFILES, KindName, disjoint_eval_seed, prepare_dataset, use_project_folders
 from envs.registry import make_env
+from runner.hyperparams import hyperparams_for
 
 ENV_ID = "PointRooms-v0"
 RELATIONS = ("same", "adjacent", "opposite")

@@ -28,10 +28,8 @@ import torch
 import tyro
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.hyperparams import hyperparams_for
 from agents.merlin import Merlin, evaluate_goal_policy
 from agents.merlin.merlin import value_for_dataset
-from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
 from benchmarks.merlin import (
     EVAL_ENVS,
@@ -48,6 +46,8 @@ from benchmarks.merlin import (
 from envs.datasets import KINDS
 from envs.goal_dataset import GoalDataset
 from envs.registry import make_env, resolve_env_id
+from runner.hyperparams import hyperparams_for
+from runner.sweep import Resources, Trial
 
 
 @dataclass

@@ -25,17 +25,17 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
-from agents.hyperparams import hyperparams_for
-from agents.pinn import PINNSolver
-from agents.sweep import Resources, Trial
 from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from pde.solver import PINNSolver
+from runner.hyperparams import hyperparams_for
+from runner.sweep import Resources, Trial
 
 METHODS = ("pinn", "symmetry", "augmentation")
 
 
 @dataclass(frozen=True)
 class PINNProfile:
-    """Budget and network of one profile; ``overrides`` are `agents.pinn.PINNSolverConfig` fields."""
+    """Budget and network of one profile; ``overrides`` are `pde.solver.PINNSolverConfig` fields."""
 
     steps: int
     budgets: tuple[int, ...]  # training initial conditions
@@ -86,7 +86,7 @@ PROFILES: dict[str, PINNProfile] = {
 @dataclass
 class PINNBenchArgs(Resources):
     problems: list[str] = field(default_factory=lambda: ["Heat", "Burgers"])
-    """PDE problems (envs.pde_problems)."""
+    """PDE problems (pde.problems)."""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     """Methods to run (pinn, symmetry, augmentation)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

@@ -18,8 +18,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from agents.sweep.stats import improvement_probabilities, interval_estimates
 from benchmarks.common import RESULTS_DIR
+from runner.sweep.stats import improvement_probabilities, interval_estimates
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FIGURES = DOCS / "figures"

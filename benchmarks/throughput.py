@@ -20,11 +20,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 
-from agents.common.experiment import evaluation_env
-from agents.hyperparams import hyperparams_for
-from agents.registry import get_algo
 from benchmarks.common import write_results
 from envs.registry import make_env, resolve_env_id
+from runner.hyperparams import hyperparams_for
+from runner.kinds.sb3 import evaluation_env
+from runner.registry import get_algo
 
 
 @dataclass

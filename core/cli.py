@@ -1,4 +1,4 @@
-"""One error wrapper for every command-line entry point (train.py, envs.datasets, samplers.evaluate, agents.sweep):
+"""One error wrapper for every command-line entry point (train.py, envs.datasets, samplers.evaluate, runner.sweep):
 a bad input or a failed run is one line on stderr and a non-zero exit, never a traceback. Set
 DIFFUSION_BASELINES_TRACEBACK=1 to see the traceback instead (debugging)."""
 

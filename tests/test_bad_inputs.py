@@ -12,8 +12,9 @@ import pytest
 import torch
 import tyro
 
-from agents.common.experiment import TrainArgs, main
 from envs import datasets
+from runner.args import TrainArgs
+from runner.experiment import main
 from samplers import evaluate
 
 PENDULUM = ["--env", "Pendulum", "-n", "50", "--no-progress", "--verbose", "0"]

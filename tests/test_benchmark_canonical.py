@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import agents.sweep.engine
 import benchmarks.common
+import runner.sweep.engine
 from benchmarks import canonical
 from samplers.energies import boltzmann_data_dir
 
@@ -42,7 +42,7 @@ def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypat
 
     for path in sorted((tmp_path / "work").rglob("*.json")):
         path.unlink()  # a fresh clone: everything comes back from the results file
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_run)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_run)
     monkeypatch.setattr(canonical, "interleaved_sampling_times", must_not_run)
     monkeypatch.setattr(canonical, "_metrics", must_not_run)
     canonical.main(args)

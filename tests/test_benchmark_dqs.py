@@ -7,8 +7,8 @@ import json
 import warnings
 from pathlib import Path
 
-import agents.sweep.engine
 import benchmarks.common
+import runner.sweep.engine
 from benchmarks import dqs_exploration
 from benchmarks.dqs_exploration import ExplorationArgs
 
@@ -32,7 +32,7 @@ def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatc
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_train)
     dqs_exploration.run(args)  # every record exists: only the results are rebuilt
     for path in (tmp_path / "work" / "cpu" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file

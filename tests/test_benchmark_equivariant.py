@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-import agents.sweep.engine
 import benchmarks.common
+import runner.sweep.engine
 from benchmarks import equivariant
 from benchmarks.egnn_throughput import SYSTEMS, EGNNThroughputArgs, measure_system, with_concatenated_edge_input
 from benchmarks.equivariant import EquivariantBenchArgs, RunKey, sample_efficiency, trailing_mean, train_run
@@ -38,15 +38,15 @@ def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch,
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    fit = agents.sweep.engine._fit
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    fit = runner.sweep.engine._fit
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_train)
     equivariant.main(args)  # every record exists: only the results are rebuilt
     for path in (tmp_path / "work" / "smoke" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file
     equivariant.main(args)
     assert json.loads((tmp_path / "results" / "equivariant_test.json").read_text())["runs"] == result["runs"]
 
-    monkeypatch.setattr(agents.sweep.engine, "_fit", fit)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", fit)
     equivariant.main(EquivariantBenchArgs(**{**vars(args), "variants": ["mlp"], "force": True}))  # only mlp again
     rerun = {run["variant"]: run for run in json.loads((tmp_path / "results" / "equivariant_test.json").read_text())["runs"]}
     before = {run["variant"]: run for run in result["runs"]}

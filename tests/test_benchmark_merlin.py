@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import agents.sweep.engine
 import benchmarks.common
 import benchmarks.merlin
+import runner.sweep.engine
 from benchmarks.merlin import (
     KINDS,
     PROFILES,
@@ -74,7 +74,7 @@ def test_tiny_runs_write_resumable_records(folders, monkeypatch, local_ray):
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("trained")
 
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_train)
     main(args)  # every record exists: nothing is trained
     with pytest.raises(AssertionError, match="trained"):
         main(MerlinBenchArgs(**{**vars(args), "force": True}))  # --force reruns the selected runs

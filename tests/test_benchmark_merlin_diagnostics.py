@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import agents.sweep.engine
+import runner.sweep.engine
 from benchmarks import merlin_rooms, merlin_sensitivity
 from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_name, summarize
 
@@ -37,7 +37,7 @@ def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch, lo
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_train)
     main(args)
     assert path.is_file() and json.loads(path.read_text()) == result["runs"][1]
     with pytest.raises(AssertionError, match="trained again"):  # a horizon the record lacks makes the run pending

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-import agents.sweep.engine
 import benchmarks.common
+import runner.sweep.engine
 from benchmarks import pinn_symmetry, report
 from benchmarks.pinn_symmetry import PINNBenchArgs, summarise
 
@@ -35,7 +35,7 @@ def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, lo
     def must_not_train(*_args, **_kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(agents.sweep.engine, "_fit", must_not_train)
+    monkeypatch.setattr(runner.sweep.engine, "_fit", must_not_train)
     for path in (tmp_path / "work" / "smoke" / "records").iterdir():
         path.unlink()  # a fresh clone: the records come back from the committed results file
     pinn_symmetry.main(args)

@@ -21,7 +21,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 from test_merlin import point_dataset, point_env
 
-from agents.registry import ALGOS
+from runner.registry import ALGOS
 from samplers.base import BaseSampler
 from samplers.energies import DoubleWellEnergy, GaussianMixtureEnergy
 

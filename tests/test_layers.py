@@ -8,8 +8,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The floors, lowest first. A module may import its own package and the packages on lower floors only.
-LAYERS: list[set[str]] = [{"core"}, {"equivariant"}, {"samplers"}, {"envs"}, {"agents"}, {"train", "benchmarks"}]
+LAYERS: list[set[str]] = [
+    {"core"}, {"equivariant", "pde"}, {"samplers"}, {"envs"}, {"agents"}, {"runner"}, {"train", "benchmarks"},
+]  # fmt: skip
 FLOOR = {package: floor for floor, packages in enumerate(LAYERS) for package in packages}
+#: The floors inside a package that has them, lowest first (modules not named stand outside the inner layering).
+INNER_LAYERS: dict[str, list[set[str]]] = {
+    "agents": [{"agents.common"}, {"agents.dqs", "agents.merlin", "agents.equivariant"}],
+    "runner": [{"runner.args", "runner.registry", "runner.hyperparams"}, {"runner.kinds"}, {"runner.experiment"},
+               {"runner.sweep"}],
+}  # fmt: skip
 
 
 def project_modules(root: Path) -> dict[str, Path]:
@@ -65,6 +73,29 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     return bad
 
 
+def inner_upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``importer -> imported`` for every import, inside a package of `INNER_LAYERS`, of a part of that package on the
+    same or a higher inner floor (other than its own part)."""
+
+    def part(module: str, package: str) -> tuple[str, int] | None:
+        for floor, parts in enumerate(INNER_LAYERS[package]):
+            for name in parts:
+                if module == name or module.startswith(name + "."):
+                    return name, floor
+        return None
+
+    bad = []
+    for importer, targets in graph.items():
+        package = importer.split(".")[0]
+        if package not in INNER_LAYERS or (own := part(importer, package)) is None:
+            continue
+        for target in sorted(targets):
+            other = part(target, package) if target.split(".")[0] == package else None
+            if other is not None and other[0] != own[0] and other[1] >= own[1]:
+                bad.append(f"{importer} -> {target}")
+    return bad
+
+
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Every strongly connected set of two or more modules (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -99,8 +130,16 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_every_package_imports_only_the_floors_below_it():
     graph = import_graph(ROOT)
-    assert {"core.io", "equivariant.egnn", "samplers.idem", "envs.registry", "agents.dqs.dqs", "train"} <= set(graph)
+    assert {"core.io", "equivariant.egnn", "pde.solver", "samplers.idem", "envs.registry", "agents.dqs.dqs",
+            "runner.kinds.online", "train"} <= set(graph)  # fmt: skip
     assert upward_imports(graph) == []
+
+
+def test_every_part_of_a_layered_package_imports_only_the_parts_below_it():
+    graph = import_graph(ROOT)
+    parts = {name for floors in INNER_LAYERS.values() for floor in floors for name in floor}
+    assert all(any(module == name or module.startswith(name + ".") for module in graph) for name in parts)
+    assert inner_upward_imports(graph) == []
 
 
 def test_no_modules_import_each_other_in_a_loop():

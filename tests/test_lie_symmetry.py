@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from equivariant.lie_symmetry import (
+from pde.equations import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
+from pde.lie_symmetry import (
     Generator,
     jet_indices,
     lie_bracket,
@@ -18,7 +19,6 @@ from equivariant.lie_symmetry import (
     symmetry_residual,
     symmetry_residuals_at,
 )
-from equivariant.pdes import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
 
 CASES = [
     ("heat", heat(nu=0.7), heat_kernel(nu=0.7), (-2.0, 2.0), (0.3, 2.0)),
@@ -163,7 +163,7 @@ def test_unknown_generator_names_are_refused():
 
 
 def test_the_pinn_fits_the_heat_kernel_with_and_without_the_symmetry_loss():
-    from equivariant.pinn import PINN, PINNConfig
+    from pde.networks import PINN, PINNConfig
 
     nu = 0.5
     exact = heat_kernel(nu)

@@ -27,9 +27,9 @@ from agents.merlin.reverse_model import (
     train_reverse_dynamics,
 )
 from agents.merlin.stitching import stitch
-from agents.registry import get_algo
 from envs.goal_dataset import GoalDataset
 from envs.goal_envs import PointReachEnv
+from runner.registry import get_algo
 
 SMALL = {"net_arch": [32, 32]}  # a tiny policy for the tests that do not need learning
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.pde_reference import burgers_cole_hopf, periodic_grid, solve_burgers, solve_heat
+from pde.reference import burgers_cole_hopf, periodic_grid, solve_burgers, solve_heat
 
 
 def test_the_heat_solution_is_the_decaying_fourier_mode():

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.pinn import PINNSolver
-from envs.pde_problems import PDE_PROBLEMS, make_pde_problem
-from equivariant.lie_symmetry import jet, jet_indices
-from equivariant.pinn import DeepONetConfig, PIDeepONet
+from pde.lie_symmetry import jet, jet_indices
+from pde.networks import DeepONetConfig, PIDeepONet
+from pde.problems import PDE_PROBLEMS, make_pde_problem
+from pde.solver import PINNSolver
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = DeepONetConfig(hidden_dim=32, n_layers=2, latent_dim=16, ic_batch=4, initial_points=32, residual_points=16,

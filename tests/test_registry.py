@@ -2,8 +2,8 @@ import pytest
 from stable_baselines3 import SAC
 from stable_baselines3.common.utils import LinearSchedule
 
-from agents.hyperparams import apply_overrides, default_hyperparams, parse_value
-from agents.registry import ALGOS, get_algo, register_algo
+from runner.hyperparams import apply_overrides, default_hyperparams, parse_value
+from runner.registry import ALGOS, get_algo, register_algo
 
 
 def test_sb3_baselines_are_registered_and_importable():

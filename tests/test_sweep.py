@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from agents.common.experiment import TrainArgs
-from agents.sweep import (
+from runner.args import TrainArgs
+from runner.sweep import (
     Resources,
     SweepSpec,
     format_report,
@@ -24,7 +24,7 @@ from agents.sweep import (
     sweep_report,
     train_trial,
 )
-from agents.sweep.stats import improvement_probabilities, interval_estimates, score_matrix
+from runner.sweep.stats import improvement_probabilities, interval_estimates, score_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [16, 16]}"}
@@ -97,7 +97,7 @@ def test_score_matrix_pairs_seeds_and_normalises():
 
 def test_a_bad_grid_key_gets_the_hyperparams_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "agents.sweep", "run", "--algo", "sac", "--env", "Pendulum", "--seeds", "0",
+        [sys.executable, "-m", "runner.sweep", "run", "--algo", "sac", "--env", "Pendulum", "--seeds", "0",
          "--grid", "learning_rat", "1e-3", "3e-4", "--sweep-root", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -16,8 +16,10 @@ import tyro
 import yaml
 from stable_baselines3 import SAC
 
-from agents.common import experiment
-from agents.common.experiment import TrainArgs, main, train, train_command
+from runner import experiment
+from runner.args import TrainArgs, train_command
+from runner.experiment import main, train
+from runner.kinds import online
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"learning_starts": "100", "batch_size": "32", "policy_kwargs": "{'net_arch': [32, 32]}"}
@@ -181,7 +183,7 @@ def test_a_crash_saves_nothing_and_results_stay_valid_json():
 def test_run_folders_started_in_the_same_second_never_clash(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from agents.common.run import new_run_dir
+    from core.run import new_run_dir
 
     with ThreadPoolExecutor(8) as pool:
         folders = list(pool.map(lambda _: new_run_dir(tmp_path, "sac", "Pendulum-v1", 0), range(16)))
@@ -192,10 +194,10 @@ def test_a_replay_buffer_larger_than_free_memory_is_announced(monkeypatch):
     from gymnasium import spaces
 
     image, action = spaces.Box(0, 255, (3, 84, 84), np.uint8), spaces.Box(-1, 1, (6,), np.float32)
-    assert experiment.replay_buffer_bytes({"buffer_size": 1000}, image, action) == 1000 * (2 * 3 * 84 * 84 + 24 + 12)
-    monkeypatch.setattr(experiment, "available_memory", lambda: 10**9)
+    assert online.replay_buffer_bytes({"buffer_size": 1000}, image, action) == 1000 * (2 * 3 * 84 * 84 + 24 + 12)
+    monkeypatch.setattr(online, "available_memory", lambda: 10**9)
     with pytest.warns(UserWarning, match=r"needs about 42\.4 GB, more than the 1\.0 GB free: pass --hyperparams buffer_size"):
-        experiment.warn_if_buffer_exceeds_memory({"buffer_size": 1_000_000}, image, action, 5000)
+        online.warn_if_buffer_exceeds_memory({"buffer_size": 1_000_000}, image, action, 5000)
 
 
 def test_a_sampler_stops_at_a_step_boundary(tmp_path):
@@ -214,7 +216,7 @@ def test_a_signal_during_the_final_evaluation_still_writes_results(tmp_path, mon
     def interrupted(self, run_dir):
         raise KeyboardInterrupt  # what SIGTERM raises during the final evaluation
 
-    monkeypatch.setattr(experiment._Online, "final_results", interrupted)
+    monkeypatch.setattr(online.Online, "final_results", interrupted)
     with pytest.raises(SystemExit) as exit_info:
         train(tiny_args(tmp_path, total_timesteps=120))
     assert exit_info.value.code == 130

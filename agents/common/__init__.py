@@ -1,1 +1,1 @@
-"""Run plumbing shared by every algorithm: run folders, atomic checkpoints, callbacks."""
+"""SB3 callbacks shared by the library's agents: periodic checkpoints and the best-model save."""

@@ -1,7 +1,10 @@
-"""SB3 callbacks that write checkpoints atomically."""
+"""SB3 callbacks of the library's runs: checkpoints and the best model written atomically, a stop flag checked at
+every step, evaluations reported to a caller."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from stable_baselines3.common.callbacks import BaseCallback
@@ -49,4 +52,29 @@ class SaveBestCallback(BaseCallback):
         atomic_save(self.model, self.path)
         if self.verbose:
             print(f"New best model saved to {self.path}")
+        return True
+
+
+class StopOnFlag(BaseCallback):
+    """Ends SB3's learn at the next step boundary once ``stop`` is set (train.py sets it on the first Ctrl-C or
+    SIGTERM, so the saved state is never mid-step)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def _on_step(self) -> bool:
+        return not self.stop.is_set()
+
+
+class ReportEvaluation(BaseCallback):
+    """Child of an `EvalCallback` (``callback_after_eval``): passes (timesteps, mean return) of every evaluation to
+    ``report`` (the sweep engine hands them to its scheduler)."""
+
+    def __init__(self, report: Callable[[int, float], None]) -> None:
+        super().__init__()
+        self.report = report
+
+    def _on_step(self) -> bool:
+        self.report(self.num_timesteps, float(self.parent.last_mean_reward))  # type: ignore[union-attr]
         return True

@@ -34,9 +34,9 @@ from stable_baselines3.common.type_aliases import (
 from stable_baselines3.common.utils import FloatSchedule, get_parameters_by_name, polyak_update, update_learning_rate
 from torch import Tensor
 
-from agents.common.config import fold_config_attributes, with_overrides
 from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
 from agents.dqs.proposal import ProposalNetwork, backup_actions, importance_log_partition
+from core.config import fold_config_attributes, with_overrides
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
 SelfDQS = TypeVar("SelfDQS", bound="DQS")

@@ -25,10 +25,10 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from torch import Tensor
 
-from agents.common.config import fold_config_attributes, with_overrides
 from agents.merlin.noise import make_noise_config, resolve_cache_dir, synthesize
 from agents.merlin.policies import GoalGaussianPolicy
 from agents.merlin.relabel import GoalBatch, HindsightRelabeler
+from core.config import fold_config_attributes, with_overrides
 from envs.datasets import load_goal_dataset
 from envs.goal_dataset import GoalDataset
 

@@ -7,7 +7,7 @@ learned reverse model (``reverse_model``, Merlin-P) or latent nearest-neighbour 
 
 ``her_ratio`` and ``test_horizon`` were tuned per task and dataset kind in the reference (hard-coded in
 vineetjain96/merlin ``src/train_offline.py``); pass a mapping such as ``{"expert": 0.2, "random": 1.0}`` (the
-`agents.hyperparams` table does) to select by the kind that the dataset id contains. An id with neither "expert" nor
+`runner.hyperparams` table does) to select by the kind that the dataset id contains. An id with neither "expert" nor
 "random" gets her_ratio 1.0 and test_horizon 1 (the values of the most tasks), with a warning.
 """
 

@@ -1,5 +1,5 @@
 """Physics-informed networks trained on data, the PDE residual and, optionally, the Lie point symmetry loss of
-`equivariant.lie_symmetry` (Akhound-Sadegh et al., NeurIPS 2023): loss = data + residual + symmetry_weight · Σ_v
+`pde.lie_symmetry` (Akhound-Sadegh et al., NeurIPS 2023): loss = data + residual + symmetry_weight · Σ_v
 w_v mean (D_Δ[u_θ](Q_v))², each term on its own points.
 
 * `PINN`: one solution u_θ(x, t), an MLP fitted to data points.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from equivariant.lie_symmetry import (
+from pde.lie_symmetry import (
     PDE,
     Jet,
     jet,

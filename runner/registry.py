@@ -62,7 +62,7 @@ register_algo("crossq", "sb3_contrib:CrossQ", description="CrossQ, batch-normali
 # The library's own algorithms.
 register_algo("idem", "samplers.idem:IDEM", kind="sampler", description="Iterated Denoising Energy Matching sampler")
 register_algo("canonical", "samplers.canonical:CanonicalDiffusion", "sampler", "Diffusion via learned canonicalization")
-register_algo("pinn", "agents.pinn:PINNSolver", "pde", "Physics-informed DeepONet, optional Lie point symmetry loss")
+register_algo("pinn", "pde.solver:PINNSolver", "pde", "Physics-informed DeepONet, optional Lie point symmetry loss")
 register_algo("dqs", "agents.dqs:DQS", description="Diffusion Q-Sampling: a diffusion actor sampling exp(Q/T)")
 # Offline goal-conditioned algorithms (learn from a GoalDataset; timesteps are gradient steps).
 register_algo("merlin", "agents.merlin:Merlin", kind="offline", description="Merlin: goal-reaching as reversed diffusion")

@@ -34,7 +34,7 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None outside git."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10

@@ -17,7 +17,7 @@ from typing import Any
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.utils import LinearSchedule
 
-from agents.common.config import unknown_keys
+from core.config import unknown_keys
 
 #: Keys that configure the run rather than the algorithm's constructor.
 RUN_KEYS: dict[str, str] = {
@@ -105,7 +105,7 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "idem": {"default": {"n_timesteps": 10_000}},
     # Data-trained sampler: per-target settings are the presets in samplers/canonical.py (gradient steps).
     "canonical": {"default": {"n_timesteps": 20_000}},
-    # Physics-informed DeepONet: knobs in agents/pinn.py PINNSolverConfig; the budget counts gradient steps. The PDE
+    # Physics-informed DeepONet: knobs in pde/solver.py PINNSolverConfig; the budget counts gradient steps. The PDE
     # residual weight by measurement (2000 steps, 16 training initial conditions, seed 0, the pinn_symmetry CPU
     # networks; held-out relative L2 at weights 1 / 3 / 10 / 100): Heat 0.35 / 0.22 / 0.17 / 0.18, Burgers
     # 0.53 / 0.57 / 0.64 / 0.82.
@@ -119,7 +119,7 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-#: Default search space of ``python -m agents.sweep search`` per algorithm (``--search`` replaces it): KEY -> (kind,
+#: Default search space of ``python -m runner.sweep search`` per algorithm (``--search`` replaces it): KEY -> (kind,
 #: arguments) with kind ``uniform`` / ``loguniform`` (low, high), ``int`` (low, high) or ``choice`` (values). Around the
 #: defaults above and zoo-style ranges.
 SEARCH_SPACES: dict[str, dict[str, tuple[str, Any, ...]]] = {

@@ -1,7 +1,7 @@
 """Sweeps of seeds x envs x hyperparameters on Ray Tune, searches with Optuna, and rliable statistics
-(``python -m agents.sweep``). Not imported by `agents` itself, so a single `train.py` run never loads Ray."""
+(``python -m runner.sweep``). Not imported by `agents` itself, so a single `train.py` run never loads Ray."""
 
-from agents.sweep.engine import (
+from runner.sweep.engine import (
     Resources,
     SweepSpec,
     Trial,
@@ -14,7 +14,7 @@ from agents.sweep.engine import (
     run_trials,
     train_trial,
 )
-from agents.sweep.report import format_report, sweep_report
+from runner.sweep.report import format_report, sweep_report
 
 __all__ = [
     "Resources",

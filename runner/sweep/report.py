@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.sweep.engine import load_records
-from agents.sweep.stats import (
+from runner.sweep.engine import load_records
+from runner.sweep.stats import (
     AGGREGATES,
     improvement_probabilities,
     interval_estimates,

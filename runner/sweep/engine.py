@@ -6,7 +6,7 @@ The benchmarks declare their grids on it. A grid sweep (`run_sweep`) expands alg
 seeds into trials; a search (`run_search`) samples hyperparameters with Optuna's TPE and evaluates each sample on
 several seeds, pruned by ASHA or the median rule on the periodic evaluation returns. Trials run on a local Ray (the
 machine's cores, ``threads_per_trial`` each) or an existing cluster (``address``), with GPU fractions when asked.
-Each grid trial writes its run folder through `agents.common.experiment.train`.
+Each grid trial writes its run folder through `runner.experiment.train`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
-from agents.common.experiment import TrainArgs, train
-from agents.hyperparams import SEARCH_SPACES, apply_overrides, check_keys
-from agents.registry import get_algo
 from core.io import atomic_write
-from envs.registry import resolve_env_id
+from runner.args import TrainArgs
+from runner.experiment import train
+from runner.hyperparams import SEARCH_SPACES, apply_overrides, check_keys
+from runner.kinds import runner_of
+from runner.registry import get_algo
 
 Pruner = Literal["asha", "median", "none"]
 
@@ -63,7 +64,7 @@ class Trial:
 
 @dataclass(kw_only=True)
 class SweepSpec(Resources):
-    """What a sweep trains, and on which resources (also the options of ``python -m agents.sweep``)."""
+    """What a sweep trains, and on which resources (also the options of ``python -m runner.sweep``)."""
 
     algo: list[str]
     """Algorithms (train.py names)."""
@@ -131,7 +132,7 @@ def grid_trials(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None)
         overrides = {**spec.hyperparams, **point}
         algo_spec = get_algo(algo)
         apply_overrides({}, overrides, algo_spec.load_class())  # unknown keys fail here, like --hyperparams
-        env = env if algo_spec.kind == "sampler" else resolve_env_id(env)  # one name per task: the Gymnasium id
+        env = runner_of(algo_spec.kind).resolve_target(env)  # one name per task (a Gymnasium id, an energy, a PDE)
         described = {"algo": algo, "env": env, "seed": seed, "grid_point": point, "hyperparams": overrides}
         trials.append(
             train_trial(
@@ -277,7 +278,7 @@ def load_records(sweep_dir: Path, names: set[str] | None = None) -> list[dict[st
 
 def search_space(algo: str, entries: list[list[str]] | None) -> dict[str, Any]:
     """The Tune search space: ``entries`` (KEY KIND ARG... from ``--search``), else the algorithm's default in
-    `agents.hyperparams.SEARCH_SPACES`. Kinds: ``uniform`` / ``loguniform`` LOW HIGH, ``int`` LOW HIGH, ``choice``
+    `runner.hyperparams.SEARCH_SPACES`. Kinds: ``uniform`` / ``loguniform`` LOW HIGH, ``int`` LOW HIGH, ``choice``
     V1 V2 ... (values stay strings, parsed as ``--hyperparams`` values)."""
     declared: dict[str, tuple[Any, ...]] = (
         {entry[0]: (entry[1], *entry[2:]) for entry in entries} if entries else dict(SEARCH_SPACES.get(algo, {}))
@@ -335,7 +336,7 @@ def run_search(
     if len(spec.algo) != 1 or len(spec.env) != 1:
         raise ValueError("a search tunes one algorithm on one env: pass exactly one --algo and one --env")
     algo = spec.algo[0]
-    env = spec.env[0] if get_algo(algo).kind == "sampler" else resolve_env_id(spec.env[0])
+    env = runner_of(get_algo(algo).kind).resolve_target(spec.env[0])
     space = search_space(algo, entries)
     schedulers = {
         "asha": lambda: ASHAScheduler(time_attr="training_iteration", grace_period=1, max_t=10_000),

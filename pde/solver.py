@@ -1,5 +1,5 @@
 """A physics-informed DeepONet solver with the library's API (``learn``, ``save``/``load``, TensorBoard): trained from
-initial conditions of a registered PDE problem (`envs.pde_problems`), optionally with the Lie point symmetry loss
+initial conditions of a registered PDE problem (`pde.problems`), optionally with the Lie point symmetry loss
 (Akhound-Sadegh et al., NeurIPS 2023), and evaluated by the relative L2 error against the reference solver on
 held-out initial conditions. ``python train.py --algo pinn --env Burgers --hyperparams symmetry_weight 1.0``."""
 
@@ -18,8 +18,8 @@ from stable_baselines3.common.logger import Logger
 from tqdm.auto import tqdm
 
 from core.io import atomic_write
-from envs.pde_problems import PDEProblem, make_pde_problem
-from equivariant.pinn import DeepONetConfig, PIDeepONet
+from pde.networks import DeepONetConfig, PIDeepONet
+from pde.problems import PDEProblem, make_pde_problem
 
 SelfSolver = TypeVar("SelfSolver", bound="PINNSolver")
 TEST_SEED = 12_345  # the held-out initial conditions are the same for every run of a problem
@@ -61,7 +61,7 @@ class PINNSolver:
     ) -> None:
         unknown = set(hyperparams) - {f.name for f in fields(PINNSolverConfig)}
         if unknown:
-            raise ValueError(f"unknown PINN hyperparameters {sorted(unknown)}; see agents.pinn.PINNSolverConfig")
+            raise ValueError(f"unknown PINN hyperparameters {sorted(unknown)}; see pde.solver.PINNSolverConfig")
         self.problem = make_pde_problem(target) if isinstance(target, str) else target
         self.config = cfg = replace(PINNSolverConfig(), **hyperparams)
         for name in ("train_initial_conditions", "sensors", "test_initial_conditions", "eval_times", "log_interval"):

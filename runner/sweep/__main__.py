@@ -1,10 +1,10 @@
-"""``python -m agents.sweep {run,search,report}``: seeds x envs x hyperparameter sweeps on Ray Tune.
+"""``python -m runner.sweep {run,search,report}``: seeds x envs x hyperparameter sweeps on Ray Tune.
 
-    python -m agents.sweep run --algo dqs sac --env Pendulum --seeds 0 1 2 -n 3000
-    python -m agents.sweep run --algo sac --env Hopper --seeds 0 1 --grid learning_rate 3e-4 1e-3 --address auto
-    python -m agents.sweep search --algo dqs --env Pendulum --seeds 0 1 -n 3000 --trials 8 \\
+    python -m runner.sweep run --algo dqs sac --env Pendulum --seeds 0 1 2 -n 3000
+    python -m runner.sweep run --algo sac --env Hopper --seeds 0 1 --grid learning_rate 3e-4 1e-3 --address auto
+    python -m runner.sweep search --algo dqs --env Pendulum --seeds 0 1 -n 3000 --trials 8 \\
         --search learning_rate loguniform 1e-4 1e-2
-    python -m agents.sweep report runs/sweeps/NAME --reference Pendulum-v1 -1500 -150
+    python -m runner.sweep report runs/sweeps/NAME --reference Pendulum-v1 -1500 -150
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Annotated
 
 import tyro
 
-from agents.sweep.engine import Pruner, SweepSpec, run_search, run_sweep
-from agents.sweep.report import format_report, sweep_report
 from core.cli import run_cli
 from envs.registry import resolve_env_id
+from runner.sweep.engine import Pruner, SweepSpec, run_search, run_sweep
+from runner.sweep.report import format_report, sweep_report
 
 AppendList = Annotated[list[list[str]], tyro.conf.UseAppendAction]
 
@@ -37,7 +37,7 @@ class Search(SweepSpec):
 
     search: AppendList = field(default_factory=list)
     """KEY KIND ARGS (uniform/loguniform LOW HIGH, int LOW HIGH, choice V1 V2 ...); repeat per key. Default: the
-    algorithm's space in agents/hyperparams.py (SEARCH_SPACES)."""
+    algorithm's space in runner/hyperparams.py (SEARCH_SPACES)."""
     trials: int = 8
     """Hyperparameter samples."""
     pruner: Pruner = "asha"

@@ -21,7 +21,7 @@ of the network inside the ε-derivative of every generator.
 
 Fields are functions of one point, ``f(z) -> scalar`` with z of shape (d,) (e.g. ``point_field(network)``); every
 function here is vectorised over a batch of points (N, d) with ``torch.func.vmap``. The interface is written for any
-number of independent variables; the PDEs in `equivariant.pdes` are 1+1-D scalar equations up to third order.
+number of independent variables; the PDEs in `pde.equations` are 1+1-D scalar equations up to third order.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.pde_reference import periodic_grid, solve_burgers, solve_heat
-from equivariant.lie_symmetry import PDE
-from equivariant.pdes import burgers, heat
+from pde.equations import burgers, heat
+from pde.lie_symmetry import PDE
+from pde.reference import periodic_grid, solve_burgers, solve_heat
 
 #: A finite symmetry transformation of initial conditions: (u0 (n, m) on the periodic grid, rng) -> transformed (n, m).
 Transformation = Callable[[np.ndarray, np.random.Generator], np.ndarray]

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from equivariant.lie_symmetry import PDE, Generator, Jet, zero
+from pde.lie_symmetry import PDE, Generator, Jet, zero
 
 X, T = (1, 0), (0, 1)
 

@@ -1,0 +1,51 @@
+"""What the SB3-style kinds (online and offline agents) share: building a model from the resolved hyperparameters or
+loading ``--trained-agent`` with the command line's overrides, and the vectorised evaluation environments."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from runner.args import TrainArgs
+from runner.hyperparams import Hyperparams, apply_overrides, split_run_keys
+from runner.kinds.base import check_trained_agent
+
+#: Most evaluation episodes run side by side: one batched policy call per step serves all of them, which makes a
+#: diffusion policy's evaluation about as cheap as one episode (DQS acting is launch-bound, not arithmetic-bound).
+MAX_EVAL_ENVS = 10
+
+
+def make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hyperparams, env: Any, seed: int) -> Any:
+    """Build a new SB3-style model, or load ``--trained-agent`` with the CLI overrides applied."""
+    if args.trained_agent is None:
+        return algo_class(hyperparams.policy, env, seed=seed, device=args.device, verbose=args.verbose, **hyperparams.kwargs)
+    check_trained_agent(args, "a model .zip")
+    # Only what the user asked for on the command line; the network layout (policy_kwargs) is fixed by the zip.
+    overrides = split_run_keys(apply_overrides({}, args.hyperparams, algo_class)).kwargs
+    overrides.pop("policy_kwargs", None)
+    try:
+        model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
+    except (zipfile.BadZipFile, KeyError, EOFError, RuntimeError, ValueError, AttributeError) as error:
+        detail = str(error).removeprefix("Error: ")
+        raise ValueError(
+            f"--trained-agent {args.trained_agent} cannot be loaded as a {algo_class.__name__} model ({detail}); pass a "
+            f"model.zip that {algo_class.__name__} saved"
+        ) from None
+    if args.load_replay_buffer:
+        buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
+        if not isinstance(model, OffPolicyAlgorithm):
+            raise ValueError(f"--load-replay-buffer: {algo_class.__name__} has no replay buffer")
+        if not buffer_path.is_file():
+            raise FileNotFoundError(f"--load-replay-buffer: {buffer_path} does not exist")
+        model.load_replay_buffer(buffer_path)
+    return model
+
+
+def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
+    """Vectorised evaluation environments (up to `MAX_EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
+    return make_vec_env(env_factory, n_envs=max(1, min(episodes, MAX_EVAL_ENVS)), seed=seed)
