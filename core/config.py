@@ -1,5 +1,6 @@
-"""The one config idiom of the library's algorithms: an algorithm's own knobs are the fields of a frozen dataclass
-(``DQSConfig``, ``GoalConfig``, ...), reached as SB3-style constructor keywords and ``--hyperparams`` keys."""
+"""The one config idiom of the library's models: a model's own knobs are the fields of a frozen dataclass
+(``DQSConfig``, ``IDEMConfig``, ``PINNSolverConfig``, ...), reached as constructor keywords and ``--hyperparams`` keys;
+an unknown key is rejected one way everywhere (`UnknownKeyError`, with the closest known names)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,30 @@ def unknown_keys(given: Iterable[str], known: Iterable[str], cutoff: float = 0.6
     return "; ".join(hints)
 
 
-def with_overrides(base: ConfigT, overrides: dict[str, Any], owner: str) -> ConfigT:
-    """``dataclasses.replace(base, **overrides)``, with a did-you-mean TypeError naming the unknown keys."""
-    unknown = unknown_keys(sorted(overrides), (field.name for field in dataclasses.fields(base)))  # type: ignore[arg-type]
+class UnknownKeyError(TypeError, ValueError):
+    """A key nobody accepts: an unknown keyword argument (a TypeError, as Python's own) that is also a bad value of
+    ``--hyperparams`` and the like (a ValueError). The one error every part of the library raises for it."""
+
+
+def reject_unknown_keys(given: Iterable[str], known: Iterable[str], owner: str, what: str, hint: str,
+                        cutoff: float = 0.6) -> None:  # fmt: skip
+    """Raise `UnknownKeyError` "<owner> got unknown <what> 'k' (did you mean ...?); <hint>" when a key of ``given``
+    is not in ``known``."""
+    unknown = unknown_keys(given, known, cutoff)
     if unknown:
-        raise TypeError(f"{owner} got unknown keyword arguments {unknown}; its knobs are the fields of {type(base).__name__}.")
+        raise UnknownKeyError(f"{owner} got unknown {what} {unknown}; {hint}")
+
+
+def config_keys(config_class: type) -> list[str]:
+    """The field names of a config dataclass."""
+    return [field.name for field in dataclasses.fields(config_class)]
+
+
+def with_overrides(base: ConfigT, overrides: dict[str, Any], owner: str) -> ConfigT:
+    """``dataclasses.replace(base, **overrides)``, rejecting unknown keys with `reject_unknown_keys`."""
+    config_class = type(base)
+    reject_unknown_keys(sorted(overrides), config_keys(config_class), owner, "keyword arguments",
+                        f"its knobs are the fields of {config_class.__name__}.")  # fmt: skip
     return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
 
 

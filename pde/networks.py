@@ -198,11 +198,13 @@ class PIDeepONet(PhysicsInformed):
     :param t_max: End of the time interval
     :param config: Networks, batch and losses
     :param seed: Seed of the initialisation and of the random points
+    :param device: Where the networks live and the batches are computed (the random points are drawn on the CPU
+        generator and moved, so a run draws the same points on every device)
     """
 
     def __init__(
         self, pde: PDE, sensors: Tensor, length: float, t_max: float, config: DeepONetConfig | None = None,
-        seed: int = 0,
+        seed: int = 0, device: str | torch.device = "cpu",
     ) -> None:  # fmt: skip
         self.config = cfg = config or DeepONetConfig()
         if sensors.ndim != 1 or len(sensors) < 2:
@@ -215,9 +217,11 @@ class PIDeepONet(PhysicsInformed):
             "trunk": mlp(3, cfg.hidden_dim, cfg.n_layers, cfg.latent_dim, nn.ELU),
         })  # fmt: skip
         network.register_parameter("bias", nn.Parameter(torch.zeros(())))
-        super().__init__(pde, network, cfg.learning_rate, cfg.residual_weight, cfg.symmetry_weight, seed)
-        self.sensors, self.length, self.t_max = sensors.float(), float(length), float(t_max)
-        self._scale = torch.tensor([2 * math.pi / self.length, 2 / self.t_max])  # x -> kx, t -> 2t/t_max
+        self.device = torch.device(device)
+        super().__init__(pde, network.to(self.device), cfg.learning_rate, cfg.residual_weight, cfg.symmetry_weight, seed)
+        self.sensors, self.length, self.t_max = sensors.float().to(self.device), float(length), float(t_max)
+        # x -> kx, t -> 2t/t_max
+        self._scale = torch.tensor([2 * math.pi / self.length, 2 / self.t_max], device=self.device)
 
     def _trunk(self, z: Tensor) -> Tensor:
         """τ at points z (..., 2). The scales are a tensor, not Python floats: a Python scalar times a selected
@@ -245,8 +249,8 @@ class PIDeepONet(PhysicsInformed):
 
     def _uniform(self, b: int, n: int) -> Tensor:
         """``n`` uniform points of the domain for each of ``b`` initial conditions, (b, n, 2)."""
-        unit = torch.rand(b, n, 2, generator=self.generator)
-        return unit * torch.tensor([self.length, self.t_max])
+        unit = torch.rand(b, n, 2, generator=self.generator).to(self.device)
+        return unit * torch.tensor([self.length, self.t_max], device=self.device)
 
     def losses(self, u0: Tensor) -> dict[str, Tensor]:
         """The loss terms on a batch of initial conditions ``u0`` (B, m) given at the sensors: ``initial`` (MSE of
@@ -254,8 +258,8 @@ class PIDeepONet(PhysicsInformed):
         and, with a symmetry weight, ``symmetry`` (the symmetry loss at other random points, averaged over the batch)."""
         cfg = self.config
         b, m = u0.shape
-        index = torch.randint(m, (b, min(cfg.initial_points, m)), generator=self.generator)
-        at_zero = torch.stack([self.sensors[index], torch.zeros(index.shape)], dim=-1)
+        index = torch.randint(m, (b, min(cfg.initial_points, m)), generator=self.generator).to(self.device)
+        at_zero = torch.stack([self.sensors[index], torch.zeros(index.shape, device=self.device)], dim=-1)
         terms = {"initial": (self(u0, at_zero) - u0.gather(1, index)).square().mean()}
         codes = self.network["branch"](u0)
         points = self._uniform(b, cfg.residual_points)
@@ -281,6 +285,7 @@ class PIDeepONet(PhysicsInformed):
         history = []
         for _ in range(steps):
             batch = torch.randint(len(initial_conditions), (self.config.ic_batch,), generator=self.generator)
+            batch = batch.to(initial_conditions.device)
             history.append(self.step(self.losses(initial_conditions[batch])))
         return history
 

@@ -5,23 +5,16 @@ held-out initial conditions. ``python train.py --algo pinn --env Burgers --hyper
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from stable_baselines3.common.logger import Logger
-from tqdm.auto import tqdm
 
-from core.io import atomic_write
+from core.trainer import Trainer
 from pde.networks import DeepONetConfig, PIDeepONet
 from pde.problems import PDEProblem, make_pde_problem
 
-SelfSolver = TypeVar("SelfSolver", bound="PINNSolver")
 TEST_SEED = 12_345  # the held-out initial conditions are the same for every run of a problem
 
 
@@ -45,25 +38,25 @@ class PINNSolverConfig(DeepONetConfig):
     """Gradient steps between logged losses."""
 
 
-class PINNSolver:
+class PINNSolver(Trainer):
     """A `PIDeepONet` on a PDE problem with its training and held-out initial conditions.
 
     :param target: Problem name (``Heat``, ``Burgers``) or a `PDEProblem`
-    :param seed: Seed of the training initial conditions, the initialisation and the collocation points
-    :param device: Accepted for the common API; the solver runs on the CPU (its batches are small)
+    :param seed: Seed of the training initial conditions, the initialisation and the collocation points (None: 0)
+    :param device: "auto", "cpu", "cuda", ...
     :param hyperparams: Fields of `PINNSolverConfig`
     """
 
     config_class: ClassVar[type] = PINNSolverConfig
+    evaluates_at_end = True  # a few hundred network evaluations: the final error is always measured
+    selection_metric = "relative_l2"
 
     def __init__(
         self, target: str | PDEProblem, seed: int | None = None, device: str | torch.device = "auto", **hyperparams: Any
     ) -> None:
-        unknown = set(hyperparams) - {f.name for f in fields(PINNSolverConfig)}
-        if unknown:
-            raise ValueError(f"unknown PINN hyperparameters {sorted(unknown)}; see pde.solver.PINNSolverConfig")
         self.problem = make_pde_problem(target) if isinstance(target, str) else target
-        self.config = cfg = replace(PINNSolverConfig(), **hyperparams)
+        super().__init__(self.problem.name, 0 if seed is None else seed, device, "auto", hyperparams)
+        cfg = self.config
         for name in ("train_initial_conditions", "sensors", "test_initial_conditions", "eval_times", "log_interval"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
@@ -71,29 +64,26 @@ class PINNSolver:
             raise ValueError(f"augment_copies and eval_freq must be >= 0, got {cfg.augment_copies}, {cfg.eval_freq}")
         if self.problem.grid_points % cfg.sensors:
             raise ValueError(f"sensors must divide the problem's {self.problem.grid_points} grid points, got {cfg.sensors}")
-        self.seed = 0 if seed is None else seed
-        self.device = torch.device("cpu")
         self.stride = self.problem.grid_points // cfg.sensors
         sensors = torch.tensor(self.problem.grid[:: self.stride], dtype=torch.float32)
-        self.model = PIDeepONet(self.problem.pde, sensors, self.problem.length, self.problem.t_max, cfg, self.seed)
+        self.model = PIDeepONet(self.problem.pde, sensors, self.problem.length, self.problem.t_max, cfg, self.seed,
+                                self.device)  # fmt: skip
         rng = np.random.default_rng(self.seed)
         train = self.problem.initial_conditions(cfg.train_initial_conditions, rng)
         train = self.problem.augment(train, cfg.augment_copies, rng)
         self.train_u0 = self._at_sensors(train)
-        self.num_timesteps = 0
-        self.best_metrics: dict[str, float] = {}
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._logger = Logger(folder=None, output_formats=[])
-
-    def _at_sensors(self, u0: np.ndarray) -> torch.Tensor:
-        return torch.tensor(u0[:, :: self.stride], dtype=torch.float32)
-
-    def set_logger(self, logger: Logger) -> None:
-        self._logger = logger
 
     @property
-    def logger(self) -> Logger:
-        return self._logger
+    def network(self) -> torch.nn.Module:  # type: ignore[override]
+        return self.model.network
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:  # type: ignore[override]
+        return self.model.optimizer
+
+    def _at_sensors(self, u0: np.ndarray) -> torch.Tensor:
+        return torch.tensor(u0[:, :: self.stride], dtype=torch.float32, device=self.device)
 
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The held-out initial conditions at the sensors (B, m), the evaluation points (N, 2) on the sensor grid ×
@@ -104,8 +94,9 @@ class PINNSolver:
             times = np.linspace(0.0, problem.t_max, cfg.eval_times)
             reference = problem.solve(u0, times)[:, :, :: self.stride]  # (B, times, m)
             x, t = np.meshgrid(problem.grid[:: self.stride], times)
-            points = torch.tensor(np.stack([x.ravel(), t.ravel()], 1), dtype=torch.float32)
-            self._test = self._at_sensors(u0), points, torch.tensor(reference.reshape(len(u0), -1), dtype=torch.float32)
+            points = torch.tensor(np.stack([x.ravel(), t.ravel()], 1), dtype=torch.float32, device=self.device)
+            solution = torch.tensor(reference.reshape(len(u0), -1), dtype=torch.float32, device=self.device)
+            self._test = self._at_sensors(u0), points, solution
         return self._test
 
     def evaluate(self) -> dict[str, float]:
@@ -118,67 +109,28 @@ class PINNSolver:
             "relative_l2_initial": self.model.relative_l2_error(u0, points[at_zero], reference[:, at_zero]),
         }
 
-    def learn(
-        self: SelfSolver, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-        checkpoint_dir: str | Path | None = None, checkpoint_freq: int = 0, stop: Callable[[], bool] | None = None,
-    ) -> SelfSolver:  # fmt: skip
-        """``total_timesteps`` gradient steps, or fewer once ``stop()`` is true (checked between steps). Logs the loss
-        terms as ``train/*`` every ``log_interval`` steps and ``eval/*`` every ``eval_freq`` steps and at the end;
-        with ``checkpoint_dir``, writes ``iter_<steps>.pt`` every ``checkpoint_freq`` steps."""
-        cfg = self.config
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-        end = self.num_timesteps + total_timesteps
-        start_time, start_step = time.perf_counter(), self.num_timesteps
-        with tqdm(total=total_timesteps, disable=not progress_bar, desc="PINN") as bar:
-            while self.num_timesteps < end and not (stop is not None and stop()):
-                terms = self.model.fit(self.train_u0, 1)[-1]
-                self.num_timesteps = step = self.num_timesteps + 1
-                bar.update(1)
-                if step % cfg.log_interval == 0 or step == end:
-                    for key, value in terms.items():
-                        self.logger.record(f"train/{key}", value)
-                    self.logger.record("time/fps", (step - start_step) / max(time.perf_counter() - start_time, 1e-9))
-                    self.logger.dump(step)
-                if (cfg.eval_freq and step % cfg.eval_freq == 0) or step == end:
-                    self._evaluate_and_log(step)
-                if checkpoint_dir is not None and checkpoint_freq and step % checkpoint_freq == 0:
-                    self.save(Path(checkpoint_dir) / f"iter_{step}.pt")
-        return self
+    def train_step(self) -> dict[str, float]:
+        """One Adam step on a batch of the training initial conditions; returns the loss terms."""
+        terms = self.model.fit(self.train_u0, 1)[-1]
+        self.num_timesteps += 1
+        return terms
 
-    def _evaluate_and_log(self, step: int) -> None:
-        metrics = self.evaluate()
-        for key, value in metrics.items():
-            self.logger.record(f"eval/{key}", value)
-        self.logger.dump(step)
-        if metrics["relative_l2"] < self.best_metrics.get("relative_l2", math.inf):
-            self.best_metrics = {**metrics, "step": float(step)}
+    def _evaluation(self, step: int, progress_bar: bool) -> dict[str, float]:
+        return self.evaluate()
 
-    def save(self, path: str | Path) -> Path:
-        """Atomically write the configuration, parameters, optimiser and counters (tensors and plain values only)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "problem": self.problem.name, "seed": self.seed, "config": asdict(self.config),
-            "network": self.model.network.state_dict(), "optimizer": self.model.optimizer.state_dict(),
-            "num_timesteps": self.num_timesteps, "model_steps": self.model.steps, "best_metrics": self.best_metrics,
-            "generator": self.model.generator.get_state(),
-        }  # fmt: skip
-        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def _state(self) -> dict[str, Any]:
+        return {"model_steps": self.model.steps, "generator": self.model.generator.get_state()}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.generator.set_state(state["generator"])
+        self.model.steps = state["model_steps"]
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> PINNSolver:
-        """A solver saved by `save`, ready to evaluate or train on (read with ``weights_only=True``)."""
-        state = torch.load(Path(path), weights_only=True)
-        config = state["config"]
-        config["generators"] = None if config["generators"] is None else tuple(config["generators"])
-        solver = cls(state["problem"], seed=state["seed"], device=device, **config)
-        solver.model.network.load_state_dict(state["network"])
-        solver.model.optimizer.load_state_dict(state["optimizer"])
-        solver.model.generator.set_state(state["generator"])
-        solver.num_timesteps, solver.model.steps = state["num_timesteps"], state["model_steps"]
-        solver.best_metrics = state["best_metrics"]
-        return solver
+    def _from_checkpoint(cls, state: dict[str, Any], target: Any | None, device: str | torch.device) -> PINNSolver:
+        """The checkpoint's seed fixes the training initial conditions: the solver is rebuilt with it."""
+        config = dict(state["config"], generators=None if state["config"]["generators"] is None
+                      else tuple(state["config"]["generators"]))  # fmt: skip
+        return cls(target if target is not None else state["target"], seed=state["seed"], device=device, **config)
 
 
 __all__ = ["PINNSolver", "PINNSolverConfig"]

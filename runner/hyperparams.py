@@ -17,7 +17,7 @@ from typing import Any
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.utils import LinearSchedule
 
-from core.config import unknown_keys
+from core.config import reject_unknown_keys
 
 #: Keys that configure the run rather than the algorithm's constructor.
 RUN_KEYS: dict[str, str] = {
@@ -220,13 +220,10 @@ def constructor_keys(algo_class: type) -> set[str]:
 
 
 def check_keys(keys: Iterable[str], algo_class: type) -> None:
-    """Raise a ValueError naming every key the algorithm does not accept, with its closest accepted names."""
+    """Raise `UnknownKeyError` naming every key the algorithm does not accept, with its closest accepted names."""
     allowed = constructor_keys(algo_class) | set(RUN_KEYS)
-    unknown = unknown_keys(keys, allowed, cutoff=0.5)
-    if unknown:
-        raise ValueError(
-            f"Unknown hyperparameter {unknown} for {algo_class.__name__}. Accepted: {', '.join(sorted(allowed))}."
-        )
+    reject_unknown_keys(keys, allowed, algo_class.__name__, "hyperparameters", f"accepted: {', '.join(sorted(allowed))}.",
+                        cutoff=0.5)  # fmt: skip
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, str], algo_class: type) -> dict[str, Any]:

@@ -229,13 +229,14 @@ class CanonicalDiffusion(BaseSampler):
     # ----------------------------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         canonicalizer = None if self.canonicalizer is None else self.canonicalizer.state_dict()
-        return {"data": self.data.cpu(), "canonicalizer": canonicalizer}
+        return super()._state() | {"data": self.data.cpu(), "canonicalizer": canonicalizer}
 
     @classmethod
     def _from_checkpoint(cls, state: dict[str, Any], target: Energy | None, device: str | torch.device) -> CanonicalDiffusion:
         return cls(target if target is not None else state["target"], data=state["data"], device=device, **state["config"])
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
         self.data = state["data"].to(self.device)  # bit for bit: centring the centred rows again would round them
         if self.canonicalizer is not None:
             self.canonicalizer.load_state_dict(state["canonicalizer"])

@@ -278,12 +278,13 @@ class IDEM(BaseSampler):
 
     # ----------------------------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {
+        return super()._state() | {
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "buffer": {"data": self.buffer.data, "size": self.buffer.size, "pointer": self.buffer.pointer},
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
         if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         buffer = state["buffer"]

@@ -128,7 +128,7 @@ def test_profiles_and_deviations():
     assert "reverse_model.hidden_dim" in cpu and "dataset_episodes" not in cpu
     # The last training evaluation is at the last step, so the final model is a candidate for the best checkpoint.
     assert all(profile.steps % profile.eval_freq == 0 for profile in PROFILES.values())
-    with pytest.raises(ValueError, match="Unknown noise_kwargs"):
+    with pytest.raises(ValueError, match="got unknown noise_kwargs"):
         MerlinProfile(steps=10, eval_freq=5, eval_episodes=1, noise_kwargs={"stitching": {"epoch": 1}})
     with pytest.raises(ValueError, match="steps must be at least 1"):
         MerlinProfile(steps=0, eval_freq=5, eval_episodes=1)

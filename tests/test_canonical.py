@@ -207,7 +207,7 @@ def test_training_on_dw4_lowers_the_denoising_loss() -> None:
 
 def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
     data = random_configurations(8, 4, 2)
-    with pytest.raises(ValueError, match="unknown CanonicalDiffusion hyperparameters"):
+    with pytest.raises(ValueError, match="CanonicalDiffusion got unknown hyperparameters"):
         CanonicalDiffusion(DoubleWellEnergy(4, 2), data=data, canonicaliser_dim=3)
     with pytest.raises(ValueError, match="mode must be one of"):
         CanonicalDiffusion(DoubleWellEnergy(4, 2), data=data, mode="invariant")

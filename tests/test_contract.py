@@ -1,8 +1,9 @@
 """SB3's contract over every registered algorithm (as SB3's test_save_load.py, test_predict.py, test_deterministic.py):
 save -> load with and without an env gives identical deterministic actions, get/set_parameters round-trips, the
 replay buffer saves and loads, VecNormalize + two envs + EvalCallback + CheckpointCallback run, learn continues with
-reset_num_timesteps=False, and the same seed gives the same parameters. Samplers keep their own contract (save ->
-load gives identical samples; the same seed, the same network)."""
+reset_num_timesteps=False, and the same seed gives the same parameters. The models trained on a named target keep
+their own contract (`core.trainer.Trainer`): save -> load gives identical outputs and a resumed run continues bit for
+bit; the same seed, the same network. Every kind of `runner.kinds.KINDS` is covered."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 from test_merlin import point_dataset, point_env
 
+from core.trainer import Trainer
+from runner.kinds import KINDS
 from runner.registry import ALGOS
 from samplers.base import BaseSampler
 from samplers.energies import DoubleWellEnergy, GaussianMixtureEnergy
@@ -28,6 +31,8 @@ from samplers.energies import DoubleWellEnergy, GaussianMixtureEnergy
 ONLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "online")
 OFFLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "offline")
 SAMPLERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "sampler")
+PDE_SOLVERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "pde")
+COVERED_KINDS = {"online": ONLINE, "offline": OFFLINE, "sampler": SAMPLERS, "pde": PDE_SOLVERS}
 STEPS = 64
 _OFF_POLICY = {"learning_starts": 16, "batch_size": 8, "buffer_size": 500, "policy_kwargs": {"net_arch": [16, 16]}}
 TINY: dict[str, dict[str, Any]] = {
@@ -46,6 +51,24 @@ SAMPLER_TINY: dict[str, dict[str, Any]] = {
     "canonical": {"batch_size": 8, "transformer_dim": 16, "transformer_layers": 1, "canonicalizer_dim": 8,
                   "integration_steps": 5, "eval_freq": 0},
 }  # fmt: skip
+
+
+PDE_TINY: dict[str, Any] = {
+    "hidden_dim": 8,
+    "n_layers": 2,
+    "latent_dim": 4,
+    "residual_points": 8,
+    "ic_batch": 4,
+    "train_initial_conditions": 4,
+    "test_initial_conditions": 2,
+    "eval_times": 2,
+    "eval_freq": 0,
+}
+
+
+def test_every_kind_has_a_runner_and_a_contract():
+    assert {spec.kind for spec in ALGOS.values()} <= set(KINDS) == set(COVERED_KINDS)
+    assert all(COVERED_KINDS[kind] for kind in KINDS), "a kind without a registered algorithm is not tested"
 
 
 def make(name: str, env: Any = None, seed: int = 0, **overrides: Any) -> BaseAlgorithm:
@@ -156,6 +179,23 @@ def test_sampler_save_load_and_seed(name: str, tmp_path: Path) -> None:
     again = make_sampler(name).learn(10)
     for a, b in zip(model.network.state_dict().values(), again.network.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", PDE_SOLVERS)
+def test_pde_solver_save_load_resume_and_seed(name: str, tmp_path: Path) -> None:
+    solver_class = ALGOS[name].load_class()
+    model = solver_class("Heat", seed=0, **PDE_TINY).learn(5)
+    assert isinstance(model, Trainer) and model.best_metrics["step"] == 5.0
+    model.save(tmp_path / "model.pt")
+    resumed = solver_class.load(tmp_path / "model.pt")
+    assert resumed.evaluate() == model.evaluate()
+    uninterrupted = solver_class("Heat", seed=0, **PDE_TINY).learn(10)
+    resumed.learn(5, reset_num_timesteps=False)
+    assert resumed.num_timesteps == 10
+    for a, b in zip(resumed.network.state_dict().values(), uninterrupted.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = solver_class("Heat", seed=1, **PDE_TINY)
+    assert not torch.equal(other.train_u0, model.train_u0)
 
 
 @pytest.mark.parametrize("name", ONLINE + OFFLINE)

@@ -56,7 +56,7 @@ def test_checkpoint_resume_is_exact(tmp_path: Path):
 
 
 def test_unknown_hyperparameter_and_target_are_rejected():
-    with pytest.raises(ValueError, match="unknown iDEM hyperparameters"):
+    with pytest.raises(ValueError, match="iDEM got unknown hyperparameters"):
         IDEM(mixture(), num_mc_sample=3)
     with pytest.raises(ValueError, match="Did you mean 'DW4'"):
         IDEM("DW-4x")

@@ -345,7 +345,7 @@ def test_bad_dataset_noise_model_and_nan_loss_raise():
         Merlin("MultiInputPolicy", env, dataset=wide_obs, device="cpu")
     with pytest.raises(ValueError, match="Did you mean 'stitching'"):
         Merlin("MultiInputPolicy", env, noise_model="stiching", device="cpu")
-    with pytest.raises(ValueError, match="Unknown noise_kwargs"):
+    with pytest.raises(ValueError, match="got unknown noise_kwargs"):
         Merlin("MultiInputPolicy", env, noise_model="stitching", noise_kwargs={"radius": 0.9}, device="cpu")
     with pytest.raises(ValueError, match="no dataset"):
         Merlin("MultiInputPolicy", env, device="cpu").learn(1)

@@ -165,7 +165,7 @@ def test_save_load_continues_exactly(tmp_path: Path):
 
 
 def test_pinn_inputs_are_checked():
-    with pytest.raises(ValueError, match="unknown PINN hyperparameters"):
+    with pytest.raises(ValueError, match="PINNSolver got unknown hyperparameters"):
         PINNSolver("Heat", symmetry_wieght=1.0)
     with pytest.raises(ValueError, match="sensors must divide"):
         PINNSolver("Heat", sensors=100)

@@ -2,7 +2,7 @@ import pytest
 from stable_baselines3 import SAC
 from stable_baselines3.common.utils import LinearSchedule
 
-from runner.hyperparams import apply_overrides, default_hyperparams, parse_value
+from runner.hyperparams import apply_overrides, check_keys, default_hyperparams, parse_value
 from runner.registry import ALGOS, get_algo, register_algo
 
 
@@ -44,3 +44,24 @@ def test_unknown_hyperparameter_is_rejected_with_suggestion():
     with pytest.raises(ValueError, match=r"'learnin_rate' \(did you mean learning_rate"):
         apply_overrides({}, {"learnin_rate": "1e-3"}, SAC)
     assert apply_overrides({"a": 1}, {"batch_size": "64"}, SAC) == {"a": 1, "batch_size": 64}
+
+
+def test_unknown_keys_are_rejected_one_way_everywhere():
+    """The same error type (a TypeError and a ValueError), naming the closest known key, wherever a key enters."""
+    from agents.dqs import DQS
+    from agents.merlin.noise import make_noise_config
+    from core.config import UnknownKeyError
+    from pde.solver import PINNSolver
+    from samplers.idem import IDEM
+
+    attempts = {
+        "lerning_rate": lambda: check_keys(["lerning_rate"], get_algo("sac").load_class()),
+        "temperatur": lambda: DQS("MlpPolicy", "Pendulum-v1", temperatur=1.0),
+        "hiden_dim": lambda: IDEM("GMM40", hiden_dim=8),
+        "symmetry_weigth": lambda: PINNSolver("Heat", symmetry_weigth=1.0),
+        "treshold": lambda: make_noise_config("stitching", {"treshold": 0.5}),
+    }
+    for key, attempt in attempts.items():
+        with pytest.raises(UnknownKeyError, match=f"got unknown .*'{key}' \\(did you mean "):
+            attempt()
+    assert issubclass(UnknownKeyError, TypeError) and issubclass(UnknownKeyError, ValueError)

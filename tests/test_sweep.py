@@ -50,6 +50,15 @@ def test_a_grid_sweep_writes_ordinary_runs_and_resumes_without_redoing_trials(tm
     assert Path(report["figures"]["learning_curves"]).is_file() and "IQM" in format_report(report)
 
 
+def test_a_sweep_runs_a_pde_trial_through_its_kind(tmp_path, local_ray):
+    pde = SweepSpec(algo=["pinn"], env=["Heat"], seeds=[0], total_timesteps=3, eval_episodes=1, max_concurrent=1,
+                    hyperparams={"hidden_dim": "8", "latent_dim": "4", "residual_points": "16", "eval_freq": "0"},
+                    sweep_root=tmp_path, log_dir=tmp_path / "runs")  # fmt: skip
+    [record] = run_sweep(pde)
+    assert record["env"] == "Heat" and record["num_timesteps"] == 3
+    assert 0 < record["final_eval"]["relative_l2"] < 10 and (tmp_path / "runs" / "pinn").is_dir()
+
+
 def test_a_search_runs_every_seed_in_each_trial(tmp_path, local_ray):
     records = run_search(spec(tmp_path, [0, 1]), [["learning_rate", "loguniform", "1e-4", "1e-3"]], n_trials=2,
                          pruner="none")  # fmt: skip
@@ -102,12 +111,12 @@ def test_a_bad_grid_key_gets_the_hyperparams_error(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "Unknown hyperparameter 'learning_rat' (did you mean learning_rate" in result.stderr
+    assert "got unknown hyperparameters 'learning_rat' (did you mean learning_rate" in result.stderr
     assert not (tmp_path / "sweep" / "records").exists()
 
 
 def test_an_invalid_grid_writes_nothing(tmp_path):
-    with pytest.raises(ValueError, match="Unknown hyperparameter 'gama'"):
+    with pytest.raises(ValueError, match="got unknown hyperparameters 'gama'"):
         run_sweep(spec(tmp_path, [0]), grid={"gama": ("0.9",)})
     assert not (tmp_path / "sweep").exists()
 

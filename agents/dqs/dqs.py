@@ -9,6 +9,7 @@ keywords override a mode's values (``DQS("MlpPolicy", env, temperature=0.1)``).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import defaultdict
@@ -170,7 +171,7 @@ class DQSConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
-        rule, _ = parse_temperature(self.temperature)
+        rule, _ = self.temperature_rule
         if rule != "fixed" and self.final_temperature is not None:
             raise ValueError(f"final_temperature anneals a fixed temperature; it cannot be combined with {self.temperature!r}")
         if self.entropy_freq < 0:
@@ -214,7 +215,13 @@ class DQSConfig:
     def uses_proposal(self) -> bool:
         """Whether an estimator or the temperature's entropy dual needs the learned proposal q_phi (else it is not
         built)."""
-        return self.learned_backup or self.n_score_proposals > 0 or parse_temperature(self.temperature)[0] == "entropy"
+        return self.learned_backup or self.n_score_proposals > 0 or self.temperature_rule[0] == "entropy"
+
+    @functools.cached_property
+    def temperature_rule(self) -> tuple[TemperatureRule, float]:
+        """(rule, value) of `temperature` (`parse_temperature`): parsed once, where the value enters, and validated
+        there with the config's other fields."""
+        return parse_temperature(self.temperature)
 
 
 #: The two modes: ``"improved"`` (the defaults) and ``"faithful"``, the reference code (Jain et al. 2025, and the
@@ -432,7 +439,7 @@ class DQS(OffPolicyAlgorithm):
 
     def _setup_temperature(self) -> None:
         """Parse the temperature rule once; the entropy dual gets log T (from T = 1) and its optimiser, as SAC's."""
-        self.temperature_rule, self.temperature_value = parse_temperature(self.config.temperature)
+        self.temperature_rule, self.temperature_value = self.config.temperature_rule
         self.log_temperature: Tensor | None = None
         self.temperature_optimizer: th.optim.Optimizer | None = None
         if self.temperature_rule == "entropy":

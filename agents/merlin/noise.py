@@ -26,6 +26,7 @@ from gymnasium import spaces
 
 from agents.merlin.reverse_model import ReverseModelConfig, generate_reverse_model_data
 from agents.merlin.stitching import StitchingConfig, generate_stitched_data
+from core.config import config_keys, reject_unknown_keys
 from core.io import atomic_write
 from envs.goal_dataset import GoalDataset
 
@@ -50,10 +51,9 @@ def make_noise_config(noise_model: str, noise_kwargs: dict[str, Any] | None = No
         if noise_kwargs:
             raise ValueError(f"noise_model 'reverse_play' takes no noise_kwargs, got {sorted(noise_kwargs)}.")
         return None
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(noise_kwargs) - fields)
-    if unknown:
-        raise ValueError(f"Unknown noise_kwargs {unknown} for {noise_model!r}; accepted: {', '.join(sorted(fields))}.")
+    fields = config_keys(config_class)
+    reject_unknown_keys(sorted(noise_kwargs), fields, f"noise_model {noise_model!r}", "noise_kwargs",
+                        f"accepted: {', '.join(sorted(fields))}.")  # fmt: skip
     config = config_class(**noise_kwargs)
     if config.rollout_length is not None and config.rollout_length < 1:
         raise ValueError(f"noise_kwargs['rollout_length'] must be at least 1 (or None), got {config.rollout_length}.")
