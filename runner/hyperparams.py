@@ -38,7 +38,7 @@ _OFF_POLICY_ENVS: dict[str, dict[str, Any]] = {
     "Fetch*": _HER_GOAL_TASKS,
     "PointMaze_*": _HER_GOAL_TASKS,
     "AntMaze_*": _HER_GOAL_TASKS,
-    # Sized so the README quickstart finishes in about ten minutes on 2 CPU cores.
+    # Budgets sized for 2 CPU cores (the README quickstart).
     "HalfCheetah-v5": {"n_timesteps": 50_000, "learning_starts": 5_000},
     "Hopper-v5": {"n_timesteps": 50_000, "learning_starts": 5_000},
     "Pendulum-v1": {"n_timesteps": 20_000, "learning_rate": 1e-3},
@@ -52,8 +52,8 @@ def _by_kind(expert: float, random: float) -> dict[str, float]:
 
 
 #: Merlin's tuned values per task (expert / random datasets), hard-coded in the reference's train_offline.py, except
-#: ReacherGoal-expert: the reference's (0.2, 5) was tuned on Reacher-v2 and WGCSL's data; on ours her_ratio 1.0 with
-#: test horizon 10 returns 19-20 against 14-15 on both tuning seeds (benchmarks/merlin_sensitivity.py, docs/merlin.md).
+#: ReacherGoal-expert: the reference's (0.2, 5) was tuned on Reacher-v2 and WGCSL's data; ours is chosen by
+#: benchmarks/merlin_sensitivity.py (the measurement: docs/merlin.md §4).
 _MERLIN_TUNED: dict[str, dict[str, Any]] = {
     env_id: {"her_ratio": _by_kind(*her), "test_horizon": _by_kind(*horizon)}
     for env_id, her, horizon in [
@@ -93,8 +93,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # it trains with mask 0 (gamma = 0) at T = 1 by definition.
     "dqs": {
         "default": {"policy": "MlpPolicy", "n_timesteps": 100_000},
-        # The README quickstart (make train): 16 minutes on an idle 2-core machine. 3-step returns (SB3's n_steps):
-        # 3448 against 2282 at 50k steps on HalfCheetah, seed 0 (docs/dqs.md §5; not screened on Hopper).
+        # HalfCheetah's budget is the README quickstart's (make train). 3-step returns (SB3's n_steps) as screened in
+        # docs/dqs.md §5 (on HalfCheetah; not screened on Hopper).
         "HalfCheetah-v5": {"n_timesteps": 25_000, "learning_starts": 5_000, "n_steps": 3},
         "Hopper-v5": {"n_timesteps": 50_000, "learning_starts": 5_000, "n_steps": 3},
         "Pendulum-v1": {"n_timesteps": 20_000},
@@ -105,10 +105,8 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "idem": {"default": {"n_timesteps": 10_000}},
     # Data-trained sampler: per-target settings are the presets in samplers/canonical.py (gradient steps).
     "canonical": {"default": {"n_timesteps": 20_000}},
-    # Physics-informed DeepONet: knobs in pde/solver.py PINNSolverConfig; the budget counts gradient steps. The PDE
-    # residual weight by measurement (2000 steps, 16 training initial conditions, seed 0, the pinn_symmetry CPU
-    # networks; held-out relative L2 at weights 1 / 3 / 10 / 100): Heat 0.35 / 0.22 / 0.17 / 0.18, Burgers
-    # 0.53 / 0.57 / 0.64 / 0.82.
+    # Physics-informed DeepONet: knobs in pde/solver.py PINNSolverConfig; the budget counts gradient steps. Heat's
+    # residual weight by measurement (docs/equivariant.md §8, "The residual weight").
     "pinn": {"default": {"n_timesteps": 2_000}, "Heat": {"residual_weight": 10.0}},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
     # test_horizon are the reference's per-task tuning (hard-coded in vineetjain96/merlin src/train_offline.py) except

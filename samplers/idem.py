@@ -90,9 +90,9 @@ IDEM_PRESETS: dict[str, IDEMConfig] = {
 
 
 #: The CPU preset: changes to `IDEM_PRESETS` applied when the sampler runs on a CPU (and not set by the caller). The
-#: reference uses K = 500-1000 MC samples and 1000 SDE steps: on 2 CPU cores one GMM-40 gradient step takes ~0.8 s and
-#: one buffer refresh a minute (DW-4) to half an hour (LJ-13); these trade them for more gradient steps, as measured in
-#: benchmarks/idem.py (its CPU profile, docs/benchmarks.md).
+#: reference uses K = 500-1000 MC samples and 1000 SDE steps, which on a CPU spend hours per target on the targets
+#: and the buffer refreshes; these trade them for more gradient steps (benchmarks/idem.py's CPU profile, with its
+#: measurements in docs/benchmarks.md).
 IDEM_CPU_OVERRIDES: dict[str, dict[str, Any]] = {
     "GMM40": {"num_mc_samples": 100, "integration_steps": 500},
     "DW4": {"num_mc_samples": 200, "integration_steps": 200, "samples_per_refresh": 500},
