@@ -5,7 +5,6 @@ discounted return."""
 from __future__ import annotations
 
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ from envs.datasets import (
     open_dataset,
     parse_dataset_id,
 )
-from envs.registry import ENV_ALIASES, make_env, resolve_env_id
+from envs.registry import ENV_ALIASES
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
-from runner.hyperparams import hyperparams_for
-from runner.kinds.base import Runner, budget
-from runner.kinds.sb3 import make_model
+from runner.kinds.base import budget
+from runner.kinds.sb3 import GymRunner, make_model
 
 
 def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
@@ -50,23 +48,16 @@ def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
     return dataset
 
 
-class Offline(Runner):
+class Offline(GymRunner):
     """An offline goal-conditioned algorithm on a Minari dataset; timesteps are gradient steps, and evaluation
     episodes in the env report success rate, final distance and the shifted discounted return (agents/merlin)."""
 
     default_budget = 500_000
 
-    @classmethod
-    def resolve_target(cls, name: str) -> str:
-        return resolve_env_id(name)
-
     def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> None:
-        self.args, self.seed = args, seed
-        self.target = self.resolve_target(args.env)
-        hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
+        hyperparams = self._resolve(args, algo, algo_class, seed)
         hyperparams.kwargs["dataset"] = offline_dataset(hyperparams.kwargs.get("dataset"), self.target, args.build_dataset)
         self.total_timesteps = budget(args, hyperparams, self.default_budget)
-        self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
         self.model = make_model(algo_class, args, hyperparams, make_vec_env(self.env_factory, n_envs=1, seed=seed), seed)
         self.config = {"env_id": self.target, "total_timesteps": self.total_timesteps, "device": str(self.model.device),
                        "hyperparams": hyperparams.as_dict()}  # fmt: skip

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,9 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.common.callbacks import CheckpointCallback, ReportEvaluation, SaveBestCallback, StopOnFlag
 from core.io import atomic_write
-from envs.registry import make_env, resolve_env_id
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
-from runner.hyperparams import hyperparams_for
-from runner.kinds.base import Runner, budget
-from runner.kinds.sb3 import evaluation_env, make_model
+from runner.kinds.base import budget
+from runner.kinds.sb3 import GymRunner, evaluation_env, make_model
 
 
 def available_memory() -> int | None:
@@ -56,22 +53,15 @@ def warn_if_buffer_exceeds_memory(kwargs: dict[str, Any], observation_space: Any
         )
 
 
-class Online(Runner):
+class Online(GymRunner):
     """An SB3-style algorithm on a Gym environment, with evaluation, checkpoints and a final evaluation."""
 
     default_budget = 100_000
 
-    @classmethod
-    def resolve_target(cls, name: str) -> str:
-        return resolve_env_id(name)
-
     def __init__(self, args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> None:
-        self.args, self.seed = args, seed
-        self.target = self.resolve_target(args.env)
-        hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
+        hyperparams = self._resolve(args, algo, algo_class, seed)
         self.total_timesteps = budget(args, hyperparams, self.default_budget)
         self.n_envs = hyperparams.run.get("n_envs", 1) if args.n_envs is None else args.n_envs
-        self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
         env = make_vec_env(self.env_factory, n_envs=self.n_envs, seed=seed)
         if issubclass(algo_class, OffPolicyAlgorithm):
             warn_if_buffer_exceeds_memory(hyperparams.kwargs, env.observation_space, env.action_space, self.total_timesteps)

@@ -1,19 +1,22 @@
-"""What the SB3-style kinds (online and offline agents) share: building a model from the resolved hyperparameters or
-loading ``--trained-agent`` with the command line's overrides, and the vectorised evaluation environments."""
+"""What the SB3-style kinds (online and offline agents) share: the Gymnasium target and its hyperparameters, building a
+model from them or loading ``--trained-agent`` with the command line's overrides, and the vectorised evaluation
+environments."""
 
 from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from envs.registry import make_env, resolve_env_id
 from runner.args import TrainArgs
-from runner.hyperparams import Hyperparams, apply_overrides, split_run_keys
-from runner.kinds.base import check_trained_agent
+from runner.hyperparams import Hyperparams, apply_overrides, hyperparams_for, split_run_keys
+from runner.kinds.base import Runner, check_trained_agent
 
 #: Most evaluation episodes run side by side: one batched policy call per step serves all of them, which makes a
 #: diffusion policy's evaluation about as cheap as one episode (DQS acting is launch-bound, not arithmetic-bound).
@@ -49,3 +52,20 @@ def make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hy
 def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
     """Vectorised evaluation environments (up to `MAX_EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
     return make_vec_env(env_factory, n_envs=max(1, min(episodes, MAX_EVAL_ENVS)), seed=seed)
+
+
+class GymRunner(Runner):
+    """A kind whose target is a Gymnasium environment (a short name or a full id)."""
+
+    @classmethod
+    def resolve_target(cls, name: str) -> str:
+        return resolve_env_id(name)
+
+    def _resolve(self, args: TrainArgs, algo: str, algo_class: type[BaseAlgorithm], seed: int) -> Hyperparams:
+        """Set the run's arguments, seed, environment id and environment factory; return the resolved
+        hyperparameters."""
+        self.args, self.seed = args, seed
+        self.target = self.resolve_target(args.env)
+        hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
+        self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
+        return hyperparams
