@@ -15,13 +15,17 @@ class Saveable(Protocol):
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path`` in one step."""
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path`` in one step. An OSError
+    (a full disk, no permission) names ``path``, keeps its errno and leaves the old file as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        message = f"{error.strerror or error} while writing {path}"
+        raise (OSError(error.errno, message) if error.errno is not None else OSError(message)) from error
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, is_dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,37 +46,49 @@ def list_registry() -> str:
     return "\n".join(lines)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Interrupts:
+    """SIGINT and SIGTERM during a run, handled as flags until every file is written. The first signal sets ``stop``
+    (the learn loop ends at the next step boundary, so the saved state is never mid-step); inside `abortable` a signal
+    also raises KeyboardInterrupt (a second one while learning, any during the final evaluation). Everywhere else the
+    handler only records it, so no signal can cut a file short, and the run ends afterwards with the conventional exit
+    code 128 + signal. Handlers can only be set from the main thread (Python runs them there, whichever thread the
+    signal reached): a run inside a Ray Tune worker thread leaves signals to Ray."""
 
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.signal: int | None = None
+        self._abort_on: Callable[[bool], bool] = lambda repeated: False
 
-def _run_interruptibly(
-    learn: Callable[[], object], save: Callable[[], Path], stop: threading.Event
-) -> tuple[bool, float, Path]:
-    """Run ``learn``; the first Ctrl-C or SIGTERM sets ``stop``, which the learn loop checks at every step boundary
-    (so the saved state is never mid-step), a second one interrupts at once. Then ``save`` with both signals blocked
-    (no signal can cut the checkpoint short). A crash (a non-finite loss, a bug) saves nothing, so the last good
-    checkpoint stays. Returns (interrupted, seconds, path)."""
-
-    def request_stop(signum: int, frame: object) -> None:
-        if stop.is_set():
+    def _handle(self, signum: int, frame: object) -> None:
+        repeated = self.stop.is_set()
+        self.stop.set()
+        self.signal = signum
+        if self._abort_on(repeated):
             raise KeyboardInterrupt(f"signal {signum}")
-        stop.set()
 
-    interrupted = False
-    start = time.perf_counter()
-    with _handling_signals(request_stop) as signals:
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Within the block, SIGINT and SIGTERM call the flag handler (in the main thread)."""
+        signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+        previous = {sig: signal.signal(sig, self._handle) for sig in signals}
         try:
-            learn()
-        except KeyboardInterrupt:
-            interrupted = True
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else None  # before the old handlers return
-    try:
-        model_path = save()
-    finally:
-        if blocked is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a signal that came meanwhile acts now
-    return interrupted or stop.is_set(), time.perf_counter() - start, model_path
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    @contextlib.contextmanager
+    def abortable(self, on_first: bool) -> Iterator[None]:
+        """Within the block a signal raises KeyboardInterrupt: any one with ``on_first``, else a repeated one."""
+        self._abort_on = (lambda repeated: True) if on_first else (lambda repeated: repeated)
+        try:
+            yield
+        finally:
+            self._abort_on = lambda repeated: False
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal or signal.SIGINT)
 
 
 def _json_safe(value: Any) -> Any:
@@ -91,18 +102,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _finish(args: TrainArgs, run_dir: Path, model_path: Path, results: dict[str, Any]) -> Path:
-    """Write results.json, print where everything is, and exit with 130 after an interruption."""
+def _write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    """Write results.json atomically (valid JSON: non-finite floats become null)."""
     text = json.dumps(_json_safe(results), indent=2, allow_nan=False)
     atomic_write(run_dir / "results.json", lambda p: p.write_text(text))
+
+
+def _print_outcome(args: TrainArgs, run_dir: Path, model_path: Path, results: dict[str, Any]) -> None:
+    """Say how the run ended and where everything is."""
     status = "Interrupted: saved a checkpoint" if results["interrupted"] else "Done"
     print(f"{status} after {results['num_timesteps']} steps ({results['wall_time_s']:.0f} s).")
     print(f"  model:       {model_path}")
     print(f"  run folder:  {run_dir}")
     print(f"  TensorBoard: tensorboard --logdir {args.log_dir}")
-    if results["interrupted"]:
-        raise SystemExit(130)
-    return run_dir
 
 
 def _start_run(args: TrainArgs, algo: str, target: str, seed: int, config: dict[str, Any], model: Any) -> Path:
@@ -131,33 +143,36 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     runner = runner_of(spec.kind)(args, spec.name, algo_class, seed)
     runner.on_evaluation = on_evaluation
     run_dir = _start_run(args, spec.name, runner.target, seed, runner.config, runner.model)
-    stop = threading.Event()
-    learn = partial(runner.model.learn, runner.total_timesteps, progress_bar=args.progress,
-                    reset_num_timesteps=args.trained_agent is None, **runner.learn_kwargs(run_dir, stop))  # fmt: skip
-    interrupted, wall_time, model_path = _run_interruptibly(learn, lambda: runner.save(run_dir), stop)
-    results: dict[str, Any] = {"num_timesteps": runner.model.num_timesteps, "wall_time_s": wall_time,
-                               "interrupted": interrupted}  # fmt: skip
-    if not interrupted:
+    interrupts, failure = _Interrupts(), None
+    with interrupts.installed():
+        start = time.perf_counter()
         try:
-            with _handling_signals(_raise_keyboard_interrupt):
-                results |= runner.final_results(run_dir)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM during the final evaluation: results.json is still written
-            results |= {"interrupted": True, "final_eval": "interrupted"}
-    return _finish(args, run_dir, model_path, results)
-
-
-@contextlib.contextmanager
-def _handling_signals(handler: Callable[[int, object], None]) -> Iterator[tuple[signal.Signals, ...]]:
-    """Within the block, SIGINT and SIGTERM call ``handler`` (SIGINT may be ignored when started in the background;
-    SIGTERM from cluster schedulers is treated like Ctrl-C); yields the signals handled. Handlers can only be set from
-    the main thread: a run inside a Ray Tune worker thread leaves them to Ray (and yields none)."""
-    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield signals
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+            with interrupts.abortable(on_first=False):
+                runner.model.learn(runner.total_timesteps, progress_bar=args.progress,
+                                   reset_num_timesteps=args.trained_agent is None,
+                                   **runner.learn_kwargs(run_dir, interrupts.stop))  # fmt: skip
+        except KeyboardInterrupt:
+            pass  # a crash (a non-finite loss, a bug) propagates instead: nothing is saved, the last checkpoint stays
+        wall_time = time.perf_counter() - start
+        model_path = runner.save(run_dir)
+        results: dict[str, Any] = {"num_timesteps": runner.model.num_timesteps, "wall_time_s": wall_time,
+                                   "interrupted": interrupts.stop.is_set()}  # fmt: skip
+        if not results["interrupted"]:
+            try:
+                with interrupts.abortable(on_first=True):
+                    results |= runner.final_results(run_dir)
+            except KeyboardInterrupt:
+                results |= {"interrupted": True, "final_eval": "interrupted"}
+            except Exception as error:  # the trained model is saved: results.json says what failed, then it is raised
+                results["final_eval"] = f"failed: {type(error).__name__}: {error}"
+                failure = error
+        _write_results(run_dir, results)
+    _print_outcome(args, run_dir, model_path, results)
+    if failure is not None:
+        raise failure
+    if results["interrupted"]:
+        raise SystemExit(interrupts.exit_code)
+    return run_dir
 
 
 def main(args: TrainArgs) -> None:

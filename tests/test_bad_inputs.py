@@ -8,6 +8,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import tyro
@@ -147,3 +148,14 @@ def test_a_zip_of_another_algorithm_is_refused(files: Path) -> None:
                                        "--log-dir", str(files / "foreign")]))  # fmt: skip
     assert str(error.value).startswith("error: ")
     assert zipfile.is_zipfile(files / "ppo.zip")
+
+
+def test_more_samples_than_the_reference_split_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
+    from samplers.energies import BOLTZMANN_DIR_ENV
+
+    np.save(tmp_path / "dw4_val.npy", np.random.default_rng(0).normal(size=(50, 8)))
+    monkeypatch.setenv(BOLTZMANN_DIR_ENV, str(tmp_path))
+    argv = ["--algo", "idem", "--env", "DW4", "-n", "20", "--n-samples", "200", "--log-dir", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit, match=r"--n-samples 200: DW4 val split has 50 rows.*pass a smaller --n-samples"):
+        main(tyro.cli(TrainArgs, args=argv))
+    assert not (tmp_path / "runs").exists()  # nothing trained, no run folder

@@ -1,11 +1,11 @@
 """End-to-end tests of train.py: tiny budgets, real environments, real files."""
 
 import json
+import os
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -166,18 +166,65 @@ def test_offline_run_builds_missing_dataset_on_request_and_reports_goal_metrics(
     assert config["hyperparams"]["dataset"] == "diffusion-baselines/pointreach-expert-v0"
 
 
-def test_a_crash_saves_nothing_and_results_stay_valid_json():
-    saved = []
+def test_a_crash_saves_nothing_and_results_stay_valid_json(tmp_path, monkeypatch):
+    def crash(self, run_dir, stop):
+        raise FloatingPointError("loss is nan")
+
+    monkeypatch.setattr(online.Online, "learn_kwargs", crash)
     with pytest.raises(FloatingPointError):
-        experiment._run_interruptibly(
-            lambda: (_ for _ in ()).throw(FloatingPointError("nan")), lambda: saved.append(1), threading.Event()
-        )
-    assert saved == []  # the last good checkpoint is not overwritten by a broken model
-    assert experiment._run_interruptibly(lambda: None, lambda: Path("m.zip"), threading.Event())[2] == Path("m.zip")
+        train(tiny_args(tmp_path))
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    assert not (run_dir / "model.zip").exists()  # the last good checkpoint is not overwritten by a broken model
     assert json.loads(json.dumps(experiment._json_safe({"a": [float("nan"), 1.0], "b": float("inf")}), allow_nan=False)) == {
         "a": [None, 1.0],
         "b": None,
     }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_the_final_save_lose_nothing(tmp_path, monkeypatch, signum):
+    """Two signals while the files are written (as two Ctrl-C 50 ms apart): every file is still written, then the run
+    exits with 128 + the signal."""
+    save = online.Online.save
+
+    def interrupted_save(self, run_dir):
+        os.kill(os.getpid(), signum)
+        os.kill(os.getpid(), signum)
+        return save(self, run_dir)
+
+    monkeypatch.setattr(online.Online, "save", interrupted_save)
+    with pytest.raises(SystemExit) as exit_info:
+        train(tiny_args(tmp_path, total_timesteps=120, save_replay_buffer=True))
+    assert exit_info.value.code == 128 + signum
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    assert {"model.zip", "replay_buffer.pkl", "results.json"} <= {path.name for path in run_dir.iterdir()}
+    assert json.loads((run_dir / "results.json").read_text())["interrupted"] is True
+
+
+def test_a_failed_final_evaluation_still_writes_results(tmp_path, monkeypatch):
+    def failing(self, run_dir):
+        raise ValueError("the reference split has 1000 rows")
+
+    monkeypatch.setattr(online.Online, "final_results", failing)
+    with pytest.raises(ValueError, match="reference split"):
+        train(tiny_args(tmp_path, total_timesteps=120))
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["final_eval"] == "failed: ValueError: the reference split has 1000 rows"
+    assert (run_dir / "model.zip").is_file()
+
+
+def test_the_model_is_written_before_the_replay_buffer_and_a_failed_write_names_its_file(tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SAC, "save_replay_buffer", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device while writing .*replay_buffer\.pkl"):
+        train(tiny_args(tmp_path, total_timesteps=120, save_replay_buffer=True))
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    assert (run_dir / "model.zip").is_file() and not list(run_dir.glob(".*tmp*"))
 
 
 def test_run_folders_started_in_the_same_second_never_clash(tmp_path):

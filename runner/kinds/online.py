@@ -99,9 +99,11 @@ class Online(GymRunner):
         return {"callback": callbacks}
 
     def save(self, run_dir: Path) -> Path:
+        """The model first (what matters: on a nearly full disk it may still fit), then the optional replay buffer."""
+        model_path = super().save(run_dir)
         if self.args.save_replay_buffer and isinstance(self.model, OffPolicyAlgorithm):
             atomic_write(run_dir / "replay_buffer.pkl", self.model.save_replay_buffer)
-        return super().save(run_dir)
+        return model_path
 
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         if self.args.eval_episodes <= 0:

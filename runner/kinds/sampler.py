@@ -33,6 +33,19 @@ class Sampler(TargetModel):
             )
         super().__init__(args, algo, algo_class, seed)
         self.config["preset"] = self.model.preset
+        self._check_reference_size(args.n_samples)
+
+    def _check_reference_size(self, n: int) -> None:
+        """Fail before training, not after it, when the final evaluation could not compare ``n`` samples (a reference
+        split smaller than ``n``); a reference missing on this machine only skips that evaluation."""
+        if n <= 0:
+            return
+        try:
+            self.model.reference_samples(n)
+        except FileNotFoundError:
+            return
+        except ValueError as error:
+            raise ValueError(f"--n-samples {n}: {error}; pass a smaller --n-samples") from None
 
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         model, n = self.model, self.args.n_samples
