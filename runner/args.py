@@ -54,7 +54,8 @@ class TrainArgs:
     """Continue training from this model .zip (SB3 zips hold pickled objects: load only files you trust), or a
     sampler's .pt checkpoint (tensors and plain values only)."""
     load_replay_buffer: bool = False
-    """With --trained-agent: also load the replay_buffer.pkl beside it (a pickle: only a file you trust)."""
+    """With --trained-agent: also load the replay buffer saved with it (replay_buffer.pkl beside a final model,
+    replay_buffer_<N>_steps.pkl beside a checkpoint model_<N>_steps.zip; a pickle: only a file you trust)."""
     n_samples: int = 1000
     """Sampler algorithms: samples written to samples.npy (and evaluated) at the end of training."""
     build_dataset: bool = False

@@ -217,10 +217,10 @@ def test_a_failed_final_evaluation_still_writes_results(tmp_path, monkeypatch):
 def test_the_model_is_written_before_the_replay_buffer_and_a_failed_write_names_its_file(tmp_path, monkeypatch):
     import errno
 
-    def full_disk(self, path):
+    def full_disk(model, path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(SAC, "save_replay_buffer", full_disk)
+    monkeypatch.setattr(online, "save_replay_buffer", full_disk)
     with pytest.raises(OSError, match=r"No space left on device while writing .*replay_buffer\.pkl"):
         train(tiny_args(tmp_path, total_timesteps=120, save_replay_buffer=True))
     (run_dir,) = (tmp_path / "sac").iterdir()
@@ -271,6 +271,32 @@ def test_a_signal_during_the_final_evaluation_still_writes_results(tmp_path, mon
     results = json.loads((run_dir / "results.json").read_text())
     assert results["interrupted"] is True and results["final_eval"] == "interrupted"
     assert (run_dir / "model.zip").is_file()
+
+
+def test_a_saved_replay_buffer_holds_its_filled_rows_only_and_loads_at_full_capacity(tmp_path):
+    from agents.common.replay import save_replay_buffer
+
+    model = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100_000, learning_starts=50, seed=0,
+                policy_kwargs={"net_arch": [8]}).learn(60)  # fmt: skip
+    save_replay_buffer(model, tmp_path / "filled.pkl")
+    model.save_replay_buffer(tmp_path / "whole.pkl")
+    assert (tmp_path / "filled.pkl").stat().st_size < (tmp_path / "whole.pkl").stat().st_size / 100
+    other = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100_000, policy_kwargs={"net_arch": [8]})
+    other.load_replay_buffer(tmp_path / "filled.pkl")  # SB3's own loader
+    loaded, original = other.replay_buffer, model.replay_buffer
+    assert loaded.buffer_size == 100_000 and loaded.pos == original.pos == 60 and not loaded.full
+    for name in ("observations", "actions", "rewards", "dones", "timeouts"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+    other.learn(10, reset_num_timesteps=False)  # adds on after the restored rows
+    assert other.replay_buffer.pos == 70
+
+
+def test_a_checkpoint_resumes_with_its_own_replay_buffer(tmp_path):
+    train(tiny_args(tmp_path, total_timesteps=200, save_freq=100, save_replay_buffer=True))
+    (run_dir,) = (tmp_path / "sac").iterdir()
+    resumed = train(tiny_args(tmp_path / "resumed", total_timesteps=20, load_replay_buffer=True,
+                              trained_agent=run_dir / "checkpoints" / "model_100_steps.zip"))  # fmt: skip
+    assert json.loads((resumed / "results.json").read_text())["num_timesteps"] == 120
 
 
 def test_periodic_checkpoints_include_the_replay_buffer_when_asked(tmp_path):

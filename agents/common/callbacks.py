@@ -10,6 +10,7 @@ from pathlib import Path
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from agents.common.replay import save_replay_buffer
 from core.io import atomic_save, atomic_write
 
 
@@ -35,7 +36,7 @@ class CheckpointCallback(BaseCallback):
             path = atomic_save(self.model, self.save_dir / f"model_{self.num_timesteps}_steps.zip")
             if self.save_replay_buffer and isinstance(self.model, OffPolicyAlgorithm):
                 buffer = self.save_dir / f"replay_buffer_{self.num_timesteps}_steps.pkl"
-                atomic_write(buffer, self.model.save_replay_buffer)
+                atomic_write(buffer, lambda tmp: save_replay_buffer(self.model, tmp))
             if self.verbose:
                 print(f"Saved checkpoint {path}")
         return True

@@ -17,6 +17,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.common.callbacks import CheckpointCallback, ReportEvaluation, SaveBestCallback, StopOnFlag
+from agents.common.replay import save_replay_buffer
 from core.io import atomic_write
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
 from runner.kinds.base import budget
@@ -102,7 +103,7 @@ class Online(GymRunner):
         """The model first (what matters: on a nearly full disk it may still fit), then the optional replay buffer."""
         model_path = super().save(run_dir)
         if self.args.save_replay_buffer and isinstance(self.model, OffPolicyAlgorithm):
-            atomic_write(run_dir / "replay_buffer.pkl", self.model.save_replay_buffer)
+            atomic_write(run_dir / "replay_buffer.pkl", lambda tmp: save_replay_buffer(self.model, tmp))
         return model_path
 
     def final_results(self, run_dir: Path) -> dict[str, Any]:

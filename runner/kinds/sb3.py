@@ -4,9 +4,11 @@ environments."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -40,13 +42,21 @@ def make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hy
             f"model.zip that {algo_class.__name__} saved"
         ) from None
     if args.load_replay_buffer:
-        buffer_path = args.trained_agent.parent / "replay_buffer.pkl"
+        buffer_path = replay_buffer_beside(args.trained_agent)
         if not isinstance(model, OffPolicyAlgorithm):
             raise ValueError(f"--load-replay-buffer: {algo_class.__name__} has no replay buffer")
         if not buffer_path.is_file():
             raise FileNotFoundError(f"--load-replay-buffer: {buffer_path} does not exist")
         model.load_replay_buffer(buffer_path)
     return model
+
+
+def replay_buffer_beside(model_path: Path) -> Path:
+    """The replay buffer saved with a model: ``replay_buffer_<N>_steps.pkl`` beside a checkpoint
+    ``model_<N>_steps.zip``, else ``replay_buffer.pkl`` in the model's folder."""
+    checkpoint = re.fullmatch(r"model_(\d+)_steps\.zip", model_path.name)
+    name = f"replay_buffer_{checkpoint.group(1)}_steps.pkl" if checkpoint else "replay_buffer.pkl"
+    return model_path.parent / name
 
 
 def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
