@@ -4,8 +4,10 @@ redoing finished trials, a search runs several seeds per trial, rliable statisti
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from runner.sweep import (
     sweep_report,
     train_trial,
 )
+from runner.sweep.engine import _absolute
 from runner.sweep.stats import improvement_probabilities, interval_estimates, score_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +60,27 @@ def test_a_sweep_runs_a_pde_trial_through_its_kind(tmp_path, local_ray):
     [record] = run_sweep(pde)
     assert record["env"] == "Heat" and record["num_timesteps"] == 3
     assert 0 < record["final_eval"]["relative_l2"] < 10 and (tmp_path / "runs" / "pinn").is_dir()
+
+
+def test_a_sweep_name_with_other_settings_is_refused_not_reported_as_the_new_one(tmp_path):
+    from runner.sweep.engine import grid_trials, pending_trials, trial_fingerprint
+
+    first = _absolute(spec(tmp_path, [0]))
+    (trial,) = grid_trials(first)
+    records = first.sweep_dir / "records"
+    records.mkdir(parents=True)
+    (records / f"{trial.name}.json").write_text(json.dumps({"seed": 0, "trial_fingerprint": trial_fingerprint(trial.config)}))
+    (first.sweep_dir / "sweep.json").write_text("the first sweep")
+    assert pending_trials([trial], first.sweep_dir) == []  # the same settings resume
+    quieter = replace(first, log_dir=tmp_path / "elsewhere", threads_per_trial=2)
+    assert trial_fingerprint(grid_trials(quieter)[0].config) == trial_fingerprint(trial.config)
+    for changed in (replace(first, total_timesteps=300), replace(first, hyperparams={**TINY, "gamma": "0.5"})):
+        with pytest.raises(ValueError, match="ran with other settings than these"):
+            run_sweep(changed)
+    assert (first.sweep_dir / "sweep.json").read_text() == "the first sweep"
+    (records / f"{trial.name}.json").write_text('{"seed": 0, "final_ret')
+    with pytest.raises(ValueError, match=r"\.json is not a readable trial record .* delete it"):
+        pending_trials([trial], first.sweep_dir)
 
 
 def test_a_search_runs_every_seed_in_each_trial(tmp_path, local_ray):

@@ -11,6 +11,7 @@ Each grid trial writes its run folder through `runner.experiment.train`.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -163,12 +164,46 @@ def run_train_trial(config: dict[str, Any]) -> dict[str, Any]:
     return {**config["described"], **run_record(train(config["train_args"]))}
 
 
+#: `TrainArgs` fields that say where and how a run is watched, not what it trains: a resumed sweep may change them.
+_NOT_IDENTITY = frozenset({"log_dir", "progress", "verbose", "num_threads"})
+
+
+def trial_fingerprint(config: dict[str, Any]) -> str:
+    """A short hash of what a trial trains: its config without paths (they only say where things go), and of its
+    `TrainArgs` the values that differ from the defaults (as the recorded train.py command: a flag added later does not
+    change it) outside `_NOT_IDENTITY`. A record is reused only for a trial with the same fingerprint."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, TrainArgs):
+            defaults = asdict(TrainArgs())
+            return {key: plain(item) for key, item in asdict(value).items()
+                    if key not in _NOT_IDENTITY and item != defaults[key]}  # fmt: skip
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items() if not isinstance(item, Path)}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    text = json.dumps(plain(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A trial's record; a file that is not one (truncated by a full disk, edited) is named in the error."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a readable trial record ({error}): delete it to run that trial again") from None
+
+
 def _record_trial(config: dict[str, Any]) -> None:
     """One Ray Tune trial: the run function on the trial's config with ``threads_per_trial`` torch threads, then its
-    record (atomically, so a killed sweep never leaves half a record) and its numbers reported to Tune."""
+    record with the trial's fingerprint (atomically, so a killed sweep never leaves half a record) and its numbers
+    reported to Tune."""
     torch.set_num_threads(config["threads"])
-    record = config["run"](config["trial"].config)
-    path = Path(config["records"]) / f"{config['trial'].name}.json"
+    trial = config["trial"]
+    record = {**config["run"](trial.config), "trial_fingerprint": trial_fingerprint(trial.config)}
+    path = Path(config["records"]) / f"{trial.name}.json"
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     tune.report({key: value for key, value in record.items() if isinstance(value, (int, float))} or {"done": 1})
 
@@ -233,8 +268,23 @@ def _concurrency(resources: Resources, n_trials: int) -> int:
 
 
 def pending_trials(trials: list[Trial], sweep_dir: Path) -> list[Trial]:
-    """The trials without a record in ``<sweep_dir>/records``."""
-    return [trial for trial in trials if not (Path(sweep_dir) / "records" / f"{trial.name}.json").is_file()]
+    """The trials without a record in ``<sweep_dir>/records``. A ValueError when a record of the same name was made
+    by a trial with other settings (its `trial_fingerprint` differs): the sweep would report the old results as the
+    new ones. Records from before fingerprints were recorded are taken as they are."""
+    pending, changed = [], []
+    for trial in trials:
+        path = Path(sweep_dir) / "records" / f"{trial.name}.json"
+        if not path.is_file():
+            pending.append(trial)
+        elif read_record(path).get("trial_fingerprint", trial_fingerprint(trial.config)) != trial_fingerprint(trial.config):
+            changed.append(trial.name)
+    if changed:
+        raise ValueError(
+            f"{len(changed)} finished trial(s) of {sweep_dir} ran with other settings than these ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}): pass another --name for the new settings, or delete those records "
+            "to run them again"
+        )
+    return pending
 
 
 def run_trials(
@@ -263,6 +313,7 @@ def run_sweep(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -
     """Run every grid trial that has no record yet (so an interrupted sweep resumes) and return all records."""
     spec = _absolute(spec)
     trials = grid_trials(spec, grid)
+    pending_trials(trials, spec.sweep_dir)  # refuses other settings under this name before sweep.json is rewritten
     atomic_write(spec.sweep_dir / "sweep.json", lambda tmp: tmp.write_text(json.dumps(
         {"kind": "grid", "spec": _plain(spec), "grid": grid or {}, "trials": [trial.name for trial in trials]},
         indent=2)))  # fmt: skip
@@ -272,7 +323,7 @@ def run_sweep(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -
 def load_records(sweep_dir: Path, names: set[str] | None = None) -> list[dict[str, Any]]:
     """The records of every finished trial of a sweep (of the trials ``names`` only, when given)."""
     paths = sorted((Path(sweep_dir) / "records").glob("*.json"))
-    return [json.loads(path.read_text()) for path in paths if names is None or path.stem in names]
+    return [read_record(path) for path in paths if names is None or path.stem in names]
 
 
 # --- search ---------------------------------------------------------------------------------------------------------
