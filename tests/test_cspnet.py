@@ -172,6 +172,17 @@ def test_edges_are_all_pairs_of_each_crystal_with_self_pairs() -> None:
     assert (edges[0].diff() >= 0).all()  # grouped by receiver
 
 
+def test_messages_by_parts_equal_the_mlp_on_the_concatenated_input() -> None:
+    """φ_m's first Linear, summed from per-atom, per-crystal and per-edge parts, is the reference's φ_m(cat(...))."""
+    net, inputs = make_net(SMALL), make_inputs(SMALL)
+    graph = net._graph(inputs["frac_coords"], inputs["lattices"], inputs["batch"])
+    layer = net.layers[0]
+    h = torch.randn(BATCH.shape[0], SMALL.hidden_dim, dtype=torch.float64)
+    receiver, sender = graph.edges
+    concatenated = torch.cat([h[receiver], h[sender], graph.lattice_gram[graph.edge_crystal], graph.fourier], dim=-1)
+    torch.testing.assert_close(layer._messages(h, graph), layer.edge_mlp(concatenated))
+
+
 def test_fourier_features_are_periodic_and_start_at_frequency_one() -> None:
     fourier = PeriodicFourierFeatures(3)
     d = torch.rand(10, 3, dtype=torch.float64)
