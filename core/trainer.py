@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from core.config import config_keys, reject_unknown_keys
+from core.interrupts import Interrupts
 from core.io import atomic_write
 
 SelfTrainer = TypeVar("SelfTrainer", bound="Trainer")
@@ -197,12 +198,29 @@ class Trainer(abc.ABC):
     ) -> SelfTrainer:  # fmt: skip
         """Run ``total_timesteps`` gradient steps, or fewer if ``time_limit_s`` seconds have passed or ``stop()`` is
         true (both checked before every step, so the state is never left mid-step: train.py's Ctrl-C sets it).
+        Without ``stop``, a Ctrl-C (or SIGTERM) in the main thread also ends the loop at the next step boundary and is
+        then raised as KeyboardInterrupt, so a model saved after it resumes exactly; a second one interrupts at once.
 
         Logs ``train/*`` (the step's statistics and ``train/learning_rate``) and ``time/fps`` every ``log_interval``
         steps, and ``eval/*`` every ``eval_freq`` steps and at the last one. With ``checkpoint_dir``,
         ``checkpoint_freq`` > 0 writes ``iter_<steps>.pt`` periodically, and every evaluation that improves
         `selection_metric` writes ``best.pt``.
         """
+        if stop is not None:
+            return self._learn(total_timesteps, progress_bar, reset_num_timesteps, checkpoint_dir, checkpoint_freq,
+                               time_limit_s, stop)  # fmt: skip
+        interrupts = Interrupts()
+        with interrupts.installed(), interrupts.abortable(on_first=False):
+            self._learn(total_timesteps, progress_bar, reset_num_timesteps, checkpoint_dir, checkpoint_freq, time_limit_s,
+                        interrupts.stop.is_set)  # fmt: skip
+        if interrupts.stop.is_set():
+            raise KeyboardInterrupt(f"signal {interrupts.signal}: stopped after step {self.num_timesteps}")
+        return self
+
+    def _learn(
+        self: SelfTrainer, total_timesteps: int, progress_bar: bool, reset_num_timesteps: bool,
+        checkpoint_dir: str | Path | None, checkpoint_freq: int, time_limit_s: float | None, stop: Callable[[], bool],
+    ) -> SelfTrainer:  # fmt: skip
         cfg = self.config
         if reset_num_timesteps:
             self.num_timesteps = 0
@@ -213,7 +231,7 @@ class Trainer(abc.ABC):
         while self.num_timesteps < end:
             if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
                 break
-            if stop is not None and stop():
+            if stop():
                 break
             stats = self.train_step()
             bar.update(1)

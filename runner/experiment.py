@@ -4,14 +4,11 @@ with evaluation and checkpoints, and always leave a usable model behind (also on
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import torch
 from stable_baselines3.common.logger import configure
 
 from core.cli import run_cli
+from core.interrupts import Interrupts
 from core.io import atomic_write
 from core.run import new_run_dir, write_run_config
 from envs.registry import ENV_ALIASES
@@ -44,51 +42,6 @@ def list_registry() -> str:
     lines.append("PDE problems (for --algo pinn, e.g. --env Burgers):")
     lines += [f"  {name:<28} {p.pde.name} on [0, {p.length:g}) x [0, {p.t_max:g}]" for name, p in PDE_PROBLEMS.items()]
     return "\n".join(lines)
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM during a run, handled as flags until every file is written. The first signal sets ``stop``
-    (the learn loop ends at the next step boundary, so the saved state is never mid-step); inside `abortable` a signal
-    also raises KeyboardInterrupt (a second one while learning, any during the final evaluation). Everywhere else the
-    handler only records it, so no signal can cut a file short, and the run ends afterwards with the conventional exit
-    code 128 + signal. Handlers can only be set from the main thread (Python runs them there, whichever thread the
-    signal reached): a run inside a Ray Tune worker thread leaves signals to Ray."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.signal: int | None = None
-        self._abort_on: Callable[[bool], bool] = lambda repeated: False
-
-    def _handle(self, signum: int, frame: object) -> None:
-        repeated = self.stop.is_set()
-        self.stop.set()
-        self.signal = signum
-        if self._abort_on(repeated):
-            raise KeyboardInterrupt(f"signal {signum}")
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Within the block, SIGINT and SIGTERM call the flag handler (in the main thread)."""
-        signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-        previous = {sig: signal.signal(sig, self._handle) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-    @contextlib.contextmanager
-    def abortable(self, on_first: bool) -> Iterator[None]:
-        """Within the block a signal raises KeyboardInterrupt: any one with ``on_first``, else a repeated one."""
-        self._abort_on = (lambda repeated: True) if on_first else (lambda repeated: repeated)
-        try:
-            yield
-        finally:
-            self._abort_on = lambda repeated: False
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.signal or signal.SIGINT)
 
 
 def _json_safe(value: Any) -> Any:
@@ -143,7 +96,7 @@ def train(args: TrainArgs, on_evaluation: Callable[[int, float], None] | None = 
     runner = runner_of(spec.kind)(args, spec.name, algo_class, seed)
     runner.on_evaluation = on_evaluation
     run_dir = _start_run(args, spec.name, runner.target, seed, runner.config, runner.model)
-    interrupts, failure = _Interrupts(), None
+    interrupts, failure = Interrupts(), None
     with interrupts.installed():
         start = time.perf_counter()
         try:

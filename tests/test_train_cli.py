@@ -259,6 +259,34 @@ def test_a_sampler_stops_at_a_step_boundary(tmp_path):
     assert model.num_timesteps == 7
 
 
+def test_ctrl_c_in_the_python_api_stops_a_sampler_at_a_step_boundary(tmp_path, monkeypatch):
+    """model.learn(n) without a stop flag, Ctrl-C after step 4: the loop ends at the boundary and raises; the saved
+    model then resumes exactly as an uninterrupted run."""
+    from samplers.energies import GaussianMixtureEnergy
+    from samplers.idem import IDEM
+
+    tiny = {"num_mc_samples": 8, "batch_size": 16, "inner_steps": 5, "samples_per_refresh": 16, "buffer_size": 64,
+            "init_samples": 16, "integration_steps": 5, "hidden_dim": 16, "n_layers": 1, "eval_freq": 0}  # fmt: skip
+    target = GaussianMixtureEnergy([[0.0, 0.0]], stds=1.0)
+    uninterrupted = IDEM(target, seed=0, **tiny).learn(10)
+    model = IDEM(target, seed=0, **tiny)
+    after_step = IDEM._after_step
+
+    def ctrl_c_after_step_4(self, step, stats):
+        after_step(self, step, stats)
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(IDEM, "_after_step", ctrl_c_after_step_4)
+    with pytest.raises(KeyboardInterrupt, match="stopped after step 4"):
+        model.learn(10)
+    monkeypatch.undo()
+    model.save(tmp_path / "model.pt")
+    resumed = IDEM.load(tmp_path / "model.pt", target=target).learn(6, reset_num_timesteps=False)
+    for a, b in zip(resumed.network.state_dict().values(), uninterrupted.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_a_signal_during_the_final_evaluation_still_writes_results(tmp_path, monkeypatch):
     def interrupted(self, run_dir):
         raise KeyboardInterrupt  # what SIGTERM raises during the final evaluation
