@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import sys
+import types
+import typing
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
@@ -64,3 +68,50 @@ def fold_config_attributes(model: Any, shared: tuple[str, ...] = ()) -> None:
             knobs[field.name] = model.__dict__.pop(field.name)
     if knobs:
         model.config = dataclasses.replace(config, **knobs)
+
+
+def _field_types(config_class: type) -> dict[str, Any]:
+    """Each field's annotation resolved in its class's module (annotations are strings under ``from __future__ import
+    annotations``); a field whose annotation cannot be resolved there is left out."""
+    resolved = {}
+    for klass in reversed(config_class.__mro__):
+        namespace = vars(sys.modules[klass.__module__])
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            try:
+                resolved[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+            except (NameError, AttributeError, TypeError, SyntaxError):
+                resolved.pop(name, None)
+    return resolved
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a union (``A | B``, ``Optional[A]``), else the annotation alone."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+class CheckedConfig:
+    """Base of the library's config dataclasses: ``__post_init__`` rejects, with one line naming the field, a value
+    outside a ``Literal`` field's choices and a non-finite number where a float is expected (``1e999`` parses as inf).
+    A subclass with its own ``__post_init__`` calls this one first."""
+
+    def __post_init__(self) -> None:
+        for name, annotation in _field_types(type(self)).items():
+            if name not in {field.name for field in dataclasses.fields(self)}:  # type: ignore[arg-type]
+                continue
+            value, members = getattr(self, name), _members(annotation)
+            choices = [choice for member in members if typing.get_origin(member) is Literal
+                       for choice in typing.get_args(member)]  # fmt: skip
+            allowed_others = [member for member in members if typing.get_origin(member) is not Literal]
+            if choices and value not in choices and not any(_is_instance(value, m) for m in allowed_others):
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            if float in members and isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _is_instance(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` is of the plain type ``annotation`` (None for NoneType; other annotations: no)."""
+    if annotation is type(None):
+        return value is None
+    return isinstance(annotation, type) and isinstance(value, annotation)

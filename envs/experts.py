@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.config import CheckedConfig
 from envs.goal_envs import GoalObs
 from envs.registry import resolve_env_id
 
 
 @dataclass
-class ExpertConfig:
+class ExpertConfig(CheckedConfig):
     """Noise of a scripted expert; ``ExpertConfig(0.0, 0.0)`` is the clean controller."""
 
     noise_std: float = 0.1

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from core.config import CheckedConfig
 from core.networks import SinusoidalEmbedding
 from equivariant.egnn import mlp
 from equivariant.emnn import per_mesh_mean
@@ -58,7 +59,7 @@ LATTICE_MATRIX_DIM = 9  # lattice_out_dim that returns DiffCSP's (B, 3, 3) latti
 
 
 @dataclass(frozen=True)
-class CSPNetConfig:
+class CSPNetConfig(CheckedConfig):
     """Sizes of a :class:`CSPNet`. The defaults are the CPU benchmark's small network; `diffcsp` and `symmcd` give the
     published ones (``dataclasses.replace`` changes single fields)."""
 
@@ -78,6 +79,7 @@ class CSPNetConfig:
     site_symmetry_rank: int = 8  # rank of the logits, rows × rank times rank × classes (SymmCD: 8); 0 = a full Linear
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive = ("type_dim", "hidden_dim", "n_layers", "n_frequencies", "lattice_out_dim", "condition_hidden_dim",
                     "condition_embed_dim", "site_symmetry_classes")  # fmt: skip
         non_negative = ("condition_dim", "node_feature_dim", "site_symmetry_rows", "site_symmetry_rank")

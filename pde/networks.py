@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from core.config import CheckedConfig
 from pde.lie_symmetry import (
     PDE,
     Jet,
@@ -88,7 +89,7 @@ class PhysicsInformed:
 
 
 @dataclass(frozen=True)
-class PINNConfig:
+class PINNConfig(CheckedConfig):
     """Network and optimisation of a PINN."""
 
     hidden_dim: int = 64
@@ -155,7 +156,7 @@ class PINN(PhysicsInformed):
 
 
 @dataclass(frozen=True)
-class DeepONetConfig:
+class DeepONetConfig(CheckedConfig):
     """Networks, batch and losses of a physics-informed DeepONet. Widths and depth are the set-up of
     Akhound-Sadegh et al. (2023) (7 × 100 ELU branch and trunk); the batch sizes are chosen for a CPU."""
 

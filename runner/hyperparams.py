@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import fnmatch
 import inspect
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -247,6 +248,8 @@ def check_value(key: str, value: Any, algo_class: type) -> None:
         raise ValueError(f"{key} must be True or False, got {value!r}")
     if isinstance(value, str) and isinstance(default, (int, float)):  # text that is no Python literal
         raise ValueError(f"{key} must be a number (default {default!r}), got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
     ranges = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0)}
     if key in ranges and isinstance(value, (int, float)) and not ranges[key][0] <= value <= ranges[key][1]:
         raise ValueError(f"{key} must be in [{ranges[key][0]}, {ranges[key][1]}], got {value}")

@@ -32,12 +32,13 @@ import copy
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.config import CheckedConfig
 from equivariant.canonicalization import EGNNCanonicalizer, random_orthogonal
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import as_particles, remove_com
@@ -53,7 +54,7 @@ CANONICALIZED_MODES = ("canonical", "frozen")
 
 
 @dataclass(frozen=True)
-class CanonicalConfig:
+class CanonicalConfig(CheckedConfig):
     """Hyperparameters of :class:`CanonicalDiffusion`; `CANONICAL_PRESETS` holds the per-target values."""
 
     mode: Mode = "canonical"  # canonical, frozen, augmented or equivariant (module docstring)
@@ -114,8 +115,6 @@ class CanonicalDiffusion(BaseSampler):
     ) -> None:  # fmt: skip
         super().__init__(target, seed, device, preset, **hyperparams)
         config, energy = self.config, self.target
-        if config.mode not in get_args(Mode):
-            raise ValueError(f"mode must be one of {', '.join(get_args(Mode))}, got {config.mode!r}")
         self.n_particles, self.spatial_dim = energy.n_particles, energy.spatial_dim
         self.data = self._training_data(data, energy).to(self.device)
         if config.data_scale is None:

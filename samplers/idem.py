@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.config import CheckedConfig
 from equivariant.egnn import EGNNScore
 from equivariant.geometry import remove_com
 from samplers.base import BaseSampler, Preset, make_ema
@@ -31,7 +32,7 @@ from samplers.schedules import GeometricVESchedule
 
 
 @dataclass(frozen=True)
-class IDEMConfig:
+class IDEMConfig(CheckedConfig):
     """Hyperparameters of iDEM; `IDEM_PRESETS` holds the reference values per target."""
 
     sigma_min: float = 1e-5  # geometric VE schedule: g(t) = σ_min r^t √(2 ln r), r = σ_max / σ_min

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
 from agents.dqs.proposal import ProposalNetwork, backup_actions, importance_log_partition
-from core.config import fold_config_attributes, with_overrides
+from core.config import CheckedConfig, fold_config_attributes, with_overrides
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
 
 SelfDQS = TypeVar("SelfDQS", bound="DQS")
@@ -91,7 +91,7 @@ def parse_temperature(temperature: float | str) -> tuple[TemperatureRule, float]
 
 
 @dataclass(frozen=True)
-class DQSConfig:
+class DQSConfig(CheckedConfig):
     """DQS's own knobs (the SB3 ones are constructor arguments, as in SAC). The defaults are ``mode="improved"``, the
     fast and principled variant of docs/dqs.md; `MODES` holds both modes. Every field is also a `DQS` keyword."""
 
@@ -165,12 +165,7 @@ class DQSConfig:
     """Stochastic samples per exploration step, argmax-Q among them when > 1."""
 
     def __post_init__(self) -> None:
-        choices = {"schedule": ("ve_geometric", "vp_cosine"), "squash": ("tanh", "clip"),
-                   "score_parameterization": ("score", "noise"), "score_estimator": ("mc", "softmax"),
-                   "backup": ("hard", "soft"), "deterministic_mode": ("ode", "drift")}  # fmt: skip
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        super().__post_init__()
         rule, _ = self.temperature_rule
         if rule != "fixed" and self.final_temperature is not None:
             raise ValueError(f"final_temperature anneals a fixed temperature; it cannot be combined with {self.temperature!r}")

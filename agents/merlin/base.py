@@ -28,7 +28,7 @@ from torch import Tensor
 from agents.merlin.noise import make_noise_config, resolve_cache_dir, synthesize
 from agents.merlin.policies import GoalGaussianPolicy
 from agents.merlin.relabel import GoalBatch, HindsightRelabeler
-from core.config import fold_config_attributes, with_overrides
+from core.config import CheckedConfig, fold_config_attributes, with_overrides
 from envs.datasets import load_goal_dataset
 from envs.goal_dataset import GoalDataset
 
@@ -68,7 +68,7 @@ def check_dataset(
 
 
 @dataclass(frozen=True)
-class GoalConfig:
+class GoalConfig(CheckedConfig):
     """The knobs of the offline goal-reaching algorithms (Merlin, GCSL; WGCSL adds `WGCSLConfig`'s). SB3's own
     arguments (learning_rate, policy_kwargs, seed, ...) stay constructor arguments; every field is a keyword too."""
 
@@ -101,6 +101,7 @@ class GoalConfig:
         object.__setattr__(self, "cache_dir", None if self.cache_dir is None else str(self.cache_dir))
         object.__setattr__(self, "her_ratio", float(self.her_ratio))
         object.__setattr__(self, "test_horizon", int(self.test_horizon))
+        super().__post_init__()
         make_noise_config(self.noise_model, self.noise_kwargs)  # fail early on a bad name or setting
         if not 0.0 <= self.her_ratio <= 1.0:
             raise ValueError(f"her_ratio must be in [0, 1], got {self.her_ratio}.")

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from agents.merlin.fitting import fit_minibatches
 from agents.merlin.policies import Normalizer
 from agents.merlin.relabel import transition_rows
+from core.config import CheckedConfig
 from envs.goal_dataset import GoalDataset
 
 #: BCQ clips decoder latents to this range.
@@ -45,7 +46,7 @@ WARN_ERROR_RATIO = 0.5
 
 
 @dataclass
-class ReverseModelConfig:
+class ReverseModelConfig(CheckedConfig):
     """Settings of the Merlin-P reverse model (defaults: those of vineetjain96/merlin)."""
 
     epochs: int = 100  # training passes over the data, for the dynamics and for the VAE

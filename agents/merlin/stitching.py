@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from agents.merlin.fitting import fit_minibatches
 from agents.merlin.policies import Normalizer
 from agents.merlin.relabel import transition_rows
+from core.config import CheckedConfig
 from envs.goal_dataset import GoalDataset
 
 #: Similarity scores held in memory at once by the neighbour search (chunk of walks x dataset states).
@@ -34,7 +35,7 @@ SEARCH_CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
-class StitchingConfig:
+class StitchingConfig(CheckedConfig):
     """Settings of the Merlin-NP stitching (defaults: those of vineetjain96/merlin)."""
 
     threshold: float = 0.9999  # jump when the codes' cosine similarity is at least this (reference --stitching-radius)
