@@ -29,7 +29,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
-import numpy as np
 import torch
 import tyro
 from minari.storage import get_dataset_path
@@ -38,7 +37,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, Profile, ResultsArgs, mean_and_std, recorded_args, run_grid
+from benchmarks.render import Result, Section, machine, mean_std, threads_option
 from core.io import atomic_write
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
@@ -81,7 +81,7 @@ METHODS: dict[str, Method] = {
 
 
 @dataclass(frozen=True)
-class MerlinProfile:
+class MerlinProfile(Profile):
     """Budget of one profile. ``gpu`` is the reference protocol (vineetjain96/merlin); the others deviate from it
     where `deviations` says."""
 
@@ -92,7 +92,6 @@ class MerlinProfile:
     dataset_episodes: int = 2000  # episodes per dataset (WGCSL's size for these tasks)
     noise_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per noise model: config fields changed
     n_synthetic: int | None = None  # synthetic trajectories per noise-model run; None: as many as dataset episodes
-    rationale: str = ""  # why the profile deviates from the reference
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_freq", "eval_episodes", "final_episodes", "dataset_episodes"):
@@ -158,7 +157,7 @@ def deviations(profile: MerlinProfile) -> dict[str, dict[str, Any]]:
 
 
 @dataclass
-class MerlinBenchArgs(Resources):
+class MerlinBenchArgs(Resources, ResultsArgs):
     """Merlin, Merlin-P, Merlin-NP, GCSL and WGCSL on the offline goal-reaching datasets (resumable, run by run)."""
 
     methods: list[MethodName] = field(default_factory=lambda: list(METHODS))
@@ -178,7 +177,7 @@ class MerlinBenchArgs(Resources):
     force: bool = False
     """Re-run the selected runs even when their results exist (cached datasets and synthetic data are reused)."""
     name: str | None = None
-    """Summary file: benchmarks/results/<name>.json (default: merlin; merlin_tiny for the tiny profile)."""
+    """Summary file: <results-dir>/<name>.json (default: merlin; merlin_tiny for the tiny profile)."""
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------
@@ -355,10 +354,6 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
 # --- summary and targets --------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """summary[task][kind][method]: mean ± std over seeds of the final and best-checkpoint metrics and of the times."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -373,12 +368,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         summary.setdefault(task, {}).setdefault(kind, {})[method] = {
             "seeds": sorted(r["seed"] for r in chosen),
             **{
-                selection: {key: _mean_std([r[selection][key] for r in chosen]) for key in chosen[0][selection]}
+                selection: {key: mean_and_std([r[selection][key] for r in chosen]) for key in chosen[0][selection]}
                 for selection in ("final", "best")
             },
-            "best_step": _mean_std([r["best_step"] for r in chosen]),
-            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
-            "noise_s": _mean_std(noise) if noise else None,
+            "best_step": mean_and_std([r["best_step"] for r in chosen]),
+            "train_s": mean_and_std([r["timing"]["train_s"] for r in chosen]),
+            "noise_s": mean_and_std(noise) if noise else None,
         }
     return summary
 
@@ -393,9 +388,9 @@ def training_time(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         noise = [r["timing"]["noise_s"] for r in chosen if r["timing"]["noise_generated"]]
         times[method] = {
             "runs": len(chosen),
-            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
-            "steps_per_s": _mean_std([r["timing"]["steps_per_s"] for r in chosen]),
-            "noise_s": _mean_std(noise) if noise else None,
+            "train_s": mean_and_std([r["timing"]["train_s"] for r in chosen]),
+            "steps_per_s": mean_and_std([r["timing"]["steps_per_s"] for r in chosen]),
+            "noise_s": mean_and_std(noise) if noise else None,
             "noise_generations": len(noise),
         }
     return times
@@ -493,7 +488,7 @@ def main(args: MerlinBenchArgs) -> None:
     environ = use_project_folders(args.work_dir, profile)
     root = (args.work_dir / args.profile).resolve()
     datasets_record = root / "datasets.json"
-    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{name}.json").is_file() else {}
+    committed = json.loads(path.read_text()) if (path := args.results_path(name)).is_file() else {}
     datasets: dict[str, Any] = {**committed.get("datasets", {}),
                                 **(json.loads(datasets_record.read_text()) if datasets_record.is_file() else {})}  # fmt: skip
 
@@ -508,7 +503,7 @@ def main(args: MerlinBenchArgs) -> None:
             "reference_profile": REFERENCE_PROFILE,
             "deviations": deviations(profile),
             "notes": list(NOTES),
-            "config": {**asdict(args), "work_dir": str(args.work_dir)},
+            "config": recorded_args(args),
             "datasets": datasets,
             "summary": summary,
             "training_time": training_time(runs),
@@ -520,13 +515,95 @@ def main(args: MerlinBenchArgs) -> None:
     trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
                                "device": args.device}) for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
-        name=name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
+        name=name, out=args, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
         record_name=lambda r: RunKey(r["task"], r["kind"], r["seed"], r["method"]).name, results=results,
     )  # fmt: skip
     runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None, prepare=prepare)
     summary = summarize(runs)
     print_table(summary, check_targets(summary))
-    print(f"wrote {RESULTS_DIR / f'{name}.json'}")
+    print(f"wrote {args.results_path(name)}")
+
+
+TEXT = """\
+## Merlin vs GCSL/WGCSL (offline goal reaching)
+
+`python -m benchmarks.merlin --profile {profile}{threads}` (resumable; the tables are rebuilt from every finished run).
+
+Machine: {machine}; MuJoCo {versions[mujoco]}, gymnasium-robotics {versions[gymnasium-robotics]}. Per run: \
+{budget[steps]} gradient steps (batch 512) on a {budget[dataset_episodes]}-episode dataset; {budget[eval_episodes]} \
+evaluation episodes every {budget[eval_freq]} steps, then {budget[final_episodes]} fresh episodes for the final model. \
+Mean ± std over seeds. Success: `is_success` at the last step; final distance: |achieved - desired goal| at the last \
+step; discounted return: sum of 0.98^t (r_t + 1). The best checkpoint is the training evaluation with the highest \
+discounted return, i.e. model selection on evaluation episodes: the final model is the unselected number.
+
+| task | dataset | method | seeds | success | final distance | discounted return | best ckpt: success \
+| best ckpt: discounted return | train time (s) |
+|---|---|---|---|---|---|---|---|---|---|"""
+ROW = (
+    "| {task} | {kind} | {method} | {seeds} | {success} | {distance} | {discounted} | {best_success} | "
+    "{best_discounted} | {train:.0f} |"
+)
+TARGETS_INTRO = """
+Targets (final model; the best checkpoint in brackets):
+"""
+TARGET = "- {description}: **{status}** ({checks} of {cells} cells run; best checkpoint: {best}){detail}"
+TRAINING_TIME = """
+| method | runs | train time per run (s) | gradient steps/s | noise-model generation per dataset and seed (s) |
+|---|---|---|---|---|"""
+TRAINING_TIME_ROW = "| {method} | {runs} | {train} | {rate} | {noise} |"
+PROTOCOL = """
+Changed from the reference protocol (the `{reference}` profile): {changes}. {rationale}
+"""
+DATASETS = """
+Datasets:
+"""
+DATASET = "- `{identifier}`: {episodes} episodes, {built} (`{command}`)."
+
+
+def render(result: Result, figures: Path) -> str:
+    """Final and best-checkpoint metrics per task, dataset and method, the targets, training times, the deviations from
+    the reference protocol and the datasets."""
+    lines = [TEXT.format(profile=result["profile"], threads=threads_option(result["config"]), machine=machine(result),
+                         versions=result["versions"], budget=result["profile_config"])]  # fmt: skip
+    for task, kinds in result["summary"].items():
+        for kind, methods in kinds.items():
+            for method, s in methods.items():
+                final, best = s["final"], s["best"]
+                lines.append(ROW.format(task=task, kind=kind, method=method, seeds=len(s["seeds"]),
+                                        success=mean_std(final["success_rate"]),
+                                        distance=mean_std(final["final_distance"], 3),
+                                        discounted=mean_std(final["discounted_return"]),
+                                        best_success=mean_std(best["success_rate"]),
+                                        best_discounted=mean_std(best["discounted_return"]),
+                                        train=s["train_s"]["mean"]))  # fmt: skip
+    lines.append(TARGETS_INTRO)
+    statuses: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in result["targets"]:
+        statuses.setdefault(target["target"], {})[target["selection"]] = target
+    for description, by_selection in statuses.items():
+        final, best = by_selection["final"], by_selection["best"]
+        misses = [f"{c['task']}-{c['kind']} {c['value']:.3f} < {c['reference']:.3f}" for c in final["checks"] if not c["met"]]
+        lines.append(TARGET.format(description=description, status=final["status"], checks=len(final["checks"]),
+                                   cells=final["cells"], best=best["status"],
+                                   detail=f"; misses: {', '.join(misses)}" if misses else ""))  # fmt: skip
+    lines.append(TRAINING_TIME)
+    for method, t in result["training_time"].items():
+        noise = f"{mean_std(t['noise_s'], 1)} ({t['noise_generations']} fits)" if t["noise_s"] else "-"
+        lines.append(TRAINING_TIME_ROW.format(method=method, runs=t["runs"], train=mean_std(t["train_s"], 1),
+                                              rate=mean_std(t["steps_per_s"], 0), noise=noise))  # fmt: skip
+    changes = ", ".join(f"{key} {c['profile']} (reference {c['reference']})" for key, c in result["deviations"].items())
+    lines.append(PROTOCOL.format(reference=result["reference_profile"], changes=changes or "nothing",
+                                 rationale=result["profile_config"]["rationale"]))  # fmt: skip
+    lines += [f"- {note}" for note in result["notes"]]
+    lines.append(DATASETS)
+    for identifier, dataset in result["datasets"].items():
+        built = f"built in {dataset['build_s']:.0f} s" if "build_s" in dataset else "found already built"
+        lines.append(DATASET.format(identifier=identifier, episodes=dataset["episodes"], built=built,
+                                    command=dataset["command"]))  # fmt: skip
+    return "\n".join(lines)
+
+
+SECTION = Section(("merlin",), render)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-import benchmarks.common
-import benchmarks.merlin
 import runner.sweep.engine
 from benchmarks.merlin import (
     KINDS,
@@ -44,10 +42,9 @@ def test_tiny_runs_write_resumable_records(folders, monkeypatch, local_ray):
     with pytest.raises(ValueError, match="has 20 episodes, but the profile needs 30"):
         prepare_dataset("PointReach", "random", 30)  # ids do not say the size: a mismatch must not pass silently
 
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", folders / "results")
-    monkeypatch.setattr(benchmarks.merlin, "RESULTS_DIR", folders / "results")
     args = MerlinBenchArgs(methods=["Merlin-NP", "GCSL"], tasks=["PointReach"], kinds=["random"], seeds=[0],
-                           profile="tiny", device="cpu", work_dir=folders / "work", name="merlin_test")  # fmt: skip
+                           profile="tiny", device="cpu", work_dir=folders / "work", name="merlin_test",
+                           results_dir=folders / "results", allow_dirty=True)  # fmt: skip
     main(args)
     records = folders / "work" / "tiny" / "records"
     assert sorted(p.name for p in records.iterdir()) == ["PointReach-random__GCSL__seed0.json",
