@@ -29,10 +29,10 @@ import tyro
 from stable_baselines3.common.env_util import make_vec_env
 
 from agents.merlin import Merlin, evaluate_goal_policy
+from agents.merlin.evaluation import EVAL_ENVS
 from agents.merlin.merlin import value_for_dataset
 from benchmarks.common import BenchmarkGrid, ResultsArgs, recorded_args, run_grid
 from benchmarks.merlin import (
-    EVAL_ENVS,
     PROFILES,
     TASKS,
     KindName,
