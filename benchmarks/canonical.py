@@ -35,13 +35,17 @@ import tyro
 from stable_baselines3.common.utils import get_device
 
 from benchmarks.common import (
-    RESULTS_DIR,
     BenchmarkGrid,
+    Profile,
+    ResultsArgs,
     previous_results,
+    recorded_args,
     restore_missing,
     run_grid,
+    source_commit,
     write_grid_results,
 )
+from benchmarks.render import Result, Section, machine, number, threads_option
 from core.io import atomic_write
 from runner.sweep import Resources, Trial
 from samplers.boltzmann_data import mala_record, reference_subset, training_samples
@@ -70,12 +74,11 @@ class TaskBudget:
 
 
 @dataclass(frozen=True)
-class CanonicalProfile:
+class CanonicalProfile(Profile):
     """Budget of one profile."""
 
     train_s: float  # wall-clock training budget per run, checked between gradient steps
     tasks: dict[str, TaskBudget]
-    rationale: str = ""
     timing_rounds: int = 3  # rounds of the interleaved sampling-time measurement (one call per mode each)
 
 
@@ -106,7 +109,7 @@ PROFILES: dict[str, CanonicalProfile] = {
 
 
 @dataclass
-class CanonicalBenchArgs(Resources):
+class CanonicalBenchArgs(Resources, ResultsArgs):
     tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
     """Targets."""
     modes: list[Mode] = field(default_factory=lambda: list(MODES))
@@ -122,7 +125,7 @@ class CanonicalBenchArgs(Resources):
     force: bool = False
     """Re-run selected runs that already have a record."""
     name: str = "canonical"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 class RunKey(NamedTuple):
@@ -322,9 +325,10 @@ def print_table(summary: dict[str, Any], targets: list[dict[str, Any]]) -> None:
 
 
 def main(args: CanonicalBenchArgs) -> None:
+    source_commit(args.allow_dirty)
     profile = PROFILES[args.profile]
     root = (args.work_dir / args.profile).resolve()
-    committed = previous_results(RESULTS_DIR / f"{args.name}.json", args.profile, asdict(profile))
+    committed = previous_results(args.results_path(args.name), args.profile, asdict(profile))
     restore_missing((root / task / f"{name}.json", record)  # the per-task records of a fresh clone
                     for name, key in (("baseline", "baselines"), ("sampling_interleaved", "sampling_interleaved"))
                     for task, record in committed.get(key, {}).items())  # fmt: skip
@@ -334,7 +338,7 @@ def main(args: CanonicalBenchArgs) -> None:
             return {path.parent.name: json.loads(path.read_text()) for path in sorted(root.glob(f"*/{name}.json"))}
 
         timings, summary = per_task("sampling_interleaved"), summarize(runs)
-        return {"config": {**asdict(args), "work_dir": str(args.work_dir)}, "baselines": per_task("baseline"),
+        return {"config": recorded_args(args), "baselines": per_task("baseline"),
                 "sampling_interleaved": timings, "summary": summary, "targets": check_targets(summary, timings),
                 "runs": runs}  # fmt: skip
 
@@ -342,7 +346,8 @@ def main(args: CanonicalBenchArgs) -> None:
     trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "device": args.device,
                                "model_path": str(root / "models" / f"{key.name}.pt")})
               for key in keys]  # fmt: skip
-    grid = BenchmarkGrid(name=args.name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
+    grid = BenchmarkGrid(name=args.name, out=args, profile=args.profile, settings=asdict(profile), sweep_dir=root,
+                         trials=trials,
                          run=run_trial, record_name=lambda r: RunKey(r["task"], r["mode"], r["seed"]).name,
                          results=results)  # fmt: skip
     torch.set_num_threads(args.threads_per_trial)
@@ -357,7 +362,81 @@ def main(args: CanonicalBenchArgs) -> None:
     write_grid_results(grid)
     summary = summarize(runs)
     print_table(summary, check_targets(summary, results(runs)["sampling_interleaved"]))
-    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
+    print(f"wrote {args.results_path(args.name)}")
+
+
+TEXT = """\
+## Learned-canonicalization diffusion vs equivariant, frozen and augmented (DW-4, LJ-13)
+
+`python -m benchmarks.canonical --profile {profile}{threads}` (resumable per task, mode and seed; the tables are rebuilt \
+from every finished run).
+
+Machine: {machine}. Every mode trains on the same data for the same wall-clock budget ({budget[train_s]:.0f} s, \
+checked between gradient steps; {budget[rationale]}), then samples with the same number of integration steps. Metrics \
+(`samplers.metrics.sampler_metrics`) against val rows: `energy_w2` is a true W2; `x_w2_aligned` aligns translation, \
+rotation/reflection and permutation on the first rows of each set (counts in the last column). `val loss` is the \
+ε-prediction loss on those val rows with fixed t and noise, in each mode's own pose. Sampling time, seconds per 1000 \
+samples: the median over the run's own sampling calls, right after its training (exposed to the machine's load at that \
+moment), and the interleaved measurement (`interleaved_sampling_times`: every mode called in turn, median over \
+rounds), which the speed target uses. Means over seeds.
+
+| task | mode | seeds | {metrics} | val loss | gradient steps | s per 1000 samples (run) | s per 1000 samples \
+(interleaved) | samples (aligned) |
+|---|---|---|{rules}"""
+ROW = "| {task} | {mode} | {seeds} | {values} | {loss} | {steps:.0f} | {run_time} | {interleaved} | {counts} |"
+BASELINE_ROW = "| {task} | *{label}* | - | {values} | - | - | - | - | {counts} |"
+TARGETS_INTRO = """
+Targets:
+"""
+TARGET = "- {task}: {target}: **{status}** ({detail})."
+MALA_DATA = """
+LJ-13 training data: {n_samples} MALA samples (`{command}`): {recipe[n_chains]} chains, {recipe[burn_in]} burn-in \
+steps, {recipe[n_kept]} states kept every {recipe[thinning]} steps, per-chain step sizes; generated in \
+{generation_s:.0f} s on {torch_threads} thread(s), acceptance {acceptance_rate:.2f}, mean energy {energy_mean:.2f} \
+(val {val_energy})."""
+
+
+def render(result: Result, figures: Path) -> str:
+    """Metrics, sampling times and sample counts per task and mode beside the training data and the val floor, the
+    targets, and how the LJ-13 training data was made."""
+    budget = result["profile_config"]
+    lines = [TEXT.format(profile=result["profile"], threads=threads_option(result["config"]), machine=machine(result),
+                         budget=budget, metrics=" | ".join(REPORTED_METRICS),
+                         rules="---|" * (len(REPORTED_METRICS) + 5))]  # fmt: skip
+    interleaved = {task: t["median_s_per_1000"] for task, t in result.get("sampling_interleaved", {}).items()}
+    counts = {task: f"{sizes['n_samples']} ({sizes['aligned_samples']})" for task, sizes in budget["tasks"].items()}
+    for task, modes in result["summary"].items():
+        for mode, s in modes.items():
+            lines.append(ROW.format(task=task, mode=mode, seeds=len(s["seeds"]), values=metric_cells(s),
+                                    loss=number(s["val_denoising_loss"]), steps=s["steps"],
+                                    run_time=number(s["sample_s_per_1000"]),
+                                    interleaved=number(interleaved.get(task, {}).get(mode)), counts=counts[task]))  # fmt: skip
+        baseline = result["baselines"].get(task)
+        if baseline is not None:
+            for label, metrics in (("training data", baseline["training_data"]["metrics"]),
+                                   ("val floor", baseline["reference_floor"])):  # fmt: skip
+                lines.append(BASELINE_ROW.format(task=task, label=label, values=metric_cells(metrics), counts=counts[task]))
+    lines.append(TARGETS_INTRO)
+    for target in result["targets"]:
+        if "speedup" in target:
+            detail = f"equivariant / canonical sampling time {target['speedup']:.2f}, {target.get('timing', 'per run')} timing"
+        else:
+            detail = ", ".join(
+                f"{c['metric']} {number(c['canonical'])} vs {number(c['equivariant'])}" for c in target["checks"]
+            )
+        lines.append(TARGET.format(**target, status="met" if target["met"] else "missed", detail=detail))
+    mala = result["baselines"].get("LJ13", {}).get("training_data", {}).get("mala_record")
+    if mala:
+        lines.append(MALA_DATA.format(**mala, val_energy=number(mala.get("val_energy_mean"))))
+    return "\n".join(lines)
+
+
+def metric_cells(metrics: dict[str, Any]) -> str:
+    """The reported metrics of a row, as table cells."""
+    return " | ".join(number(metrics.get(key)) for key in REPORTED_METRICS)
+
+
+SECTION = Section(("canonical",), render)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Shared benchmark plumbing: machine description, JSON results under benchmarks/results/, and `BenchmarkGrid`, the
-declaration of a benchmark's runs as trials of the sweep engine (`runner.sweep.run_trials`)."""
+"""Shared benchmark plumbing: machine description, the options and writing of a JSON results file (by default under
+benchmarks/results/, refused from a dirty git tree), the `Profile` base of every benchmark's budgets, and
+`BenchmarkGrid`, the declaration of a benchmark's runs as trials of the sweep engine (`runner.sweep.run_trials`)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,65 @@ import json
 import os
 import platform
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.io import atomic_write
 from core.run import git_commit, package_versions
 from runner.sweep import Resources, Trial, load_records, pending_trials, run_trials
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DIRTY = "-dirty"  # suffix of core.run.git_commit() when the tree has uncommitted changes
+
+
+@dataclass(kw_only=True)
+class ResultsArgs:
+    """Where a benchmark writes its results file, and whether it may write it from uncommitted code (the options
+    every benchmark's arguments inherit)."""
+
+    results_dir: Path = DEFAULT_RESULTS_DIR
+    """Folder of the results file <results-dir>/<name>.json."""
+    allow_dirty: bool = False
+    """Write results from a git tree with uncommitted changes (the file then records "dirty": true)."""
+
+    def results_path(self, name: str) -> Path:
+        """The results file of ``name``."""
+        return self.results_dir / f"{name}.json"
+
+
+def source_commit(allow_dirty: bool) -> str | None:
+    """The commit the results come from (`core.run.git_commit`; None outside git). Raises SystemExit on a tree with
+    uncommitted changes unless ``allow_dirty``: a results file must name the code that produced it. Every benchmark
+    calls it before it starts (so a refusal costs nothing) and again when it writes."""
+    commit = git_commit()
+    if commit is not None and commit.endswith(DIRTY) and not allow_dirty:
+        raise SystemExit(
+            f"error: the git tree has uncommitted changes ({commit}); commit them, or pass --allow-dirty to write results "
+            'marked "dirty": true.'
+        )
+    return commit
+
+
+def recorded_args(args: Any) -> dict[str, Any]:
+    """A benchmark's arguments as its results file records them: paths as strings, without the `ResultsArgs` options
+    (where the file goes is not part of what it measured)."""
+    skipped = {spec.name for spec in fields(ResultsArgs)}
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items() if key not in skipped}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """The base of every benchmark's profiles (budgets and sizes by name, e.g. ``cpu``, ``gpu``; a module's
+    ``PROFILES`` maps the names to instances of its subclass): the fields are what a results file records as
+    ``profile_config`` (``asdict``), and a resumed benchmark needs them unchanged (`previous_results`), the free-text
+    `rationale` aside."""
+
+    rationale: str = ""
+    """Why the profile's budget is what it is."""
 
 
 def machine_info() -> dict[str, Any]:
@@ -42,17 +91,26 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the payload plus date, machine, versions and commit."""
+def mean_and_std(values: Iterable[float]) -> dict[str, float]:
+    """``{"mean", "std"}`` of ``values`` (population std): the summary of a metric over seeds."""
+    array = np.asarray(list(values), dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std())}
+
+
+def write_results(name: str, payload: dict[str, Any], out: ResultsArgs) -> Path:
+    """Write ``<out.results_dir>/<name>.json`` with the payload plus date, machine, versions and commit (`source_commit`:
+    refused from a dirty tree unless ``out.allow_dirty``)."""
+    commit = source_commit(out.allow_dirty)
     record = {
         "benchmark": name,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "dirty": commit is not None and commit.endswith(DIRTY),
         "versions": package_versions(),
         **payload,
     }
-    return atomic_write(RESULTS_DIR / f"{name}.json", lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+    return atomic_write(out.results_path(name), lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def _settings(profile_config: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +153,9 @@ class BenchmarkGrid:
     results file is built from the records. `run_grid` does the rest the same way for every benchmark."""
 
     name: str
-    """Results file: ``benchmarks/results/<name>.json``."""
+    """Results file: ``<out.results_dir>/<name>.json``."""
+    out: ResultsArgs
+    """Where the results file goes (the benchmark's arguments)."""
     profile: str
     """Profile name, recorded in the results file."""
     settings: dict[str, Any]
@@ -106,7 +166,7 @@ class BenchmarkGrid:
     run: Callable[[dict[str, Any]], dict[str, Any]]
     """One trial's config -> its record (a module-level function: it runs in a Ray worker)."""
     record_name: Callable[[dict[str, Any]], str]
-    """The trial name of a record (to restore the committed records of ``benchmarks/results/<name>.json``)."""
+    """The trial name of a record (to restore the committed records of the results file)."""
     results: Callable[[list[dict[str, Any]]], dict[str, Any]]
     """The results file's payload from every record (all of them in it: what a fresh clone restores)."""
     committed: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda results: results.get("runs", [])
@@ -116,7 +176,7 @@ class BenchmarkGrid:
 def write_grid_results(grid: BenchmarkGrid) -> Path:
     """Rewrite the grid's results file from every record in its sweep folder."""
     payload = grid.results(load_records(grid.sweep_dir))
-    return write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload})
+    return write_results(grid.name, {"profile": grid.profile, "profile_config": grid.settings, **payload}, grid.out)
 
 
 def run_grid(
@@ -128,8 +188,9 @@ def run_grid(
     """Restore the committed records, run every trial without one through the sweep engine (and those of the grid
     whose record ``rerun`` rejects), and rewrite the results file after each finished trial and at the end; returns
     the records of the grid's trials. ``prepare(pending)`` runs here first, for what the pending trials share (e.g.
-    datasets to build)."""
-    previous = previous_results(RESULTS_DIR / f"{grid.name}.json", grid.profile, grid.settings)
+    datasets to build). Refuses to start from a dirty tree unless ``grid.out.allow_dirty`` (`source_commit`)."""
+    source_commit(grid.out.allow_dirty)
+    previous = previous_results(grid.out.results_path(grid.name), grid.profile, grid.settings)
     records = grid.sweep_dir / "records"
     restore_missing((records / f"{grid.record_name(r)}.json", r) for r in grid.committed(previous))
     if rerun is not None:

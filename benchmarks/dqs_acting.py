@@ -23,15 +23,16 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from agents.dqs import DQS
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
 from benchmarks.dqs_sharpness import run_of
+from benchmarks.render import Result, Section, machine
 from benchmarks.throughput import predict_ms
 from envs.registry import make_env
 from runner.kinds.sb3 import evaluation_env
 
 
 @dataclass
-class ActingArgs:
+class ActingArgs(ResultsArgs):
     model: Path
     """A trained DQS model.zip of a train.py run folder (its config.yaml names the environment)."""
     steps: list[int] = field(default_factory=lambda: [20, 10, 5])
@@ -47,7 +48,7 @@ class ActingArgs:
     seed: int = 0
     """Seed of the evaluation episodes."""
     name: str = "dqs_acting"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def main(args: ActingArgs) -> None:
@@ -58,6 +59,7 @@ def main(args: ActingArgs) -> None:
     env_id, algo, _ = run_of(args.model)
     if algo != "dqs":
         raise SystemExit(f"{args.model} is a {algo} model: pass a DQS one")
+    source_commit(args.allow_dirty)
     torch.set_num_threads(1)
     sac = SAC("MlpPolicy", make_env(env_id), device="cpu")  # acting cost only: its weights do not matter
     settings = list(itertools.product(args.steps, args.candidates))
@@ -78,10 +80,40 @@ def main(args: ActingArgs) -> None:
                      "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns))})  # fmt: skip
         print(f"steps {steps:3d} candidates {candidates:3d}: predict {ms:.2f} ms ({ms / sac_ms:.1f}x SAC), "
               f"return {np.mean(returns):.0f} ± {np.std(returns):.0f}", flush=True)  # fmt: skip
-    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    path = write_results(args.name, {"config": config, "env_id": env_id, "sac_predict_ms": cost["sac"],
-                                     "sac_median_predict_ms": sac_ms, "settings": rows})  # fmt: skip
+    path = write_results(args.name, {"config": recorded_args(args), "env_id": env_id, "sac_predict_ms": cost["sac"],
+                                     "sac_median_predict_ms": sac_ms, "settings": rows}, args)  # fmt: skip
     print(f"SAC predict {sac_ms:.2f} ms; wrote {path}")
+
+
+TEXT = """\
+## What deterministic acting costs a trained DQS agent ({env_id})
+
+`python -m benchmarks.dqs_acting --model {config[model]} --name {config[name]} --steps {steps} --candidates \
+{candidates}` on {env_id}, {date}.
+
+Machine: {machine}. Milliseconds per deterministic `predict` of one observation (median of {config[repeats]} \
+interleaved measurements of {config[calls]} calls), as a ratio to SB3 SAC's ({sac_median_predict_ms:.2f} ms, measured \
+beside it), and the model's mean deterministic return over the same {config[episodes]} evaluation episodes for every \
+setting.
+
+| PF-ODE steps | candidates | predict (ms) | × SAC | return |
+|---|---|---|---|---|"""
+ROW = (
+    "| {deterministic_steps} | {n_action_candidates} | {median_predict_ms:.2f} | {ratio_to_sac:.1f} | "
+    "{mean_return:.0f} ± {std_return:.0f} |"
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """Predict time, ratio to SAC and return of every (PF-ODE steps, candidates) setting."""
+    config = result["config"]
+    text = TEXT.format(config=config, env_id=result["env_id"], date=result["date"][:10], machine=machine(result),
+                       sac_median_predict_ms=result["sac_median_predict_ms"], steps=" ".join(map(str, config["steps"])),
+                       candidates=" ".join(map(str, config["candidates"])))  # fmt: skip
+    return "\n".join([text, *(ROW.format(**row) for row in result["settings"])])
+
+
+SECTION = Section(("dqs_acting", "dqs_acting_pendulum"), render)
 
 
 if __name__ == "__main__":

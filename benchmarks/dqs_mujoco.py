@@ -27,7 +27,16 @@ import torch
 import tyro
 from scipy.stats import trim_mean
 
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, previous_results, restore_missing, run_grid
+from benchmarks.common import (
+    BenchmarkGrid,
+    Profile,
+    ResultsArgs,
+    previous_results,
+    recorded_args,
+    restore_missing,
+    run_grid,
+)
+from benchmarks.render import Curve, Panel, Result, Section, figure, machine, mean_std, rliable_table
 from benchmarks.throughput import acting_cost, measure_interleaved, warmed_up_model
 from core.io import atomic_write
 from envs import resolve_env_id
@@ -36,14 +45,23 @@ from runner.hyperparams import default_hyperparams
 from runner.registry import get_algo
 from runner.sweep import Resources, Trial, run_train_trial, train_trial
 
-PROFILES: dict[str, dict[str, int]] = {
-    "cpu": {"steps": 100_000, "eval_freq": 5_000},
-    "gpu": {"steps": 1_000_000, "eval_freq": 10_000},
+
+@dataclass(frozen=True)
+class RLProfile(Profile):
+    """Budget of a grid of `train.py` runs."""
+
+    steps: int  # environment steps per run
+    eval_freq: int  # environment steps between evaluations
+
+
+PROFILES: dict[str, RLProfile] = {
+    "cpu": RLProfile(steps=100_000, eval_freq=5_000),
+    "gpu": RLProfile(steps=1_000_000, eval_freq=10_000),
 }
 
 
 @dataclass
-class RLGridArgs(Resources):
+class RLGridArgs(Resources, ResultsArgs):
     """Options of a grid of `train.py` runs: envs x algos x seeds at one budget."""
 
     envs: list[str] = field(default_factory=lambda: ["HalfCheetah", "Hopper"])
@@ -65,7 +83,7 @@ class RLGridArgs(Resources):
     work_dir: Path = Path("runs/benchmarks/dqs_mujoco")
     """Where the training runs are written."""
     name: str = "dqs_mujoco"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 @dataclass
@@ -185,10 +203,10 @@ def mujoco_grid(
             if throughput_dir is None
             else {p.stem: json.loads(p.read_text()) for p in sorted(throughput_dir.glob("*.json"))}
         )
-        config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-        return {"config": config, "throughput": ratios, "runs": runs, "summary": summarize(runs)}
+        return {"config": recorded_args(args), "throughput": ratios, "runs": runs, "summary": summarize(runs)}
 
-    return BenchmarkGrid(name=args.name, profile=args.profile, settings=settings, sweep_dir=args.work_dir / args.profile,
+    return BenchmarkGrid(name=args.name, out=args, profile=args.profile, settings=settings,
+                         sweep_dir=args.work_dir / args.profile,
                          trials=trials, run=run_train_trial, record_name=record_name, results=results)  # fmt: skip
 
 
@@ -205,11 +223,11 @@ def main(args: MujocoArgs) -> None:
     """Measure the missing throughput ratios, then run every missing (env, algo, seed) of the grid; print the
     summary."""
     profile = PROFILES[args.profile]
-    steps, eval_freq = args.steps or profile["steps"], args.eval_freq or profile["eval_freq"]
+    steps, eval_freq = args.steps or profile.steps, args.eval_freq or profile.eval_freq
     throughput_dir = args.work_dir / args.profile / "throughput"
     settings = {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes}
     grid = mujoco_grid(args, settings, run_trials_of(args, lambda env: steps, eval_freq, lambda env: {}), throughput_dir)
-    committed = previous_results(RESULTS_DIR / f"{args.name}.json", args.profile, settings)
+    committed = previous_results(args.results_path(args.name), args.profile, settings)
     restore_missing((throughput_dir / f"{env}.json", ratio) for env, ratio in committed.get("throughput", {}).items())
     for env in args.envs:
         measured = throughput_dir / f"{env}.json"
@@ -218,7 +236,85 @@ def main(args: MujocoArgs) -> None:
             atomic_write(measured, lambda p, ratio=ratio: p.write_text(json.dumps(ratio, indent=2)))
             print(f"{env}: throughput {ratio['median_steps_per_s']} ratio {ratio['ratio']:.2f}", flush=True)
     print_summary(run_grid(grid, args, rerun=ran_other_defaults))
-    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
+    print(f"wrote {args.results_path(args.name)}")
+
+
+def runs_of(result: Result, env: str, algo: str) -> list[Result]:
+    """The run records of one (env, algo) cell of a grid's results file."""
+    return [r for r in result["runs"] if r["env"] == env and r["algo"] == algo]
+
+
+def steps_of(result: Result, env: str, algo: str) -> str:
+    """The step budgets of one cell's runs (one, unless the budget changed between runs)."""
+    return ", ".join(sorted({str(r["steps"]) for r in runs_of(result, env, algo)}))
+
+
+def learning_curves(result: Result, key: str, ylabel: str, figures: Path, name: str, alt: str) -> str:
+    """Mean ± std over seeds of each algorithm's evaluation curve ``key``, one panel per env."""
+    panels = []
+    for env, algos in result["summary"].items():
+        curves = []
+        for color, algo in enumerate(algos):
+            runs = runs_of(result, env, algo)
+            length = min(len(r[key]) for r in runs)
+            values = np.array([r[key][:length] for r in runs])
+            curves.append(Curve(f"{algo} ({len(runs)} seeds)", runs[0]["eval_timesteps"][:length], values.mean(0),
+                                f"C{color}", spread=values.std(0)))  # fmt: skip
+        panels.append(Panel(curves, "environment steps", ylabel, title=env))
+    return figure(panels, figures, name, alt)
+
+
+TEXT = """\
+## DQS vs SAC on MuJoCo
+
+`python -m benchmarks.dqs_mujoco --profile {profile}{options}` (resumable; runs are added as they finish).
+
+Machine: {machine}. Deterministic evaluation, {config[eval_episodes]} episodes; mean ± std and IQM over seeds of the \
+final evaluation and of the mean over all evaluations (area under the curve).
+
+| env | algo | seeds | steps | final return | final IQM | mean eval return | mean eval IQM |
+|---|---|---|---|---|---|---|---|"""
+ROW = "| {env} | {algo} | {seeds} | {steps} | {final} | {final_iqm:.1f} | {mean_eval} | {mean_eval_iqm:.1f} |"
+THROUGHPUT = """
+| env | median env steps/s | ratio {ratio} |
+|---|---|---|"""
+THROUGHPUT_ROW = "| {env} | {medians} | {ratio:.2f} |"
+ACTING = """
+| env | algo | predict, deterministic (ms) | predict, stochastic (ms) | 10-episode evaluation (s) |
+|---|---|---|---|---|"""
+ACTING_ROW = (
+    "| {env} | {algo} | {predict_ms_deterministic:.2f} | {predict_ms_stochastic:.2f} | {evaluation_s_10_episodes:.1f} |"
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """Final and mean evaluation returns per env and algorithm, the throughput and acting costs, rliable intervals and
+    the learning curves."""
+    config = result["config"]
+    options = "".join(f" --{key.replace('_', '-')} {config[key]}" for key in ("steps", "eval_freq") if config.get(key))
+    lines = [TEXT.format(profile=result["profile"], options=options, config=config, machine=machine(result))]
+    for env, algos in result["summary"].items():
+        for algo, s in algos.items():
+            final = mean_std({"mean": s["final_mean"], "std": s["final_std"]}, 1)
+            mean_eval = mean_std({"mean": s["mean_eval_mean"], "std": s["mean_eval_std"]}, 1)
+            lines.append(ROW.format(**s, env=env, algo=algo, steps=steps_of(result, env, algo), final=final,
+                                    mean_eval=mean_eval))  # fmt: skip
+    if result["throughput"]:
+        lines.append(THROUGHPUT.format(ratio="/".join(config["algos"][:2])))
+        for env, t in result["throughput"].items():
+            medians = ", ".join(f"{algo} {v:.1f}" for algo, v in t["median_steps_per_s"].items())
+            lines.append(THROUGHPUT_ROW.format(env=env, medians=medians, ratio=t["ratio"]))
+        acting = {env: t["acting"] for env, t in result["throughput"].items() if "acting" in t}
+        if acting:
+            lines.append(ACTING)
+            lines += [ACTING_ROW.format(**c, env=env, algo=algo) for env, algos in acting.items() for algo, c in algos.items()]
+    lines += rliable_table(result["runs"], {"final_return": "final return", "mean_eval_return": "mean eval return"})
+    curves = learning_curves(result, "eval_returns", "evaluation return", figures, "dqs_mujoco_curves.png",
+                             "DQS vs SAC learning curves")  # fmt: skip
+    return "\n".join([*lines, "", curves])
+
+
+SECTION = Section(("dqs_mujoco",), render)
 
 
 if __name__ == "__main__":

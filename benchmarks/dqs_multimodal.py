@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import tyro
 
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import ResultsArgs, source_commit, write_results
+from benchmarks.render import Result, Section, machine
 from envs import make_env
 from runner.args import TrainArgs
 from runner.experiment import train
@@ -28,7 +29,7 @@ N_GOALS = 4
 
 
 @dataclass
-class MultimodalArgs:
+class MultimodalArgs(ResultsArgs):
     algos: list[str] = field(default_factory=lambda: ["dqs", "sac"])
     """Algorithms to compare."""
     steps: int = 10_000
@@ -42,7 +43,7 @@ class MultimodalArgs:
     work_dir: Path = Path("runs/benchmarks/dqs_multimodal")
     """Where the training runs are written."""
     name: str = "dqs_multimodal"
-    """Results file: benchmarks/results/<name>.json (runs already there are kept unless --force)."""
+    """Results file: <results-dir>/<name>.json (runs already there are kept unless --force)."""
     force: bool = False
     """Re-run (algo, seed) pairs already in the results file."""
 
@@ -99,7 +100,8 @@ def run(algo: str, seed: int, args: MultimodalArgs) -> dict[str, Any]:
 
 
 def main(args: MultimodalArgs) -> None:
-    path = RESULTS_DIR / f"{args.name}.json"
+    source_commit(args.allow_dirty)
+    path = args.results_path(args.name)
     runs = [] if args.force or not path.is_file() else json.loads(path.read_text())["runs"]
     done = {(r["algo"], r["seed"]) for r in runs if r["steps"] == args.steps}
     for seed in args.seeds:
@@ -107,7 +109,7 @@ def main(args: MultimodalArgs) -> None:
             if (algo, seed) in done:
                 continue
             runs.append({**run(algo, seed, args), "steps": args.steps, "episodes": args.episodes})
-            write_results(args.name, {"env_id": "MultiGoal-v0", "runs": runs})
+            write_results(args.name, {"env_id": "MultiGoal-v0", "runs": runs}, args)
             print(f"{algo} seed {seed}: goals {runs[-1]['goal_counts']} none {runs[-1]['no_goal']}", flush=True)
     print(f"\n{'algo':<6}{'seed':>5}   goal counts (+x, -x, +y, -y)   none   goals >= 10%")
     for r in runs:
@@ -116,6 +118,34 @@ def main(args: MultimodalArgs) -> None:
         reached = [r["goals_reached_10pct"] for r in runs if r["algo"] == algo]
         print(f"{algo}: goals reached in >= 10% of episodes, mean over seeds {np.mean(reached):.2f}")
     print(f"wrote {path}")
+
+
+TEXT = """\
+## DQS vs SAC: multimodality on MultiGoal
+
+`python -m benchmarks.dqs_multimodal --steps {steps} --seeds {seeds}`
+
+Machine: {machine}. Episodes ending at each goal over {episodes} stochastic-policy episodes per run. Target: DQS \
+reaches at least 3 of the 4 goals, each in at least 10% of episodes.
+
+| algo | seed | +x | -x | +y | -y | no goal | goals in >= 10% of episodes | train time (s) |
+|---|---|---|---|---|---|---|---|---|"""
+ROW = "| {algo} | {seed} | {counts} | {no_goal} | {goals_reached_10pct} | {train_wall_time_s:.0f} |"
+
+
+def render(result: Result, figures: Path) -> str:
+    """The goal counts of every run."""
+    runs = result["runs"]
+    text = TEXT.format(steps=runs[0]["steps"], seeds=" ".join(str(s) for s in sorted({r["seed"] for r in runs})),
+                       episodes=runs[0]["episodes"], machine=machine(result))  # fmt: skip
+    rows = [
+        ROW.format(**r, counts=" | ".join(map(str, r["goal_counts"])))
+        for r in sorted(runs, key=lambda r: (r["algo"], r["seed"]))
+    ]
+    return "\n".join([text, *rows])
+
+
+SECTION = Section(("dqs_multimodal",), render)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import tyro
 
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
 from benchmarks.throughput import warmed_up_model
 from envs.registry import resolve_env_id
 
@@ -27,7 +27,7 @@ SECTIONS = ("rollout", "act", "train", "dqs/critic_target", "dqs/score_target")
 
 
 @dataclass
-class ProfileArgs:
+class ProfileArgs(ResultsArgs):
     algos: list[str] = field(default_factory=lambda: ["sac", "dqs"])
     """Algorithms to profile with their default hyperparameters for the env."""
     env: str = "HalfCheetah"
@@ -43,7 +43,7 @@ class ProfileArgs:
     seed: int = 0
     """Seed of the env and the model."""
     name: str = "dqs_profile"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def _labelled(function: Callable[..., Any], label: str) -> Callable[..., Any]:
@@ -70,6 +70,7 @@ def profile(algo: str, env_id: str, steps: int, learning_starts: int, device: st
 
 
 def main(args: ProfileArgs) -> None:
+    source_commit(args.allow_dirty)
     torch.set_num_threads(args.threads)
     env_id = resolve_env_id(args.env)
     results = {algo: profile(algo, env_id, args.steps, args.learning_starts, args.device, args.seed) for algo in args.algos}
@@ -79,7 +80,7 @@ def main(args: ProfileArgs) -> None:
         for section, ms in result["ms_per_env_step"].items():
             print(f"{algo:<6} {section:<20} {ms:>9.2f} {ms / total:>7.1%}")
         print(f"{algo:<6} {'total':<20} {total:>9.2f}")
-    path = write_results(args.name, {"env": env_id, "config": vars(args), "profiles": results})
+    path = write_results(args.name, {"env": env_id, "config": recorded_args(args), "profiles": results}, args)
     print(f"Wrote {path}")
 
 

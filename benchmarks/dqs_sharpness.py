@@ -30,6 +30,7 @@ about 0 on both. Results go to ``benchmarks/results/<name>.json``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.dqs import DQS
 from agents.dqs.proposal import backup_actions, box_log_partition, importance_log_partition
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
+from benchmarks.render import Result, Section, machine, named
 from envs.registry import make_env
 from samplers.estimators import softmax_score_estimate
 from samplers.integrators import euler_maruyama
@@ -52,7 +54,7 @@ from samplers.schedules import NoiseSchedule
 
 
 @dataclass
-class SharpnessArgs:
+class SharpnessArgs(ResultsArgs):
     models: list[Path]
     """Trained DQS or SAC model files (model.zip of a train.py run folder: its config.yaml names the algorithm and the
     environment)."""
@@ -73,7 +75,7 @@ class SharpnessArgs:
     seed: int = 0
     """Seed of the episodes and the samples."""
     name: str = "dqs_sharpness"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def run_of(model_path: Path) -> tuple[str, str, dict[str, Any]]:
@@ -297,6 +299,7 @@ def main(args: SharpnessArgs) -> None:
         bad.append(f"--target-states {args.target_states}")
     if bad:
         raise SystemExit(f"{', '.join(bad)}: counts must be positive (--target-states >= 0)")
+    source_commit(args.allow_dirty)
     torch.set_num_threads(1)
     results = []
     for path in args.models:
@@ -318,9 +321,80 @@ def main(args: SharpnessArgs) -> None:
         if targets:
             print(f"  target-driven sampler, E_B[Q] - E[Q] in T by proposals K (first {args.target_states} states): "
                   f"{targets}", flush=True)  # fmt: skip
-    settings = {key: value for key, value in vars(args).items() if key not in ("models", "name")}
-    path = write_results(args.name, {"config": settings, "models": results})
-    print(f"wrote {path}")
+    settings = {key: value for key, value in recorded_args(args).items() if key not in ("models", "name")}
+    print(f"wrote {write_results(args.name, {'config': settings, 'models': results}, args)}")
+
+
+TEXT = """\
+## Trained policies against the Boltzmann policy of their own critic{suffix}
+
+`python -m benchmarks.dqs_sharpness --models <run>/model.zip ...{option}` (the final models of the runs named below).
+
+Machine: {machine}. For {config[states]} states visited by each agent's deterministic policy: the Boltzmann policy \
+exp(Q/T) of the agent's own pessimistic critic on the action box (DQS: its temperature T; SAC: its entropy coefficient \
+α), by self-normalised importance sampling from {config[uniform_samples]:,} uniform actions, against the agent's \
+stochastic policy ({config[policy_samples]} samples per state; DQS's entropy is its PF-ODE sampler's). Means over \
+states; a policy as sharp as its target has both gaps near 0; the effective sample size (ESS) of the weights says how \
+well the Boltzmann reference is resolved.
+
+| algo | env | run | steps | T | entropy, policy | entropy, Boltzmann | excess entropy (nats) | E_B[Q] − E_π[Q] (in T) \
+| max uniform Q − deterministic Q (in T) | ESS |
+|---|---|---|---|---|---|---|---|---|---|---|"""
+ROW = (
+    "| {algo} | {env_id} | {run} | {num_timesteps:,} | {m[temperature]:.3g} | {m[policy_entropy]:.2f} | "
+    "{m[boltzmann_entropy]:.2f} | {excess:.2f} | {m[q_gap_in_t]:.1f} | {greedy_gap:.1f} | {m[effective_sample_size]:.0f} |"
+)
+ESTIMATORS = """
+DQS's two estimators at the same states, in units of T. Soft backup: the exact soft value T·log ∫_box exp(Q/T) minus \
+the estimate from the backup's M uniform (Latin-hypercube) actions, mean over states, its spread between states (an \
+error in the critic's targets that does not cancel), and the std of one estimate. Score target: E_B[Q] − E[Q] of the \
+reverse SDE driven by the self-normalised target from K proposals instead of the network (first \
+{config[target_states]} states, {config[target_samples]} samples each); the policy's own gap (first table) is what the \
+network learned from K = 16. A model with the learned proposal q_φ (docs/dqs.md §4.16) is measured with its own \
+estimators (the soft value from its proposal and uniform actions, half of the K proposals from q_φ) and, on a second \
+row, with M uniform actions at the same M.
+
+| env | run | soft-value actions | soft-value bias | between states | one estimate | {samplers} |
+|---|---|---|---|---|---|{rules}"""
+ESTIMATOR_ROW = "| {env_id} | {run} | {label} | {bias:.2f} | {spread:.2f} | {one:.2f} | {gaps} |"
+
+
+def render(result: Result, figures: Path) -> str:
+    """Entropy and value gaps of each measured policy against its critic's Boltzmann policy, and DQS's soft-value and
+    score-target estimators."""
+    config = result["config"]
+    suffix, option = named(result, "dqs_sharpness")
+    lines = [TEXT.format(suffix=suffix, option=option, config=config, machine=machine(result))]
+    for model in result["models"]:
+        m = model["mean"]
+        lines.append(ROW.format(**model, m=m, run=run_label(model), excess=m["policy_entropy"] - m["boltzmann_entropy"],
+                                greedy_gap=(m["uniform_max_q"] - m["deterministic_q"]) / m["temperature"]))  # fmt: skip
+    dqs_models = [model for model in result["models"] if "soft_value_bias_in_t" in model["mean"]]
+    if dqs_models:
+        proposals = config["target_proposals"]
+        lines.append(ESTIMATORS.format(config=config, rules="---|" * len(proposals),
+                                       samplers=" | ".join(f"target sampler K = {k}" for k in proposals)))  # fmt: skip
+        for model in dqs_models:
+            m = model["mean"]
+            gaps = [f"{m[f'target_sampler_q_gap_in_t_k{k}']:.1f}" for k in proposals]
+            learned = "uniform_soft_value_bias_in_t" in m
+            for prefix, label in [("", "learned + uniform" if learned else "uniform")] + [("uniform_", "uniform")] * learned:
+                biases = [entry[f"{prefix}soft_value_bias_in_t"] for entry in model["per_state"]]
+                lines.append(ESTIMATOR_ROW.format(env_id=model["env_id"], run=run_label(model), label=label,
+                                                  bias=np.mean(biases), spread=np.std(biases),
+                                                  one=m[f"{prefix}soft_value_std_in_t"],
+                                                  gaps=" | ".join(gaps if prefix == "" else ["—"] * len(gaps))))  # fmt: skip
+    return "\n".join(lines)
+
+
+def run_label(model: dict[str, Any]) -> str:
+    """A measured run's seed (from its folder name) and its ``--hyperparams`` overrides."""
+    seed = re.search(r"__seed(\d+)__", Path(model["model"]).parent.name)
+    overrides = [f"{key}={value}" for key, value in (model.get("overrides") or {}).items()]
+    return ", ".join([f"seed {seed.group(1)}" if seed else "?"] + (overrides or ["defaults"]))
+
+
+SECTION = Section(("dqs_sharpness", "dqs_sharpness_proposal"), render)
 
 
 if __name__ == "__main__":

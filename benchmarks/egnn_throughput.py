@@ -26,13 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import torch
 import tyro
 from torch import Tensor, nn
 
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
+from benchmarks.render import Result, Section, machine
 from equivariant.egnn import EGNN, EGNNLayer
 
 SystemName = Literal["dw4", "dw4_3d", "lj13", "lj55"]
@@ -60,7 +62,7 @@ METHODS = ("ours", "ours_concatenated", "egnn_pytorch")
 
 
 @dataclass
-class EGNNThroughputArgs:
+class EGNNThroughputArgs(ResultsArgs):
     systems: list[SystemName] = field(default_factory=lambda: ["dw4", "lj13", "lj55"])
     """Particle systems to time (see SYSTEMS: batch, particles, spatial dim, layers)."""
     hidden_dim: int = 128
@@ -76,7 +78,7 @@ class EGNNThroughputArgs:
     seed: int = 0
     """Seed of the weights and inputs."""
     name: str = "egnn_throughput"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def concatenated_edge_messages(layer: EGNNLayer, h: Tensor, row: Tensor, col: Tensor, edge_scalars: Tensor) -> Tensor:
@@ -164,6 +166,7 @@ def measure_system(name: str, args: EGNNThroughputArgs) -> dict[str, object]:
 
 
 def main(args: EGNNThroughputArgs) -> None:
+    source_commit(args.allow_dirty)
     torch.set_num_threads(args.threads)
     egnn_pytorch_network(SYSTEMS["dw4"], 8)  # fail early, before any timing, if egnn-pytorch is missing
     rows = []
@@ -182,8 +185,46 @@ def main(args: EGNNThroughputArgs) -> None:
         print(f"{'':<8}ratio ours/egnn-pytorch {row['ratio_ours_to_egnn_pytorch']:.2f}, speed-up of the split edge "
               f"input {row['speedup_of_split_edge_input']:.2f} "
               f"(max |diff| {row['max_abs_diff_split_vs_concatenated']:.1e})")  # fmt: skip
-    path = write_results(args.name, {"config": asdict(args), "rows": rows})
-    print(f"wrote {path}")
+    print(f"wrote {write_results(args.name, {'config': recorded_args(args), 'rows': rows}, args)}")
+
+
+TEXT = """\
+## EGNN forward+backward throughput (ours vs egnn-pytorch)
+
+`python -m benchmarks.egnn_throughput --systems {systems} --hidden-dim {config[hidden_dim]} --iterations \
+{config[iterations]} --repeats {config[repeats]} --threads {config[threads]} --device {config[device]}` (needs \
+`pip install '.[bench]'`).
+
+Machine: {machine}. Samples (particle systems) per second of one forward and backward pass, median of \
+{config[repeats]} interleaved repeats; hidden and message width {config[hidden_dim]} in every model, fully connected \
+graphs. `ours_concatenated` is our model with the edge MLP's first layer run on concat(h_i, h_j, d²) per edge (before \
+the per-node split). egnn-pytorch 0.2.8 (`EGNN_Network`, `m_dim` = hidden, `soft_edges`) also passes messages along \
+self-edges, has a twice-wider edge MLP and layer norms: hence its larger parameter counts.
+
+| system | B x n x d | layers | method | parameters | median samples/s |
+|---|---|---|---|---|---|"""
+ROW = "| {system} | {batch} x {particles} x {spatial_dim} | {n_layers} | {method} | {parameters:,} | {rate:.1f} |"
+COMPARISON = """
+| system | ratio ours / egnn-pytorch | speed-up of the per-node split | max abs diff of features, split vs concat |
+|---|---|---|---|"""
+COMPARISON_ROW = (
+    "| {system} | {ratio_ours_to_egnn_pytorch:.2f} | {speedup_of_split_edge_input:.2f} | "
+    "{max_abs_diff_split_vs_concatenated:.1e} |"
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """Parameters and samples per second of every model per system, and the ratios."""
+    config = result["config"]
+    lines = [TEXT.format(systems=" ".join(config["systems"]), config=config, machine=machine(result))]
+    lines += [ROW.format(**{**row, "parameters": row["parameters"][method]}, method=method, rate=rate)
+              for row in result["rows"] for method, rate in row["median_samples_per_s"].items()]  # fmt: skip
+    lines.append(COMPARISON)
+    lines += [COMPARISON_ROW.format(**row) for row in result["rows"]]
+    return "\n".join(lines)
+
+
+SECTION = Section(("egnn_throughput",), render)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -37,7 +38,8 @@ import tyro
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from benchmarks.common import write_results
+from benchmarks.common import Profile, ResultsArgs, mean_and_std, source_commit, write_results
+from benchmarks.render import Result, Section, machine, mean_std
 from equivariant.egnn import EGNNLayer
 from equivariant.emnn import EMNN, batch_meshes, per_mesh_mean
 from equivariant.mesh_pooling import DenseLayout
@@ -209,7 +211,7 @@ class SortedMLPClassifier(nn.Module):
 
 # ------------------------------------------------------------------------------------------------------ benchmark
 @dataclass(frozen=True)
-class Budget:
+class Budget(Profile):
     """Data size and training budget of one profile (identical for every method)."""
 
     train_per_class: int  # canonical training meshes per class
@@ -233,7 +235,7 @@ PROFILES: dict[str, Budget] = {
 
 
 @dataclass
-class EMNNMeshArgs:
+class EMNNMeshArgs(ResultsArgs):
     profile: Literal["smoke", "cpu", "gpu"] = "cpu"
     """Budget profile (see PROFILES); smoke only checks that the script runs."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -245,7 +247,7 @@ class EMNNMeshArgs:
     threads: int = 1
     """Torch CPU threads."""
     name: str = "emnn_meshes"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def build_model(method: str, budget: Budget, n_vertices: int) -> nn.Module:
@@ -314,6 +316,7 @@ def print_table(summary: dict[str, dict[str, list[float]]]) -> None:
 
 
 def main(args: EMNNMeshArgs) -> None:
+    source_commit(args.allow_dirty)
     torch.set_num_threads(args.threads)
     budget = PROFILES[args.profile]
     runs: dict[str, dict[str, list[float]]] = {}
@@ -325,8 +328,38 @@ def main(args: EMNNMeshArgs) -> None:
                 runs.setdefault(method, {}).setdefault(key, []).append(value)
     print_table(runs)
     path = write_results(args.name, {"profile": args.profile, "budget": asdict(budget), "seeds": args.seeds,
-                                     "shapes": list(SHAPES), "runs": runs})  # fmt: skip
+                                     "shapes": list(SHAPES), "runs": runs}, args)  # fmt: skip
     print(f"wrote {path}")
+
+
+TEXT = """\
+## EMNN vs EGNN without faces vs MLP: primitive meshes in unseen poses
+
+`python -m benchmarks.emnn_meshes --profile {profile} --seeds {seeds}`
+
+Machine: {machine}. Classes: {shapes}; trained on canonical poses ({budget[train_per_class]} meshes per class, \
+{budget[epochs]} epochs, width {budget[hidden_dim]}, {budget[n_layers]} layers), accuracy mean ± std over seeds on \
+held-out canonical meshes, on held-out meshes under random SO(3) and O(3) poses (with translations), and on the \
+training meshes under random O(3) poses. Train time counts forward, backward and optimiser steps.
+
+| method | {sets} | train time (s) | parameters |
+|---|{rules}"""
+ROW = "| {method} | {cells} | {train_s:.1f} | {parameters:,} |"
+
+
+def render(result: Result, figures: Path) -> str:
+    """Accuracy on every evaluation set, train time and size of every method."""
+    lines = [TEXT.format(profile=result["profile"], seeds=" ".join(map(str, result["seeds"])), machine=machine(result),
+                         shapes=", ".join(result["shapes"]), budget=result["budget"], sets=" | ".join(EVAL_SETS),
+                         rules="---|" * (len(EVAL_SETS) + 2))]  # fmt: skip
+    for method, runs in result["runs"].items():
+        cells = " | ".join(mean_std(mean_and_std(runs[key]), 3) for key in EVAL_SETS)
+        lines.append(ROW.format(method=method, cells=cells, train_s=np.mean(runs["train_time_s"]),
+                                parameters=int(runs["parameters"][0])))  # fmt: skip
+    return "\n".join(lines)
+
+
+SECTION = Section(("emnn_meshes",), render)
 
 
 if __name__ == "__main__":

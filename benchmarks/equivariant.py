@@ -54,7 +54,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 
 from agents.equivariant import EGNNExtractor, EquivariantSACPolicy
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, Profile, ResultsArgs, mean_and_std, recorded_args, run_grid
+from benchmarks.render import Curve, Panel, Result, Section, figure, machine, mean_std, number
 from core.io import atomic_save
 from envs.registry import make_env
 from equivariant.scene import EGNNConfig, SetLayout
@@ -74,7 +75,7 @@ EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded with seed + this
 
 
 @dataclass(frozen=True)
-class EquivariantProfile:
+class EquivariantProfile(Profile):
     """Budget and sizes of every run of a profile."""
 
     steps: int  # environment steps per run (one gradient step each after learning_starts)
@@ -83,12 +84,11 @@ class EquivariantProfile:
     learning_starts: int  # random-action steps before the first update
     batch_size: int  # replay minibatch per gradient step
     egnn: EGNNConfig  # EGNN of the egnn_features and equivariant variants
-    rationale: str  # why this budget
 
 
 PROFILES: dict[str, EquivariantProfile] = {
     "smoke": EquivariantProfile(
-        150, 50, 2, 100, 16, EGNNConfig(hidden_dim=8, n_layers=1), "seconds per run: checks that the benchmark runs"
+        150, 50, 2, 100, 16, EGNNConfig(hidden_dim=8, n_layers=1), rationale="seconds per run: checks that the benchmark runs"
     ),
     "cpu": EquivariantProfile(
         5_000,
@@ -97,18 +97,18 @@ PROFILES: dict[str, EquivariantProfile] = {
         1_000,
         256,
         EGNNConfig(),
-        "5k steps (100 episodes) per run, so that sac x 3 variants and dqs x 2 variants, 3 seeds each, fit in about "
+        rationale="5k steps (100 episodes) per run, so that sac x 3 variants and dqs x 2 variants, 3 seeds each, fit in about "
         "an hour and a half on two loaded cores: measured ~12 env steps/s for SAC and DQS on EGNN features at width "
         "32 and ~22 for DQS's MLP, 1 thread, three processes on two cores",
     ),
     "gpu": EquivariantProfile(
-        200_000, 5_000, 20, 1_000, 256, EGNNConfig(), "a long comparison (4000 episodes per run) on an accelerator"
+        200_000, 5_000, 20, 1_000, 256, EGNNConfig(), rationale="a long comparison (4000 episodes per run) on an accelerator"
     ),
 }
 
 
 @dataclass
-class EquivariantBenchArgs(Resources):
+class EquivariantBenchArgs(Resources, ResultsArgs):
     algos: list[AlgoName] = field(default_factory=lambda: ["sac"])
     """Algorithms; DQS runs the mlp and egnn_features variants only."""
     variants: list[VariantName] = field(default_factory=lambda: list(VARIANTS))
@@ -122,7 +122,7 @@ class EquivariantBenchArgs(Resources):
     work_dir: Path = Path("runs/benchmarks/equivariant")
     """Records under <work_dir>/<profile>/records/, models and evaluations under <work_dir>/<profile>/runs/."""
     name: str | None = None
-    """Results file benchmarks/results/<name>.json; default: equivariant (cpu profile), equivariant_<profile>."""
+    """Results file <results-dir>/<name>.json; default: equivariant (cpu profile), equivariant_<profile>."""
     force: bool = False
     """Re-run the selected (algo, variant, seed) runs even if their records exist (e.g. after a fix to the algorithm);
     an interrupted forced run resumes without the flag."""
@@ -199,10 +199,6 @@ def train_run(key: RunKey, profile: EquivariantProfile, run_dir: Path, device: s
     }
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per algo and variant: seed-averaged curves, final return and success rate (mean ± std over seeds), speed."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -220,9 +216,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
             "return_std": returns.std(0).tolist(),
             "success_mean": successes.mean(0).tolist(),
             "success_std": successes.std(0).tolist(),
-            "final_return": _mean_std([r["final_return"] for r in chosen]),
-            "final_success_rate": _mean_std([r["final_success_rate"] for r in chosen]),
-            "steps_per_s": _mean_std([r["steps_per_s"] for r in chosen]),
+            "final_return": mean_and_std([r["final_return"] for r in chosen]),
+            "final_success_rate": mean_and_std([r["final_success_rate"] for r in chosen]),
+            "steps_per_s": mean_and_std([r["steps_per_s"] for r in chosen]),
         }
     return summary
 
@@ -279,7 +275,7 @@ def results_payload(args: EquivariantBenchArgs, runs: list[dict[str, Any]]) -> d
     return {
         "env_id": ENV_ID,
         "n_particles": N_PARTICLES,
-        "config": asdict(args) | {"work_dir": str(args.work_dir)},
+        "config": recorded_args(args),
         "runs": runs,
         "summary": summary,
         "sample_efficiency": sample_efficiency(summary, profile.learning_starts),
@@ -317,13 +313,85 @@ def main(args: EquivariantBenchArgs) -> None:
                                "run_dir": str(root / "runs" / key.stem)})
               for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
-        name=results_name(args), profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
+        name=results_name(args), out=args, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials,
         run=run_trial, record_name=lambda r: RunKey(r["algo"], r["variant"], r["seed"]).stem,
         results=lambda runs: results_payload(args, runs),
     )  # fmt: skip
     runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None)
     print_summary(results_payload(args, runs))
-    print(f"wrote {RESULTS_DIR / results_name(args)}.json")
+    print(f"wrote {args.results_path(results_name(args))}")
+
+
+LABELS = {"mlp": "MLP", "egnn_features": "MLP on EGNN features", "equivariant": "equivariant policy"}
+TEXT = """\
+## Symmetry and sample efficiency on ParticleReach (N = {n_particles}), {profile} profile
+
+`python -m benchmarks.equivariant --profile {profile} --algos {algos}` (resumable; the tables are rebuilt from every \
+finished run).
+
+Machine: {machine}. {budget[steps]:,} environment steps per run ({budget[learning_starts]:,} random first), batch \
+{budget[batch_size]}; every {budget[eval_freq]:,} steps {budget[eval_episodes]} deterministic evaluation episodes: mean \
+return and success rate (all targets covered at the last step). EGNN of both EGNN networks: width \
+{budget[egnn][hidden_dim]}, depth {budget[egnn][n_layers]}. Final values are the last evaluation, mean ± std over \
+seeds; steps/s include the evaluations. Budget: {budget[rationale]}.
+
+| algo | network | seeds | final return | final success rate | env steps/s | parameters (actor / critic) |
+|---|---|---|---|---|---|---|"""
+ROW = "| {algo} | {network} | {seeds} | {final_return} | {final_success} | {speed} | {actor:,} / {critic:,} |"
+EFFICIENCY = """
+Sample efficiency against the MLP of the same algorithm (`benchmarks/equivariant.py`), on seed-averaged returns \
+averaged over 3 consecutive evaluations: the steps a network needs to reach the MLP's return at the end of the budget, \
+the ratio budget / those steps (> 1: fewer steps than the MLP; - : not reached), the ratio's cap (a crossing at the \
+first window of evaluations all after the random steps: a ratio at its cap means as early as this protocol can tell, \
+and the end gaps carry the comparison), and the gap of the end return and success rate (network minus MLP).
+
+| algo | network | MLP end return | steps to reach it | sample-efficiency ratio | ratio cap | end return gap | end \
+success gap |
+|---|---|---|---|---|---|---|---|"""
+EFFICIENCY_ROW = (
+    "| {algo} | {network} | {mlp_end_return:.2f} | {steps} | {ratio} | {cap} | {end_return_gap:+.2f} | "
+    "{end_success_gap:+.2f} |"
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """Final return, success rate, speed and size per algorithm and network, the sample-efficiency comparison with
+    the MLP, and the learning curves."""
+    lines = [TEXT.format(n_particles=result["n_particles"], profile=result["profile"], machine=machine(result),
+                         algos=" ".join(result["config"]["algos"]), budget=result["profile_config"])]  # fmt: skip
+    parameters = {(r["algo"], r["variant"]): r["parameters"] for r in result["runs"]}
+    for algo, variants in result["summary"].items():
+        for variant, s in variants.items():
+            lines.append(ROW.format(algo=algo, network=LABELS.get(variant, variant), seeds=len(s["seeds"]),
+                                    final_return=mean_std(s["final_return"]),
+                                    final_success=mean_std(s["final_success_rate"]), speed=mean_std(s["steps_per_s"], 1),
+                                    **parameters[(algo, variant)]))  # fmt: skip
+    if any(result["sample_efficiency"].values()):
+        lines.append(EFFICIENCY)
+        for algo, variants in result["sample_efficiency"].items():
+            for variant, c in variants.items():
+                steps = "-" if c["steps_to_mlp_end"] is None else f"{c['steps_to_mlp_end']:,}"
+                lines.append(EFFICIENCY_ROW.format(**c, algo=algo, network=LABELS.get(variant, variant), steps=steps,
+                                                   ratio=number(c["sample_efficiency_ratio"]),
+                                                   cap=number(c.get("ratio_cap"))))  # fmt: skip
+    return "\n".join([*lines, "", learning_curves(result, figures)])
+
+
+def learning_curves(result: Result, figures: Path) -> str:
+    """Mean ± std over seeds of the evaluation return and success rate of every algorithm and network."""
+    returns, successes = [], []
+    for color, (algo, variant, s) in enumerate(
+        (algo, variant, s) for algo, variants in result["summary"].items() for variant, s in variants.items()
+    ):
+        label = f"{algo}, {LABELS.get(variant, variant)} ({len(s['seeds'])} seeds)"
+        for curves, key in ((returns, "return"), (successes, "success")):
+            curves.append(Curve(label, s["eval_timesteps"], s[f"{key}_mean"], f"C{color}", spread=s[f"{key}_std"]))
+    panels = [Panel(returns, "environment steps", "evaluation return", legend=7),
+              Panel(successes, "environment steps", "success rate", legend=None)]  # fmt: skip
+    return figure(panels, figures, f"equivariant_curves_{result['profile']}.png", "ParticleReach learning curves")
+
+
+SECTION = Section(("equivariant", "equivariant_gpu"), render)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import tyro
 
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
 from envs.datasets import GOAL_TASKS, collect_episodes
 from envs.experts import ExpertConfig
 
@@ -23,7 +23,7 @@ SOURCES: dict[str, tuple[str, ExpertConfig | None]] = {
 
 
 @dataclass
-class ExpertsArgs:
+class ExpertsArgs(ResultsArgs):
     tasks: list[str] = field(default_factory=lambda: list(GOAL_TASKS))
     """Goal tasks to roll out."""
     episodes: int = 500
@@ -39,6 +39,7 @@ def success_rate(task: str, kind: str, episodes: int, seed: int, expert: ExpertC
 
 
 def main(args: ExpertsArgs) -> None:
+    source_commit(args.allow_dirty)
     rates = {
         task: {name: success_rate(task, kind, args.episodes, args.seed, expert) for name, (kind, expert) in SOURCES.items()}
         for task in args.tasks
@@ -46,7 +47,8 @@ def main(args: ExpertsArgs) -> None:
     print(f"{'task':<12}" + "".join(f"{name:>14}" for name in SOURCES))
     for task, row in rates.items():
         print(f"{task:<12}" + "".join(f"{rate:>14.3f}" for rate in row.values()))
-    path = write_results("experts", {"config": vars(args), "noisy_expert": vars(ExpertConfig()), "success_rate": rates})
+    payload = {"config": recorded_args(args), "noisy_expert": vars(ExpertConfig()), "success_rate": rates}
+    path = write_results("experts", payload, args)
     print(f"Wrote {path}")
 
 

@@ -30,7 +30,8 @@ from typing import Any, Literal
 import torch
 import tyro
 
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, Profile, ResultsArgs, run_grid
+from benchmarks.render import Curve, Level, Panel, Result, Section, figure, machine, number
 from equivariant.geometry import remove_com
 from runner.sweep import Resources, Trial
 from samplers.energies import Energy
@@ -41,7 +42,7 @@ from samplers.metrics import sampler_metrics
 
 @dataclass(frozen=True)
 class TaskProfile:
-    """Budget and config changes of one task in one profile."""
+    """Budget and config changes of one task in a profile."""
 
     steps: int  # iDEM gradient steps
     overrides: dict[str, Any] = field(default_factory=dict)  # IDEMConfig fields changed from the reference preset
@@ -50,25 +51,37 @@ class TaskProfile:
     mcmc_chains: int = 10_000  # parallel MALA chains; n_samples of their final states are evaluated
 
 
-# The CPU profile is iDEM's CPU preset (samplers.idem.IDEM_CPU_OVERRIDES: fewer MC samples and SDE steps, traded for
-# more gradient steps); the GPU profile the reference configs.
-PROFILES: dict[str, dict[str, TaskProfile]] = {
-    "cpu": {
-        "GMM40": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["GMM40"]),
-        "DW4": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["DW4"]),
-        "LJ13": TaskProfile(steps=6_000, overrides=IDEM_CPU_OVERRIDES["LJ13"], n_samples=1000, aligned_samples=200),
-    },
-    "gpu": {
-        "GMM40": TaskProfile(steps=100_000),
-        "DW4": TaskProfile(steps=100_000),
-        "LJ13": TaskProfile(steps=100_000, n_samples=2000, aligned_samples=500),
-        "LJ55": TaskProfile(steps=200_000, n_samples=1000, aligned_samples=200, mcmc_chains=12_800),
-    },
+@dataclass(frozen=True)
+class IDEMProfile(Profile):
+    """The tasks a profile can run, each with its budget."""
+
+    tasks: dict[str, TaskProfile]
+
+
+PROFILES: dict[str, IDEMProfile] = {
+    "cpu": IDEMProfile(
+        tasks={
+            "GMM40": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["GMM40"]),
+            "DW4": TaskProfile(steps=8_000, overrides=IDEM_CPU_OVERRIDES["DW4"]),
+            "LJ13": TaskProfile(steps=6_000, overrides=IDEM_CPU_OVERRIDES["LJ13"], n_samples=1000, aligned_samples=200),
+        },
+        rationale="iDEM's CPU preset (samplers.idem.IDEM_CPU_OVERRIDES: fewer MC samples and SDE steps, traded for more "
+        "gradient steps)",
+    ),
+    "gpu": IDEMProfile(
+        tasks={
+            "GMM40": TaskProfile(steps=100_000),
+            "DW4": TaskProfile(steps=100_000),
+            "LJ13": TaskProfile(steps=100_000, n_samples=2000, aligned_samples=500),
+            "LJ55": TaskProfile(steps=200_000, n_samples=1000, aligned_samples=200, mcmc_chains=12_800),
+        },
+        rationale="the reference configs",
+    ),
 }
 
 
 @dataclass
-class IDEMBenchArgs(Resources):
+class IDEMBenchArgs(Resources, ResultsArgs):
     tasks: list[str] = field(default_factory=lambda: ["GMM40", "DW4", "LJ13"])
     """Targets to run (GMM40, DW4, LJ13, LJ55)."""
     profile: Literal["cpu", "gpu"] = "cpu"
@@ -84,7 +97,7 @@ class IDEMBenchArgs(Resources):
     force: bool = False
     """Re-run the listed tasks even if present in the results file (training resumes from its checkpoint)."""
     name: str = "idem"
-    """Results file: benchmarks/results/<name>.json (every task of the profile run so far)."""
+    """Results file: <results-dir>/<name>.json (every task of the profile run so far)."""
 
 
 def _metrics(samples: torch.Tensor, reference: torch.Tensor, energy: Energy, aligned: int) -> dict[str, float]:
@@ -193,17 +206,18 @@ def print_table(tasks: dict[str, Any]) -> None:
 
 
 def main(args: IDEMBenchArgs) -> None:
-    unknown = sorted(set(args.tasks) - set(PROFILES[args.profile]))
+    profile = PROFILES[args.profile]
+    unknown = sorted(set(args.tasks) - set(profile.tasks))
     if unknown:
         raise SystemExit(f"error: no {args.profile} profile for {', '.join(unknown)}; choose from "
-                         f"{', '.join(PROFILES[args.profile])}")  # fmt: skip
+                         f"{', '.join(profile.tasks)}")  # fmt: skip
     root = (args.work_dir / args.profile).resolve()
-    trials = [Trial(task, {"task": task, "profile": PROFILES[args.profile][task], "profile_name": args.profile,
+    trials = [Trial(task, {"task": task, "profile": profile.tasks[task], "profile_name": args.profile,
                            "seed": args.seed, "run_dir": str(root / task), "chunk_steps": args.chunk_steps,
                            "device": args.device}) for task in args.tasks]  # fmt: skip
-    settings = {"seed": args.seed, "tasks": {task: asdict(profile) for task, profile in PROFILES[args.profile].items()}}
+    settings = {"seed": args.seed, "tasks": asdict(profile)["tasks"]}
     grid = BenchmarkGrid(
-        name=args.name, profile=args.profile, settings=settings, sweep_dir=root, trials=trials, run=run_task,
+        name=args.name, out=args, profile=args.profile, settings=settings, sweep_dir=root, trials=trials, run=run_task,
         record_name=lambda record: record["task"],
         results=lambda runs: {"seed": args.seed, "tasks": {record["task"]: record for record in runs}},
         committed=lambda results: [{"task": task, **record} for task, record in results.get("tasks", {}).items()
@@ -211,7 +225,70 @@ def main(args: IDEMBenchArgs) -> None:
     )  # fmt: skip
     runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None)
     print_table({record["task"]: record for record in runs})
-    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
+    print(f"wrote {args.results_path(args.name)}")
+
+
+TEXT = """\
+## iDEM vs MALA at equal energy evaluations
+
+`python -m benchmarks.idem --profile {profile}` (resumable; seed {seed}).
+
+Machine: {machine}.
+Metrics (`samplers.metrics`): `energy_w2` is a true W2 (DEM reports its square); `x_w2_aligned` aligns translation, \
+rotation/reflection and permutation; `ref` compares two independent reference sets of the same size (the metric's \
+noise floor). MALA chains (per-chain step sizes adapted by dual averaging towards 0.574 acceptance) start from iDEM's \
+prior and use the same number of energy+gradient evaluations as iDEM's training; the evaluated samples are final \
+states of randomly chosen chains.
+
+| task | method | {metrics} | energy evals | wall time (s) | samples |
+|---|---|{rules}"""
+ROW = "| {task} | {method} | {values} | {evals} | {wall} | {count} |"
+SETTINGS = """
+Settings changed from the reference configs in this profile (see `PROFILES` in `benchmarks/idem.py`):
+"""
+SETTING = (
+    "- {task}: {steps} gradient steps; {changes}; MALA {chains} chains x {mcmc_steps} steps (acceptance {acceptance:.2f})."
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """The metrics of iDEM, MALA and the reference floor per task, each task's settings and iDEM's learning curves."""
+    lines = [TEXT.format(profile=result["profile"], seed=result["seed"], machine=machine(result),
+                         metrics=" | ".join(METRIC_KEYS), rules="---|" * (len(METRIC_KEYS) + 3))]  # fmt: skip
+    for task, entry in result["tasks"].items():
+        rows = [
+            ("iDEM", entry["idem"]["metrics"], entry["idem"]["energy_evaluations"], entry["idem"]["train_wall_time_s"]),
+            ("MALA", entry["mcmc"]["metrics"], entry["mcmc"]["energy_evaluations"], entry["mcmc"]["wall_time_s"]),
+            ("ref", entry["reference_floor"]["metrics"], None, None),
+        ]
+        for method, metrics, evals, wall in rows:
+            values = " | ".join(number(metrics.get(key)) for key in METRIC_KEYS)
+            lines.append(ROW.format(task=task, method=method, values=values, evals=number(evals), wall=number(wall),
+                                    count=int(metrics["n_samples"])))  # fmt: skip
+    lines.append(SETTINGS)
+    for task, entry in result["tasks"].items():
+        changes = ", ".join(f"{k}={v}" for k, v in entry["profile"]["overrides"].items()) or "none"
+        mcmc = entry["mcmc"]
+        lines.append(SETTING.format(task=task, steps=entry["profile"]["steps"], changes=changes, chains=mcmc["chains"],
+                                    mcmc_steps=mcmc["steps"], acceptance=mcmc["acceptance_rate"]))  # fmt: skip
+    return "\n".join([*lines, "", learning_curves(result, figures)])
+
+
+def learning_curves(result: Result, figures: Path) -> str:
+    """Per task: iDEM's energy W2 (or unaligned position W2) during training against MALA's and the reference floor."""
+    panels = []
+    for task, entry in result["tasks"].items():
+        curve = entry["idem"]["curve"]
+        key = "energy_w2" if "energy_w2" in curve[0] else "x_w2_unaligned"
+        idem = Curve("iDEM (during training)", [p["energy_evaluations"] for p in curve], [p[key] for p in curve], "C0",
+                     marker="o")  # fmt: skip
+        levels = [Level(entry["mcmc"]["metrics"][key], "MALA, final budget", "C1", "--"),
+                  Level(entry["reference_floor"]["metrics"][key], "reference floor", "gray", ":")]  # fmt: skip
+        panels.append(Panel([idem], "energy evaluations", key, title=task, levels=levels, yscale="log", legend=7))
+    return figure(panels, figures, "idem_curves.png", "iDEM learning curves", panel_width=4.5)
+
+
+SECTION = Section(("idem",), render)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Offline goal reaching: Merlin, Merlin-P and Merlin-NP against GCSL and WGCSL (Jain & Ravanbakhsh, ICML 2024).
 
-Every (method, task, dataset kind, seed) run trains for the profile's gradient steps on the task's Minari dataset,
-evaluates every ``eval_freq`` steps (the evaluation with the best discounted return marks the best checkpoint: model
-selection on evaluation episodes) and evaluates the final model on fresh episodes. The runs are trials of the sweep
+Every (method, task, dataset kind, seed) run is a `train.py` run (`runner.experiment.train`, the offline kind) of the
+profile's gradient steps on the task's Minari dataset, evaluated every ``eval_freq`` steps (``evaluations.npz`` in its
+run folder; the evaluation with the best discounted return marks the best checkpoint: model selection on evaluation
+episodes); the benchmark then evaluates its final model on ``final_episodes`` fresh episodes. The runs are trials of the sweep
 engine (`benchmarks.common.BenchmarkGrid`: ``--max-concurrent`` at a time, or on a Ray cluster with ``--address``);
 each writes ``<work_dir>/<profile>/records/<task>-<kind>__<method>__seed<k>.json`` when it finishes, so an interrupted
 benchmark resumes where it stopped; the summary ``benchmarks/results/<name>.json`` (mean ± std over seeds, the
@@ -35,15 +36,20 @@ import tyro
 from minari.storage import get_dataset_path
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, evaluate_goal_policy
+from agents.merlin import GCSL, WGCSL, Merlin, evaluate_goal_policy
 from agents.merlin.base import OfflineGoalAlgorithm
+from agents.merlin.evaluation import EPISODE_VALUES, mean_metrics
 from agents.merlin.noise import make_noise_config, resolve_cache_dir
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, Profile, ResultsArgs, mean_and_std, recorded_args, run_grid
+from benchmarks.render import Result, Section, machine, mean_std, threads_option
 from core.io import atomic_write
 from envs.datasets import KINDS, build_dataset, dataset_id, default_episodes, load_goal_dataset, open_dataset
 from envs.goal_dataset import GoalDataset
-from envs.registry import make_env, resolve_env_id
+from envs.registry import EVAL_ENVS, make_env, resolve_env_id
+from runner.args import TrainArgs
+from runner.experiment import train
 from runner.hyperparams import hyperparams_for
+from runner.kinds.offline import FINAL_EVAL_SEED
 from runner.sweep import Resources, Trial
 
 MethodName = Literal["Merlin", "Merlin-P", "Merlin-NP", "GCSL", "WGCSL"]
@@ -51,14 +57,11 @@ TaskName = Literal["PointReach", "PointRooms", "ReacherGoal", "FetchReach"]
 KindName = Literal["expert", "random"]
 TASKS: tuple[str, ...] = get_args(TaskName)
 DATASET_SEED = 0  # seed of every dataset (fixed: the seeds of the runs vary the algorithms only)
-EVAL_ENVS = 10  # env copies stepped together during evaluation (fewer policy calls; same episode distribution)
-TRAIN_EVAL_SEED_OFFSET = 10_000  # the evaluation envs during training are seeded with seed + this
-FINAL_EVAL_SEED_OFFSET = 20_000  # those of the final evaluation with seed + this (fresh episodes)
 
 
 def disjoint_eval_seed(seed: int) -> int:
     """First env seed of a run's final evaluation in the diagnostics (merlin_sensitivity, merlin_rooms): spaced 1000
-    apart, so different run seeds never share episodes (the grid's seed + FINAL_EVAL_SEED_OFFSET does, see NOTES)."""
+    apart, so different run seeds never share episodes (the grid's seed + FINAL_EVAL_SEED does, see NOTES)."""
     return 100_000 + 1_000 * seed
 
 
@@ -69,6 +72,11 @@ class Method:
     algo: str  # key of runner.hyperparams.HYPERPARAMS (per-task her_ratio/test_horizon, WGCSL's baw_delta, ...)
     algo_class: type[OfflineGoalAlgorithm]  # Merlin, GCSL or WGCSL
     noise_model: str = "reverse_play"  # "reverse_play" (the dataset only), "reverse_model" or "stitching"
+
+    @property
+    def generates(self) -> bool:
+        """Whether its noise model generates synthetic trajectories (timed, and cached per dataset and seed)."""
+        return self.noise_model != "reverse_play"
 
 
 METHODS: dict[str, Method] = {
@@ -81,7 +89,7 @@ METHODS: dict[str, Method] = {
 
 
 @dataclass(frozen=True)
-class MerlinProfile:
+class MerlinProfile(Profile):
     """Budget of one profile. ``gpu`` is the reference protocol (vineetjain96/merlin); the others deviate from it
     where `deviations` says."""
 
@@ -92,7 +100,6 @@ class MerlinProfile:
     dataset_episodes: int = 2000  # episodes per dataset (WGCSL's size for these tasks)
     noise_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per noise model: config fields changed
     n_synthetic: int | None = None  # synthetic trajectories per noise-model run; None: as many as dataset episodes
-    rationale: str = ""  # why the profile deviates from the reference
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_freq", "eval_episodes", "final_episodes", "dataset_episodes"):
@@ -134,7 +141,7 @@ NOTES = (
     "Final-model metrics are a separate evaluation on fresh episodes; best-checkpoint metrics are those of the "
     "training-time evaluation with the highest discounted return (selection on evaluation episodes).",
     f"Evaluations step {EVAL_ENVS} env copies in lockstep (batched policy calls); the distribution of episodes is unchanged.",
-    f"The evaluation envs of seed k are seeded k + {FINAL_EVAL_SEED_OFFSET} + i (i < {EVAL_ENVS}), so consecutive seeds "
+    f"The evaluation envs of seed k are seeded k + {FINAL_EVAL_SEED} + i (i < {EVAL_ENVS}), so consecutive seeds "
     "share most evaluation episodes: methods are compared on the same episodes (paired), and the std over seeds "
     "reflects training variance more than episode sampling.",
 )
@@ -158,7 +165,7 @@ def deviations(profile: MerlinProfile) -> dict[str, dict[str, Any]]:
 
 
 @dataclass
-class MerlinBenchArgs(Resources):
+class MerlinBenchArgs(Resources, ResultsArgs):
     """Merlin, Merlin-P, Merlin-NP, GCSL and WGCSL on the offline goal-reaching datasets (resumable, run by run)."""
 
     methods: list[MethodName] = field(default_factory=lambda: list(METHODS))
@@ -178,7 +185,7 @@ class MerlinBenchArgs(Resources):
     force: bool = False
     """Re-run the selected runs even when their results exist (cached datasets and synthetic data are reused)."""
     name: str | None = None
-    """Summary file: benchmarks/results/<name>.json (default: merlin; merlin_tiny for the tiny profile)."""
+    """Summary file: <results-dir>/<name>.json (default: merlin; merlin_tiny for the tiny profile)."""
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------
@@ -258,105 +265,95 @@ class RunKey(NamedTuple):
         return f"{self.task}-{self.kind}__{self.method}__seed{self.seed}"
 
 
-class RecordingEvalCallback(GoalEvalCallback):
-    """`GoalEvalCallback` that also keeps every evaluation (the learning curve) and the time spent evaluating."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.curve: list[dict[str, float]] = []
-        self.eval_s = 0.0
-
-    def _evaluate(self) -> None:
-        start = time.perf_counter()
-        super()._evaluate()
-        self.eval_s += time.perf_counter() - start
-        assert self.final_metrics is not None
-        self.curve.append({"step": self.num_timesteps, **self.final_metrics})
-
-
 def _cached_files() -> set[Path]:
     """The noise models' cache files now present (a new one means the run generated its synthetic data)."""
     folder = resolve_cache_dir(None)
     return set(folder.glob("*.npz")) if folder.is_dir() else set()
 
 
-def train_and_evaluate(key: RunKey, profile: MerlinProfile, dataset: GoalDataset, device: str = "auto") -> dict[str, Any]:
-    """Train ``key.method`` on ``dataset`` for ``profile.steps`` gradient steps with evaluations along the way, then
-    evaluate the final model; returns the run's record (metrics, timings, settings)."""
-    method_name, task, kind, seed = key.method, key.task, key.kind, key.seed
-    method = METHODS[method_name]
-    env_id = resolve_env_id(task)
-    make = partial(make_env, env_id)
-    table = hyperparams_for(method.algo, env_id)
-    generating = method.noise_model != "reverse_play"
-    hyperparams = table.kwargs | {
-        "noise_model": method.noise_model,
-        "noise_kwargs": profile.noise_kwargs.get(method.noise_model) if generating else None,
-        "n_synthetic": profile.n_synthetic if generating else None,
-    }
-    model = method.algo_class(
-        table.policy, make_vec_env(make, n_envs=1, seed=seed), dataset=dataset, seed=seed, device=device, **hyperparams
-    )
-    evaluation = RecordingEvalCallback(
-        make_vec_env(make, n_envs=min(EVAL_ENVS, profile.eval_episodes), seed=seed + TRAIN_EVAL_SEED_OFFSET),
-        eval_freq=profile.eval_freq,
-        n_eval_episodes=profile.eval_episodes,
-    )
+def train_args(key: RunKey, profile: MerlinProfile, log_dir: Path, device: str) -> tuple[TrainArgs, dict[str, Any]]:
+    """The `train.py` run of ``key`` (its dataset, noise model and the profile's budget and evaluations), and the
+    hyperparameters it trains with (the table's for the task, then the noise model's)."""
+    method = METHODS[key.method]
+    noise = {"noise_model": method.noise_model,
+             "noise_kwargs": profile.noise_kwargs.get(method.noise_model) if method.generates else None,
+             "n_synthetic": profile.n_synthetic if method.generates else None}  # fmt: skip
+    overrides = {"dataset": dataset_id(key.task, key.kind), **noise}
+    args = TrainArgs(algo=method.algo, env=key.task, total_timesteps=profile.steps, seed=key.seed,
+                     eval_freq=profile.eval_freq, eval_episodes=profile.eval_episodes, device=device,
+                     num_threads=None, log_dir=log_dir, progress=False, verbose=0,
+                     hyperparams={name: repr(value) for name, value in overrides.items()})  # fmt: skip
+    return args, hyperparams_for(method.algo, resolve_env_id(key.task)).kwargs | noise
+
+
+def evaluation_curve(run_dir: Path) -> tuple[list[dict[str, float]], float]:
+    """The metrics of every training evaluation of a run (its ``evaluations.npz``) and their total wall time."""
+    with np.load(run_dir / "evaluations.npz") as evaluations:
+        curve = [{"step": int(step), **mean_metrics({key: evaluations[key][i] for key in EPISODE_VALUES.values()})}
+                 for i, step in enumerate(evaluations["timesteps"])]  # fmt: skip
+        return curve, float(evaluations["seconds"].sum())
+
+
+def train_and_evaluate(key: RunKey, profile: MerlinProfile, log_dir: Path, device: str = "auto") -> dict[str, Any]:
+    """Train ``key.method`` for ``profile.steps`` gradient steps through `runner.experiment.train` (evaluations along
+    the way), then evaluate the final model on fresh episodes; returns the run's record (metrics, timings, settings)."""
+    method = METHODS[key.method]
+    args, hyperparams = train_args(key, profile, log_dir, device)
     cached_before = _cached_files()
-    start = time.perf_counter()
-    model.learn(profile.steps, callback=evaluation, log_interval=1000)
-    learn_s = time.perf_counter() - start
-    noise_s = model.data_stats.get("synthesis_s", 0.0)
-    final_env = make_vec_env(make, n_envs=min(EVAL_ENVS, profile.final_episodes), seed=seed + FINAL_EVAL_SEED_OFFSET)
+    run_dir = train(args)
+    results = json.loads((run_dir / "results.json").read_text())
+    curve, eval_s = evaluation_curve(run_dir)
+    model = method.algo_class.load(run_dir / "model.zip", device=device)
+    env_id = resolve_env_id(key.task)
+    final_env = make_vec_env(partial(make_env, env_id), n_envs=min(EVAL_ENVS, profile.final_episodes),
+                             seed=key.seed + FINAL_EVAL_SEED)  # fmt: skip
     start = time.perf_counter()
     final = evaluate_goal_policy(model, final_env, profile.final_episodes)
     final_eval_s = time.perf_counter() - start
-    for env in (model.get_env(), evaluation.eval_env, final_env):
-        env.close()
-    train_s = learn_s - noise_s - evaluation.eval_s
+    final_env.close()
+    noise_s = model.data_stats.get("synthesis_s", 0.0)
+    train_s = results["wall_time_s"] - noise_s - eval_s
     return {
-        "method": method_name,
-        "task": task,
-        "kind": kind,
-        "seed": seed,
+        "method": key.method,
+        "task": key.task,
+        "kind": key.kind,
+        "seed": key.seed,
         "env_id": env_id,
-        "dataset_id": dataset.dataset_id,
+        "dataset_id": dataset_id(key.task, key.kind),
         "algorithm": method.algo_class.__name__,
         "hyperparams": hyperparams,
-        "resolved": {key: getattr(model.config, key) for key in ("her_ratio", "test_horizon", "use_horizon")},
-        "steps": model.num_timesteps,
+        "resolved": {name: getattr(model.config, name) for name in ("her_ratio", "test_horizon", "use_horizon")},
+        "steps": results["num_timesteps"],
         "final": final,
         "final_episodes": profile.final_episodes,
-        "best": evaluation.best_metrics,
-        "best_step": evaluation.best_timestep,
+        "best": results["best_eval"],
+        "best_step": results["best_eval_timestep"],
         "eval_episodes": profile.eval_episodes,
-        "curve": evaluation.curve,
+        "curve": curve,
         "data_stats": model.data_stats,
         "timing": {
             "train_s": train_s,
-            "steps_per_s": model.num_timesteps / train_s,
-            "noise_s": noise_s if generating else None,
-            "noise_generated": generating and bool(_cached_files() - cached_before),
-            "eval_s": evaluation.eval_s,
+            "steps_per_s": results["num_timesteps"] / train_s,
+            "noise_s": noise_s if method.generates else None,
+            "noise_generated": method.generates and bool(_cached_files() - cached_before),
+            "eval_s": eval_s,
             "final_eval_s": final_eval_s,
         },
         "device": str(model.device),
         "torch_threads": torch.get_num_threads(),
+        "run_dir": str(run_dir),
     }
 
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
-    """One trial of the grid: `train_and_evaluate` on its (already built) dataset."""
+    """One trial of the grid: `train_and_evaluate` in the driver's dataset and cache folders (its dataset is built)."""
+    os.environ |= config["environ"]
     key = RunKey(config["task"], config["kind"], config["seed"], config["method"])
-    dataset = trial_dataset(config)
-    return {**train_and_evaluate(key, config["profile"], dataset, config["device"]), "profile": config["profile_name"]}
+    record = train_and_evaluate(key, config["profile"], Path(config["log_dir"]) / key.name, config["device"])
+    return {**record, "profile": config["profile_name"]}
 
 
 # --- summary and targets --------------------------------------------------------------------------------------------
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -373,12 +370,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
         summary.setdefault(task, {}).setdefault(kind, {})[method] = {
             "seeds": sorted(r["seed"] for r in chosen),
             **{
-                selection: {key: _mean_std([r[selection][key] for r in chosen]) for key in chosen[0][selection]}
+                selection: {key: mean_and_std([r[selection][key] for r in chosen]) for key in chosen[0][selection]}
                 for selection in ("final", "best")
             },
-            "best_step": _mean_std([r["best_step"] for r in chosen]),
-            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
-            "noise_s": _mean_std(noise) if noise else None,
+            "best_step": mean_and_std([r["best_step"] for r in chosen]),
+            "train_s": mean_and_std([r["timing"]["train_s"] for r in chosen]),
+            "noise_s": mean_and_std(noise) if noise else None,
         }
     return summary
 
@@ -393,9 +390,9 @@ def training_time(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         noise = [r["timing"]["noise_s"] for r in chosen if r["timing"]["noise_generated"]]
         times[method] = {
             "runs": len(chosen),
-            "train_s": _mean_std([r["timing"]["train_s"] for r in chosen]),
-            "steps_per_s": _mean_std([r["timing"]["steps_per_s"] for r in chosen]),
-            "noise_s": _mean_std(noise) if noise else None,
+            "train_s": mean_and_std([r["timing"]["train_s"] for r in chosen]),
+            "steps_per_s": mean_and_std([r["timing"]["steps_per_s"] for r in chosen]),
+            "noise_s": mean_and_std(noise) if noise else None,
             "noise_generations": len(noise),
         }
     return times
@@ -493,7 +490,7 @@ def main(args: MerlinBenchArgs) -> None:
     environ = use_project_folders(args.work_dir, profile)
     root = (args.work_dir / args.profile).resolve()
     datasets_record = root / "datasets.json"
-    committed = json.loads(path.read_text()) if (path := RESULTS_DIR / f"{name}.json").is_file() else {}
+    committed = json.loads(path.read_text()) if (path := args.results_path(name)).is_file() else {}
     datasets: dict[str, Any] = {**committed.get("datasets", {}),
                                 **(json.loads(datasets_record.read_text()) if datasets_record.is_file() else {})}  # fmt: skip
 
@@ -508,7 +505,7 @@ def main(args: MerlinBenchArgs) -> None:
             "reference_profile": REFERENCE_PROFILE,
             "deviations": deviations(profile),
             "notes": list(NOTES),
-            "config": {**asdict(args), "work_dir": str(args.work_dir)},
+            "config": recorded_args(args),
             "datasets": datasets,
             "summary": summary,
             "training_time": training_time(runs),
@@ -518,15 +515,97 @@ def main(args: MerlinBenchArgs) -> None:
 
     keys = [RunKey(*cell) for cell in itertools.product(args.tasks, args.kinds, args.seeds, args.methods)]
     trials = [Trial(key.name, {**key._asdict(), "profile": profile, "profile_name": args.profile, "environ": environ,
-                               "device": args.device}) for key in keys]  # fmt: skip
+                               "device": args.device, "log_dir": str(root / "runs")}) for key in keys]  # fmt: skip
     grid = BenchmarkGrid(
-        name=name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
+        name=name, out=args, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
         record_name=lambda r: RunKey(r["task"], r["kind"], r["seed"], r["method"]).name, results=results,
     )  # fmt: skip
     runs = run_grid(grid, args, rerun=(lambda record: True) if args.force else None, prepare=prepare)
     summary = summarize(runs)
     print_table(summary, check_targets(summary))
-    print(f"wrote {RESULTS_DIR / f'{name}.json'}")
+    print(f"wrote {args.results_path(name)}")
+
+
+TEXT = """\
+## Merlin vs GCSL/WGCSL (offline goal reaching)
+
+`python -m benchmarks.merlin --profile {profile}{threads}` (resumable; the tables are rebuilt from every finished run).
+
+Machine: {machine}; MuJoCo {versions[mujoco]}, gymnasium-robotics {versions[gymnasium-robotics]}. Per run: \
+{budget[steps]} gradient steps (batch 512) on a {budget[dataset_episodes]}-episode dataset; {budget[eval_episodes]} \
+evaluation episodes every {budget[eval_freq]} steps, then {budget[final_episodes]} fresh episodes for the final model. \
+Mean ± std over seeds. Success: `is_success` at the last step; final distance: |achieved - desired goal| at the last \
+step; discounted return: sum of 0.98^t (r_t + 1). The best checkpoint is the training evaluation with the highest \
+discounted return, i.e. model selection on evaluation episodes: the final model is the unselected number.
+
+| task | dataset | method | seeds | success | final distance | discounted return | best ckpt: success \
+| best ckpt: discounted return | train time (s) |
+|---|---|---|---|---|---|---|---|---|---|"""
+ROW = (
+    "| {task} | {kind} | {method} | {seeds} | {success} | {distance} | {discounted} | {best_success} | "
+    "{best_discounted} | {train:.0f} |"
+)
+TARGETS_INTRO = """
+Targets (final model; the best checkpoint in brackets):
+"""
+TARGET = "- {description}: **{status}** ({checks} of {cells} cells run; best checkpoint: {best}){detail}"
+TRAINING_TIME = """
+| method | runs | train time per run (s) | gradient steps/s | noise-model generation per dataset and seed (s) |
+|---|---|---|---|---|"""
+TRAINING_TIME_ROW = "| {method} | {runs} | {train} | {rate} | {noise} |"
+PROTOCOL = """
+Changed from the reference protocol (the `{reference}` profile): {changes}. {rationale}
+"""
+DATASETS = """
+Datasets:
+"""
+DATASET = "- `{identifier}`: {episodes} episodes, {built} (`{command}`)."
+
+
+def render(result: Result, figures: Path) -> str:
+    """Final and best-checkpoint metrics per task, dataset and method, the targets, training times, the deviations from
+    the reference protocol and the datasets."""
+    lines = [TEXT.format(profile=result["profile"], threads=threads_option(result["config"]), machine=machine(result),
+                         versions=result["versions"], budget=result["profile_config"])]  # fmt: skip
+    for task, kinds in result["summary"].items():
+        for kind, methods in kinds.items():
+            for method, s in methods.items():
+                final, best = s["final"], s["best"]
+                lines.append(ROW.format(task=task, kind=kind, method=method, seeds=len(s["seeds"]),
+                                        success=mean_std(final["success_rate"]),
+                                        distance=mean_std(final["final_distance"], 3),
+                                        discounted=mean_std(final["discounted_return"]),
+                                        best_success=mean_std(best["success_rate"]),
+                                        best_discounted=mean_std(best["discounted_return"]),
+                                        train=s["train_s"]["mean"]))  # fmt: skip
+    lines.append(TARGETS_INTRO)
+    statuses: dict[str, dict[str, dict[str, Any]]] = {}
+    for target in result["targets"]:
+        statuses.setdefault(target["target"], {})[target["selection"]] = target
+    for description, by_selection in statuses.items():
+        final, best = by_selection["final"], by_selection["best"]
+        misses = [f"{c['task']}-{c['kind']} {c['value']:.3f} < {c['reference']:.3f}" for c in final["checks"] if not c["met"]]
+        lines.append(TARGET.format(description=description, status=final["status"], checks=len(final["checks"]),
+                                   cells=final["cells"], best=best["status"],
+                                   detail=f"; misses: {', '.join(misses)}" if misses else ""))  # fmt: skip
+    lines.append(TRAINING_TIME)
+    for method, t in result["training_time"].items():
+        noise = f"{mean_std(t['noise_s'], 1)} ({t['noise_generations']} fits)" if t["noise_s"] else "-"
+        lines.append(TRAINING_TIME_ROW.format(method=method, runs=t["runs"], train=mean_std(t["train_s"], 1),
+                                              rate=mean_std(t["steps_per_s"], 0), noise=noise))  # fmt: skip
+    changes = ", ".join(f"{key} {c['profile']} (reference {c['reference']})" for key, c in result["deviations"].items())
+    lines.append(PROTOCOL.format(reference=result["reference_profile"], changes=changes or "nothing",
+                                 rationale=result["profile_config"]["rationale"]))  # fmt: skip
+    lines += [f"- {note}" for note in result["notes"]]
+    lines.append(DATASETS)
+    for identifier, dataset in result["datasets"].items():
+        built = f"built in {dataset['build_s']:.0f} s" if "build_s" in dataset else "found already built"
+        lines.append(DATASET.format(identifier=identifier, episodes=dataset["episodes"], built=built,
+                                    command=dataset["command"]))  # fmt: skip
+    return "\n".join(lines)
+
+
+SECTION = Section(("merlin",), render)
 
 
 if __name__ == "__main__":

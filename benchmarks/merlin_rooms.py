@@ -23,8 +23,9 @@ import tyro
 
 from agents.merlin import GCSL, Merlin
 from agents.merlin.base import OfflineGoalAlgorithm
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
 from benchmarks.merlin import PROFILES, KindName, disjoint_eval_seed, prepare_dataset, use_project_folders
+from benchmarks.render import Result, Section, machine
 from envs.registry import make_env
 from runner.hyperparams import hyperparams_for
 
@@ -33,7 +34,7 @@ RELATIONS = ("same", "adjacent", "opposite")
 
 
 @dataclass
-class RoomsArgs:
+class RoomsArgs(ResultsArgs):
     kind: KindName = "expert"
     """Dataset kind."""
     seeds: list[int] = field(default_factory=lambda: [100])
@@ -51,7 +52,7 @@ class RoomsArgs:
     work_dir: Path = Path("runs/benchmarks/merlin")
     """benchmarks.merlin's folder, whose datasets are reused (built there when missing)."""
     name: str | None = None
-    """Results file: benchmarks/results/<name>.json; default merlin_rooms, suffixed by the kind and profile when they
+    """Results file: <results-dir>/<name>.json; default merlin_rooms, suffixed by the kind and profile when they
     are not expert and cpu."""
 
 
@@ -91,6 +92,7 @@ def success_by_relation(model: OfflineGoalAlgorithm, seed: int, episodes: int, h
 
 
 def main(args: RoomsArgs) -> None:
+    source_commit(args.allow_dirty)
     profile = PROFILES[args.profile]
     torch.set_num_threads(args.threads)
     use_project_folders(args.work_dir, profile)
@@ -114,12 +116,50 @@ def main(args: RoomsArgs) -> None:
                 )
                 label = name if horizon is None else f"{name} h={horizon}"
                 print(f"seed {seed} {label:<22} success {result['success']:.2f}  ({cells})", flush=True)
-    config = {**asdict(args), "work_dir": str(args.work_dir)}
-    payload = {"config": config, "profile": args.profile, "profile_config": asdict(profile),
+    payload = {"config": recorded_args(args), "profile": args.profile, "profile_config": asdict(profile),
                "dataset": {"id": dataset.dataset_id, **info}, "runs": runs}  # fmt: skip
     suffixes = [value for value, default in ((args.kind, "expert"), (args.profile, "cpu")) if value != default]
-    path = write_results(args.name or "_".join(["merlin_rooms", *suffixes]), payload)
+    path = write_results(args.name or "_".join(["merlin_rooms", *suffixes]), payload, args)
     print(f"wrote {path}")
+
+
+TEXT = """\
+## Merlin vs GCSL on PointRooms, by the rooms of start and goal
+
+`python -m benchmarks.merlin_rooms --kind {config[kind]} --seeds {seeds}` (profile {profile}).
+
+Machine: {machine}. `{dataset}`, {budget[steps]} gradient steps, the same {config[episodes]} evaluation episodes per \
+seed for every row; success rate (episodes) by whether the goal is in the start's room, an adjacent room or the \
+opposite room. Merlin uses the reference's tuning and is evaluated at fixed test horizons and at h = steps left.
+
+| method | test horizon | all | {relations} |
+|---|---|---|{rules}"""
+ROW = "| {method} | {horizon} | {overall:.2f} | {cells} |"
+
+
+def render(result: Result, figures: Path) -> str:
+    """Success rate per method and test horizon, overall and by the rooms of start and goal (pooled over seeds)."""
+    config = result["config"]
+    lines = [TEXT.format(config=config, seeds=" ".join(map(str, config["seeds"])), profile=result["profile"],
+                         machine=machine(result), dataset=result["dataset"]["id"], budget=result["profile_config"],
+                         relations=" | ".join(RELATIONS), rules="---|" * len(RELATIONS))]  # fmt: skip
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in result["runs"]:
+        horizon = "-" if run["test_horizon"] is None else str(run["test_horizon"])
+        groups.setdefault((run["method"], horizon), []).append(run)
+    for (method, horizon), runs in groups.items():
+        cells = []
+        for key in RELATIONS:
+            measured = [r[key] for r in runs if r[key]["success"] is not None]
+            total = sum(m["episodes"] for m in measured)
+            rate = sum(m["success"] * m["episodes"] for m in measured) / total if total else float("nan")
+            cells.append(f"{rate:.2f} ({total})")
+        overall = float(np.mean([r["success"] for r in runs]))
+        lines.append(ROW.format(method=method, horizon=horizon, overall=overall, cells=" | ".join(cells)))
+    return "\n".join(lines)
+
+
+SECTION = Section(("merlin_rooms",), render)
 
 
 if __name__ == "__main__":

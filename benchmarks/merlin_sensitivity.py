@@ -30,9 +30,8 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from agents.merlin import Merlin, evaluate_goal_policy
 from agents.merlin.merlin import value_for_dataset
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, ResultsArgs, recorded_args, run_grid
 from benchmarks.merlin import (
-    EVAL_ENVS,
     PROFILES,
     TASKS,
     KindName,
@@ -43,15 +42,16 @@ from benchmarks.merlin import (
     trial_dataset,
     use_project_folders,
 )
+from benchmarks.render import Result, Section, machine, threads_option
 from envs.datasets import KINDS
 from envs.goal_dataset import GoalDataset
-from envs.registry import make_env, resolve_env_id
+from envs.registry import EVAL_ENVS, make_env, resolve_env_id
 from runner.hyperparams import hyperparams_for
 from runner.sweep import Resources, Trial
 
 
 @dataclass
-class SensitivityArgs(Resources):
+class SensitivityArgs(Resources, ResultsArgs):
     """Merlin at every (her_ratio, test horizon) pair on the offline goal-reaching datasets (resumable, run by run)."""
 
     tasks: list[TaskName] = field(default_factory=lambda: list(TASKS))
@@ -72,7 +72,7 @@ class SensitivityArgs(Resources):
     work_dir: Path = Path("runs/benchmarks/merlin")
     """Shared with benchmarks.merlin: its datasets are reused; records go under <work_dir>/<profile>/sensitivity/."""
     name: str | None = None
-    """Summary file: benchmarks/results/<name>.json (default: merlin_sensitivity, or merlin_sensitivity_<profile>)."""
+    """Summary file: <results-dir>/<name>.json (default: merlin_sensitivity, or merlin_sensitivity_<profile>)."""
 
 
 def record_name(task: str, kind: str, her_ratio: float, seed: int) -> str:
@@ -174,11 +174,10 @@ def main(args: SensitivityArgs) -> None:
                     "horizons": args.horizons, "profile": profile, "environ": environ, "device": args.device})
               for task, kind, her, seed in cells]  # fmt: skip
     grid = BenchmarkGrid(
-        name=name, profile=args.profile, settings=asdict(profile),
+        name=name, out=args, profile=args.profile, settings=asdict(profile),
         sweep_dir=(args.work_dir / args.profile / "sensitivity").resolve(), trials=trials, run=run_trial,
         record_name=lambda r: record_name(r["task"], r["kind"], r["her_ratio"], r["seed"]),
-        results=lambda runs: {"config": {**asdict(args), "work_dir": str(args.work_dir)}, "summary": summarize(runs),
-                              "runs": runs},
+        results=lambda runs: {"config": recorded_args(args), "summary": summarize(runs), "runs": runs},
     )  # fmt: skip
     requested = {str(horizon) for horizon in args.horizons}
 
@@ -187,7 +186,56 @@ def main(args: SensitivityArgs) -> None:
 
     runs = run_grid(grid, args, rerun=lambda record: not requested <= set(record["by_horizon"]), prepare=prepare)
     print_table(summarize(runs))
-    print(f"\nwrote {RESULTS_DIR / f'{name}.json'}")
+    print(f"\nwrote {args.results_path(name)}")
+
+
+TEXT = """\
+## Merlin: sensitivity to her_ratio and the test horizon
+
+`python -m benchmarks.merlin_sensitivity --profile {profile}{threads}` (resumable).
+
+Machine: {machine}. Merlin (reverse play) trained for {budget[steps]} gradient steps per her_ratio on the Merlin \
+benchmark's datasets, seeds {seeds} (disjoint from the benchmark's; each seed with its own episodes), each final model \
+evaluated on {budget[final_episodes]} fresh episodes at every test horizon; means over the seeds (n per table). Cells: \
+discounted return (success rate); **bold**: the library's default when the sweep ran; the best cell of each table is \
+marked with \\*."""
+TABLE = """
+**{cell}** (n = {n})
+
+| her_ratio | {horizons} |
+|---|{rules}"""
+CELL = "{discounted_return[mean]:.1f} ({success_rate[mean]:.2f})"
+
+
+def render(result: Result, figures: Path) -> str:
+    """Per task and dataset: discounted return (success rate) at every (her_ratio, test horizon), the default and the
+    best marked."""
+    seeds = ", ".join(map(str, sorted({r["seed"] for r in result["runs"]})))
+    lines = [TEXT.format(profile=result["profile"], threads=threads_option(result["config"]), machine=machine(result),
+                         budget=result["profile_config"], seeds=seeds)]  # fmt: skip
+    for cell, entry in result["summary"].items():
+        horizons = sorted({h for row in entry["grid"].values() for h in row}, key=int)
+        tuned, best = entry["tuned"], entry["best"]
+        n = min(stats["discounted_return"]["n"] for row in entry["grid"].values() for stats in row.values())
+        lines.append(TABLE.format(cell=cell, n=n, horizons=" | ".join(f"h = {h}" for h in horizons),
+                                  rules="---|" * len(horizons)))  # fmt: skip
+        for her, row in entry["grid"].items():
+            cells = []
+            for h in horizons:
+                if h not in row:
+                    cells.append("-")
+                    continue
+                text = CELL.format(**row[h])
+                if float(her) == tuned["her_ratio"] and int(h) == tuned["test_horizon"]:
+                    text = f"**{text}**"
+                if float(her) == best["her_ratio"] and int(h) == best["test_horizon"]:
+                    text += " \\*"
+                cells.append(text)
+            lines.append(f"| {her} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+SECTION = Section(("merlin_sensitivity",), render)
 
 
 if __name__ == "__main__":

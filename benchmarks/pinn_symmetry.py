@@ -25,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
-from benchmarks.common import RESULTS_DIR, BenchmarkGrid, run_grid
+from benchmarks.common import BenchmarkGrid, Profile, ResultsArgs, run_grid
+from benchmarks.render import Curve, Panel, Result, Section, figure, machine, mean_std, number
 from pde.solver import PINNSolver
 from runner.hyperparams import hyperparams_for
 from runner.sweep import Resources, Trial
@@ -34,7 +35,7 @@ METHODS = ("pinn", "symmetry", "augmentation")
 
 
 @dataclass(frozen=True)
-class PINNProfile:
+class PINNProfile(Profile):
     """Budget and network of one profile; ``overrides`` are `pde.solver.PINNSolverConfig` fields."""
 
     steps: int
@@ -43,7 +44,6 @@ class PINNProfile:
     augment_copies: int = 3
     weight_sweep: tuple[float, ...] = ()  # further symmetry weights, at the smallest budget
     overrides: dict[str, Any] = field(default_factory=dict)
-    rationale: str = ""
 
 
 PROFILES: dict[str, PINNProfile] = {
@@ -84,7 +84,7 @@ PROFILES: dict[str, PINNProfile] = {
 
 
 @dataclass
-class PINNBenchArgs(Resources):
+class PINNBenchArgs(Resources, ResultsArgs):
     problems: list[str] = field(default_factory=lambda: ["Heat", "Burgers"])
     """PDE problems (pde.problems)."""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
@@ -98,7 +98,7 @@ class PINNBenchArgs(Resources):
     work_dir: Path = Path("runs/benchmarks/pinn_symmetry")
     """Records of the benchmark runs."""
     name: str = "pinn_symmetry"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def method_overrides(method: str, profile: PINNProfile, symmetry_weight: float) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def main(args: PINNBenchArgs) -> None:
         for weight in method_weights for seed in args.seeds
     ]  # fmt: skip
     grid = BenchmarkGrid(
-        name=args.name, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
+        name=args.name, out=args, profile=args.profile, settings=asdict(profile), sweep_dir=root, trials=trials, run=run_trial,
         record_name=lambda record: trial_name(record["problem"], record["budget"], record_label(record, profile),
                                               record["seed"]),
         results=lambda runs: {"config": {"problems": args.problems, "methods": args.methods, "seeds": args.seeds},
@@ -203,7 +203,98 @@ def main(args: PINNBenchArgs) -> None:
     )  # fmt: skip
     runs = run_grid(grid, args)
     print_table(summarise(runs, profile))
-    print(f"wrote {RESULTS_DIR / f'{args.name}.json'}")
+    print(f"wrote {args.results_path(args.name)}")
+
+
+LABELS = {"pinn": "PI-DeepONet", "symmetry": "+ symmetry loss", "augmentation": "+ augmentation"}
+TEXT = """\
+## Lie point symmetry loss for a physics-informed DeepONet, {profile} profile
+
+`python -m benchmarks.pinn_symmetry --profile {profile}` (resumable; rebuilt from every finished run).
+
+Machine: {machine}. Relative L2 error on {test_initial_conditions} held-out initial conditions against the reference \
+solver (mean ± std over seeds, seeds in brackets), after {budget[steps]:,} gradient steps for every method, by the \
+number of training initial conditions. Symmetry weight {budget[symmetry_weight]:g} (all generators of the algebra); \
+augmentation: {budget[augment_copies]} transformed copies of each initial condition. {rationale}
+
+| problem | training ICs | {methods} | symmetry / plain | augmentation / plain |
+|---|---|{rules}"""
+ROW = "| {problem} | {budget} | {cells} |"
+SWEEP = """
+The symmetry loss at other weights (same budget and steps; weight 0 is the plain PI-DeepONet):
+
+| problem | training ICs | symmetry weight | relative L2 | / plain |
+|---|---|---|---|---|"""
+SWEEP_ROW = "| {problem} | {budget} | {symmetry_weight:g} | {error} | {ratio} |"
+INITIAL = """
+The same error at t = 0 only, where the solution is the held-out initial condition itself: how much of the error is \
+the operator network failing to represent initial conditions it has not seen, which a loss on the training \
+conditions' solutions does not address directly (mean over seeds):
+
+| problem | training ICs | {methods} |
+|---|---|{rules}"""
+STEP_TIMES = """
+Training time per gradient step, mean over every trial of the method (evaluations included; one thread per trial):
+"""
+STEP_TIME = "- {label}: {seconds:.3f} s"
+
+
+def render(result: Result, figures: Path) -> str:
+    """The final error per problem, training budget and method, the symmetry-weight sweep, the error at t = 0, the
+    time per step and the error against the budget."""
+    summary, methods = result["summary"], " | ".join(LABELS.values())
+    test_conditions = result["runs"][0]["config"]["test_initial_conditions"] if result["runs"] else "?"
+    lines = [TEXT.format(profile=result["profile"], machine=machine(result), test_initial_conditions=test_conditions,
+                         budget=result["profile_config"], rationale=result["profile_config"].get("rationale", ""),
+                         methods=methods, rules="---|" * (len(LABELS) + 2))]  # fmt: skip
+    for problem, budgets in summary.items():
+        for budget, entries in sorted(budgets.items(), key=lambda item: int(item[0])):
+            cells = [mean_std(entries.get(method), 4, counted=True) for method in LABELS]
+            ratios = [number(entries.get(method, {}).get("ratio_to_pinn")) for method in ("symmetry", "augmentation")]
+            lines.append(ROW.format(problem=problem, budget=budget, cells=" | ".join(cells + ratios)))
+    sweep = [(problem, budget, entry) for problem, budgets in summary.items()
+             for budget, entries in budgets.items() for label, entry in sorted(entries.items())
+             if label not in LABELS]  # fmt: skip
+    if sweep:
+        lines.append(SWEEP)
+        lines += [SWEEP_ROW.format(problem=problem, budget=budget, symmetry_weight=entry["symmetry_weight"],
+                                   error=mean_std(entry, 4, counted=True), ratio=number(entry.get("ratio_to_pinn")))
+                  for problem, budget, entry in sweep]  # fmt: skip
+    lines.append(INITIAL.format(methods=methods, rules="---|" * len(LABELS)))
+    initial: dict[tuple[str, int, str], list[float]] = {}
+    for run in result["runs"]:
+        initial.setdefault((run["problem"], int(run["budget"]), run["method"]), []).append(run["final"]["relative_l2_initial"])
+    for problem, budgets in summary.items():
+        for budget in sorted(budgets, key=int):
+            errors = [initial.get((problem, int(budget), method)) for method in LABELS]
+            cells = " | ".join("-" if e is None else f"{np.mean(e):.4f}" for e in errors)
+            lines.append(ROW.format(problem=problem, budget=budget, cells=cells))
+    lines.append(STEP_TIMES)
+    for method, label in LABELS.items():
+        times = [entries[method]["seconds_per_step"] for budgets in summary.values()
+                 for entries in budgets.values() if method in entries]  # fmt: skip
+        if times:
+            lines.append(STEP_TIME.format(label=label, seconds=np.mean(times)))
+    return "\n".join([*lines, "", error_by_budget(result, figures)])
+
+
+def error_by_budget(result: Result, figures: Path) -> str:
+    """Per problem: mean ± std of each method's final error against the number of training initial conditions."""
+    panels = []
+    for problem, budgets in result["summary"].items():
+        curves = []
+        for color, (method, label) in enumerate(LABELS.items()):
+            points = [(int(b), budgets[b][method]) for b in sorted(budgets, key=int) if method in budgets[b]]
+            if points:
+                curves.append(Curve(label, [b for b, _ in points], [e["mean"] for _, e in points], f"C{color}",
+                                    spread=[e["std"] for _, e in points], errorbars=True, marker="o"))  # fmt: skip
+        panels.append(Panel(curves, "training initial conditions", "relative L2 error", title=problem, xscale="log",
+                            yscale="log", legend=7))  # fmt: skip
+    name = f"pinn_symmetry_{result['profile']}.png"
+    return figure(panels, figures, name, "Relative L2 error by training initial conditions")
+
+
+SECTION = Section(("pinn_symmetry",), render)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,20 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import tyro
 from scipy.optimize import isotonic_regression
 
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
+from benchmarks.render import Result, Section, machine
 from equivariant.weight_sharing import weight_sharing_prox
 
 
 @dataclass
-class ProxThroughputArgs:
+class ProxThroughputArgs(ResultsArgs):
     d: int = 1_000_000
     """Vector length."""
     rows: int = 1
@@ -39,7 +41,7 @@ class ProxThroughputArgs:
     device: str = "cpu"
     """Torch device of our prox (the reference always runs on the CPU)."""
     name: str = "prox_throughput"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def reference_prox(w: np.ndarray, lam: float) -> np.ndarray:
@@ -65,6 +67,7 @@ def timed(fn: Callable[[], np.ndarray], device: str) -> tuple[float, np.ndarray]
 
 
 def main(args: ProxThroughputArgs) -> None:
+    source_commit(args.allow_dirty)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(args.rows, args.d, generator=gen, dtype=torch.float64)
@@ -105,8 +108,35 @@ def main(args: ProxThroughputArgs) -> None:
             f"{row['method']:<24}{row['strength']:>8g}{row['median_seconds']:>10.3f}{row['million_elements_per_s']:>9.2f}"
             f"{row['speedup_vs_reference']:>9.2f}{row['max_abs_diff_vs_reference']:>11.1e}{row['distinct_values_row0']:>10}"
         )
-    path = write_results(args.name, {"config": vars(args), "rows": rows})
-    print(f"wrote {path}")
+    print(f"wrote {write_results(args.name, {'config': recorded_args(args), 'rows': rows}, args)}")
+
+
+TEXT = """\
+## Weight-sharing prox throughput
+
+`python -m benchmarks.prox_throughput --d {config[d]} --rows {config[rows]} --strengths {strengths} --repeats \
+{config[repeats]} --threads {config[threads]} --device {config[device]}`
+
+Machine: {machine}. {config[rows]} standard-normal vector(s) of length {config[d]:,}; median of {config[repeats]} \
+interleaved calls. The reference sorts, shifts and runs scipy's PAVA one vector at a time in numpy; every output is \
+compared with it.
+
+| method | strength | median s | M elements/s | speed-up vs reference | max abs diff | distinct values |
+|---|---|---|---|---|---|---|"""
+ROW = (
+    "| {method} | {strength:g} | {median_seconds:.3f} | {million_elements_per_s:.2f} | {speedup_vs_reference:.2f} | "
+    "{max_abs_diff_vs_reference:.1e} | {distinct_values_row0:,} |"
+)
+
+
+def render(result: Result, figures: Path) -> str:
+    """Time, rate, speed-up and agreement with the reference of every method and strength."""
+    config = result["config"]
+    text = TEXT.format(config=config, strengths=" ".join(f"{s:g}" for s in config["strengths"]), machine=machine(result))
+    return "\n".join([text, *(ROW.format(**row) for row in result["rows"])])
+
+
+SECTION = Section(("prox_throughput",), render)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +21,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 
-from benchmarks.common import write_results
+from benchmarks.common import ResultsArgs, recorded_args, source_commit, write_results
+from benchmarks.render import Result, Section, machine, named
 from envs.registry import make_env, resolve_env_id
 from runner.hyperparams import hyperparams_for
 from runner.kinds.sb3 import evaluation_env
@@ -28,7 +30,7 @@ from runner.registry import get_algo
 
 
 @dataclass
-class ThroughputArgs:
+class ThroughputArgs(ResultsArgs):
     algos: list[str] = field(default_factory=lambda: ["sac"])
     """Algorithms to time; the first is the baseline for the ratios."""
     env: str = "HalfCheetah"
@@ -44,7 +46,7 @@ class ThroughputArgs:
     device: str = "auto"
     """Torch device."""
     name: str = "throughput"
-    """Results file: benchmarks/results/<name>.json."""
+    """Results file: <results-dir>/<name>.json."""
 
 
 def warmed_up_model(algo: str, env_id: str, learning_starts: int, device: str, seed: int) -> BaseAlgorithm:
@@ -105,6 +107,7 @@ def measure_interleaved(
 
 
 def main(args: ThroughputArgs) -> None:
+    source_commit(args.allow_dirty)
     env_id = resolve_env_id(args.env)
     rows = []
     for threads in args.threads:
@@ -121,8 +124,37 @@ def main(args: ThroughputArgs) -> None:
         runs = ", ".join(f"{v:.1f}" for v in row["steps_per_s"])
         median, ratio = row["median_steps_per_s"], row["ratio_to_baseline"]
         print(f"{row['algo']:<10}{row['threads']:>8}{median:>16.1f}{ratio:>8.2f}   {runs}")
-    path = write_results(args.name, {"env_id": env_id, "baseline": args.algos[0], "config": vars(args), "rows": rows})
-    print(f"wrote {path}")
+    payload = {"env_id": env_id, "baseline": args.algos[0], "config": recorded_args(args), "rows": rows}
+    print(f"wrote {write_results(args.name, payload, args)}")
+
+
+TEXT = """\
+## Training throughput (SAC is the baseline of every speed ratio){suffix}
+
+`python -m benchmarks.throughput --algos {algos} --env {config[env]} --steps {config[steps]} --repeats {config[repeats]} \
+--threads {threads}{option}`
+
+Machine: {machine}. Environment steps per second including one gradient step per env step (each algorithm's \
+defaults), timed over {config[steps]} steps after {config[learning_starts]} random steps; repeats interleaved across \
+algorithms; ratio = median / median of the first algorithm. Absolute rates need an otherwise idle machine (the 2-thread \
+rows suffer most from other load); the ratio survives load better.
+
+| algo | torch threads | median env steps/s | ratio to baseline | runs |
+|---|---|---|---|---|"""
+ROW = "| {algo} | {threads} | {median_steps_per_s:.1f} | {ratio_to_baseline:.2f} | {runs} |"
+
+
+def render(result: Result, figures: Path) -> str:
+    """The throughput table of a results file of this benchmark."""
+    config = result["config"]
+    suffix, option = named(result, "throughput")
+    text = TEXT.format(suffix=suffix, option=option, config=config, algos=" ".join(config["algos"]),
+                       threads=" ".join(map(str, config["threads"])), machine=machine(result))  # fmt: skip
+    rows = [ROW.format(**row, runs=", ".join(f"{v:.1f}" for v in row["steps_per_s"])) for row in result["rows"]]
+    return "\n".join([text, *rows])
+
+
+SECTION = Section(("throughput", "throughput_proposal"), render)
 
 
 if __name__ == "__main__":

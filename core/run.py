@@ -32,15 +32,27 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+#: What the project's own tools write into the tree (benchmark results and the report rendered from them): changes
+#: there do not make the code dirty (a benchmark rewrites its results file after every finished trial).
+GENERATED = ("benchmarks/results", "docs/benchmarks.md", "docs/figures")
+
+
 def git_commit() -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None outside git."""
+    """The repository's HEAD commit (with ``-dirty`` when files other than `GENERATED` have changes), or None outside
+    git."""
     root = Path(__file__).resolve().parents[1]
+    excluded = [f":(exclude){path}" for path in GENERATED]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+            ["git", "status", "--porcelain", "--", ".", *excluded],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -19,6 +19,10 @@ import gymnasium as gym
 
 from envs.wrappers import SuccessToIsSuccess
 
+#: Env copies an evaluation steps in lockstep: one batched policy call per step serves them all (the distribution of
+#: episodes is unchanged), which makes a diffusion policy's evaluation about as cheap as one episode.
+EVAL_ENVS = 10
+
 MUJOCO_TASKS = (
     "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum", "InvertedPendulum",
     "Pusher", "Reacher", "Swimmer", "Walker2d",

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import benchmarks.common
 import runner.sweep.engine
 from benchmarks import canonical
 from samplers.energies import boltzmann_data_dir
@@ -18,10 +17,8 @@ needs_data = pytest.mark.skipif(
 
 @needs_data
 def test_tiny_benchmark_times_modes_interleaved_and_restores(tmp_path, monkeypatch, local_ray):
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(canonical, "RESULTS_DIR", tmp_path / "results")
     args = canonical.CanonicalBenchArgs(tasks=["DW4"], profile="tiny", device="cpu", work_dir=tmp_path / "work",
-                                        name="canonical_test")  # fmt: skip
+                                        name="canonical_test", results_dir=tmp_path / "results", allow_dirty=True)  # fmt: skip
     canonical.main(args)
     result = json.loads((tmp_path / "results" / "canonical_test.json").read_text())
     assert sorted(r["mode"] for r in result["runs"]) == sorted(canonical.MODES)

@@ -7,16 +7,15 @@ import json
 import warnings
 from pathlib import Path
 
-import benchmarks.common
 import runner.sweep.engine
 from benchmarks import dqs_exploration
 from benchmarks.dqs_exploration import ExplorationArgs
 
 
 def test_exploration_grid_records_success_rates_and_resumes(tmp_path, monkeypatch, local_ray):
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
     args = ExplorationArgs(envs=["PointMaze_UMaze"], seeds=[0], steps=200, eval_freq=100, eval_episodes=1,
-                           work_dir=tmp_path / "work", name="exploration_test")  # fmt: skip
+                           work_dir=tmp_path / "work", name="exploration_test", results_dir=tmp_path / "results",
+                           allow_dirty=True)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 200 steps stay below learning_starts: random actions only
         dqs_exploration.run(args)

@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks.common
 from agents.dqs import DQS
 from benchmarks.dqs_acting import ActingArgs, main
 
 
-def test_every_setting_gets_a_cost_ratio_and_the_same_evaluation_episodes(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
+def test_every_setting_gets_a_cost_ratio_and_the_same_evaluation_episodes(tmp_path: Path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("algo: dqs\nenv_id: Pendulum-v1\n")
     small = {"net_arch": [32, 32], "score_hidden_dim": 32, "embedding_dim": 16}
     model = DQS("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, policy_kwargs=small)
     model.learn(60).save(run / "model.zip")
-    main(ActingArgs(model=run / "model.zip", steps=[4, 1], candidates=[2], episodes=2, calls=2, repeats=1, name="acting"))
+    main(ActingArgs(model=run / "model.zip", steps=[4, 1], candidates=[2], episodes=2, calls=2, repeats=1, name="acting",
+                    results_dir=tmp_path / "results", allow_dirty=True))  # fmt: skip
     result = json.loads((tmp_path / "results" / "acting.json").read_text())
     rows = {(row["deterministic_steps"], row["n_action_candidates"]): row for row in result["settings"]}
     assert set(rows) == {(4, 2), (1, 2)}

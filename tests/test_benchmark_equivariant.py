@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-import benchmarks.common
 import runner.sweep.engine
 from benchmarks import equivariant
 from benchmarks.egnn_throughput import SYSTEMS, EGNNThroughputArgs, measure_system, with_concatenated_edge_input
@@ -17,9 +16,8 @@ from equivariant.egnn import EGNN
 
 
 def test_smoke_profile_writes_records_results_and_resumes(tmp_path, monkeypatch, local_ray):
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(equivariant, "RESULTS_DIR", tmp_path / "results")
-    args = EquivariantBenchArgs(profile="smoke", seeds=[0], work_dir=tmp_path / "work", name="equivariant_test")
+    args = EquivariantBenchArgs(profile="smoke", seeds=[0], work_dir=tmp_path / "work", name="equivariant_test",
+                                results_dir=tmp_path / "results", allow_dirty=True)  # fmt: skip
     equivariant.main(args)
     records = sorted(path.name for path in (tmp_path / "work" / "smoke" / "records").iterdir())
     assert records == ["sac__egnn_features__seed0.json", "sac__equivariant__seed0.json", "sac__mlp__seed0.json"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-import benchmarks.common
-import benchmarks.merlin
 import runner.sweep.engine
 from benchmarks.merlin import (
     KINDS,
@@ -44,10 +44,9 @@ def test_tiny_runs_write_resumable_records(folders, monkeypatch, local_ray):
     with pytest.raises(ValueError, match="has 20 episodes, but the profile needs 30"):
         prepare_dataset("PointReach", "random", 30)  # ids do not say the size: a mismatch must not pass silently
 
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", folders / "results")
-    monkeypatch.setattr(benchmarks.merlin, "RESULTS_DIR", folders / "results")
     args = MerlinBenchArgs(methods=["Merlin-NP", "GCSL"], tasks=["PointReach"], kinds=["random"], seeds=[0],
-                           profile="tiny", device="cpu", work_dir=folders / "work", name="merlin_test")  # fmt: skip
+                           profile="tiny", device="cpu", work_dir=folders / "work", name="merlin_test",
+                           results_dir=folders / "results", allow_dirty=True)  # fmt: skip
     main(args)
     records = folders / "work" / "tiny" / "records"
     assert sorted(p.name for p in records.iterdir()) == ["PointReach-random__GCSL__seed0.json",
@@ -62,6 +61,12 @@ def test_tiny_runs_write_resumable_records(folders, monkeypatch, local_ray):
     assert [point["step"] for point in curve] == list(range(profile.eval_freq, profile.steps + 1, profile.eval_freq))
     best = max(curve, key=lambda point: point["discounted_return"])
     assert record["best_step"] == best["step"] and record["best"]["discounted_return"] == best["discounted_return"]
+    # The run is a train.py run whose evaluation callback wrote evaluations.npz as SB3's EvalCallback does.
+    with np.load(Path(record["run_dir"]) / "evaluations.npz") as evaluations:
+        assert {"timesteps", "results", "ep_lengths", "successes", "discounted_returns"} <= set(evaluations.files)
+        assert evaluations["timesteps"].tolist() == [point["step"] for point in curve]
+        assert evaluations["successes"].shape == (len(curve), profile.eval_episodes)
+    assert (Path(record["run_dir"]) / "config.yaml").is_file() and (Path(record["run_dir"]) / "model.zip").is_file()
     timing = record["timing"]
     assert timing["noise_generated"] and timing["noise_s"] > 0 and timing["train_s"] > 0
     assert record["data_stats"]["n_synthetic"] == profile.n_synthetic

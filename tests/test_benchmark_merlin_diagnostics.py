@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import runner.sweep.engine
-from benchmarks import merlin_rooms, merlin_sensitivity
+from benchmarks import merlin_rooms
 from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_name, summarize
 
 
@@ -16,14 +16,13 @@ from benchmarks.merlin_sensitivity import SensitivityArgs, main, record_name, su
 def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
     monkeypatch.setenv("DIFFUSION_BASELINES_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(merlin_sensitivity, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr("benchmarks.common.RESULTS_DIR", tmp_path / "results")
     return tmp_path
 
 
 def test_tiny_sweep_evaluates_every_horizon_and_resumes(folders, monkeypatch, local_ray):
     args = SensitivityArgs(tasks=["PointReach"], kinds=["expert"], her_ratios=[0.0, 1.0], horizons=[1, 7], seeds=[100],
-                           profile="tiny", device="cpu", work_dir=folders / "work")  # fmt: skip
+                           profile="tiny", device="cpu", work_dir=folders / "work", results_dir=folders / "results",
+                           allow_dirty=True)  # fmt: skip
     main(args)
     result = json.loads((folders / "results" / "merlin_sensitivity_tiny.json").read_text())
     assert len(result["runs"]) == 2 and all(set(r["by_horizon"]) == {"1", "7"} for r in result["runs"])
@@ -62,7 +61,8 @@ def test_room_relations_and_a_tiny_breakdown(folders):
              "opposite": (np.array([1.0, -1.0]), np.array([-0.5, 0.5]))}  # fmt: skip
     assert {key: merlin_rooms.relation(*pair) for key, pair in point.items()} == {key: key for key in point}
     merlin_rooms.main(merlin_rooms.RoomsArgs(episodes=6, horizons=[1, "steps_left"], profile="tiny", device="cpu",
-                                             work_dir=folders / "work", name="rooms_tiny"))  # fmt: skip
+                                             work_dir=folders / "work", name="rooms_tiny",
+                                             results_dir=folders / "results", allow_dirty=True))  # fmt: skip
     runs = json.loads((folders / "results" / "rooms_tiny.json").read_text())["runs"]
     assert [(r["method"], r["test_horizon"]) for r in runs] == [("GCSL", None), ("Merlin", 1), ("Merlin", "steps_left")]
     for r in runs:

@@ -7,16 +7,14 @@ import json
 
 import pytest
 
-import benchmarks.common
 import runner.sweep.engine
-from benchmarks import pinn_symmetry, report
+from benchmarks import pinn_symmetry
 from benchmarks.pinn_symmetry import PINNBenchArgs, summarise
 
 
 def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, local_ray):
-    monkeypatch.setattr(benchmarks.common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(pinn_symmetry, "RESULTS_DIR", tmp_path / "results")
-    args = PINNBenchArgs(problems=["Heat"], seeds=[0], profile="smoke", work_dir=tmp_path / "work", name="pinn_test")
+    args = PINNBenchArgs(problems=["Heat"], seeds=[0], profile="smoke", work_dir=tmp_path / "work", name="pinn_test",
+                         results_dir=tmp_path / "results", allow_dirty=True)  # fmt: skip
     pinn_symmetry.main(args)
     records = sorted(path.name for path in (tmp_path / "work" / "smoke" / "records").iterdir())
     assert records == [f"Heat__ics2__{method}__seed0.json" for method in ("augmentation", "pinn", "symmetry")]
@@ -27,9 +25,7 @@ def test_smoke_grid_writes_records_results_and_resumes(tmp_path, monkeypatch, lo
     assert [point["step"] for point in by_method["pinn"]["curve"]] == [2, 4]
     assert by_method["symmetry"]["config"]["symmetry_weight"] == 1.0
     assert by_method["augmentation"]["config"]["augment_copies"] == 3
-    monkeypatch.setattr(report, "DOCS", tmp_path / "docs")
-    monkeypatch.setattr(report, "FIGURES", tmp_path / "docs" / "figures")
-    section = report.pinn_symmetry(result)
+    section = pinn_symmetry.render(result, tmp_path / "docs" / "figures")
     assert "| Heat | 2 |" in section and (tmp_path / "docs" / "figures" / "pinn_symmetry_smoke.png").is_file()
 
     def must_not_train(*_args, **_kwargs):

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.merlin import GCSL, WGCSL, GoalEvalCallback, Merlin, ReverseModelConfig, evaluate_goal_policy
 from agents.merlin.baselines import AdvantageQueue, wgcsl_weights
+from agents.merlin.evaluation import EPISODE_VALUES, mean_metrics
 from agents.merlin.noise import balanced_episodes, make_noise_config, synthesize
 from agents.merlin.relabel import HindsightRelabeler
 from agents.merlin.reverse_model import (
@@ -298,10 +299,15 @@ def test_callbacks_run_per_gradient_step(tmp_path):
     model = Merlin("MultiInputPolicy", env, dataset=point_dataset(n_episodes=20), batch_size=32, seed=0, device="cpu",
                    policy_kwargs=SMALL)  # fmt: skip
     model.set_logger(configure(str(tmp_path / "logs"), ["csv"]))
-    evaluation = GoalEvalCallback(env, eval_freq=15, n_eval_episodes=2, best_model_save_path=tmp_path)
+    evaluation = GoalEvalCallback(env, eval_freq=15, n_eval_episodes=2, best_model_save_path=tmp_path, log_path=tmp_path)
     checkpoints = CheckpointCallback(save_freq=10, save_path=str(tmp_path / "checkpoints"))
     model.learn(30, callback=[evaluation, checkpoints], log_interval=10)
     assert model.num_timesteps == 30 and (tmp_path / "best_model.zip").is_file()
+    with np.load(tmp_path / "evaluations.npz") as evaluations:  # as SB3's EvalCallback, plus the goal metrics
+        assert evaluations["timesteps"].tolist() == [15, 30] and evaluations["results"].shape == (2, 2)
+        assert evaluations["ep_lengths"].shape == (2, 2) and evaluations["successes"].shape == (2, 2)
+        last = {key: evaluations[key][-1] for key in EPISODE_VALUES.values()}
+        assert mean_metrics(last) == evaluation.final_metrics
     assert len(list((tmp_path / "checkpoints").glob("*.zip"))) == 3
     assert evaluation.final_metrics is not None and evaluation.best_metrics is not None
     log = (tmp_path / "logs" / "progress.csv").read_text()

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.common import DEFAULT_RESULTS_DIR
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 NUMBER = re.compile(r"[-+−]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?")
@@ -25,10 +26,8 @@ def facts(markdown: str) -> dict[str, list[str]]:
     return sections
 
 
-def test_docs_benchmarks_states_the_report_of_the_committed_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "DOCS", tmp_path)
-    monkeypatch.setattr(report, "FIGURES", tmp_path / "figures")
-    report.main()
+def test_docs_benchmarks_states_the_report_of_the_committed_results(tmp_path):
+    report.write_report(DEFAULT_RESULTS_DIR, tmp_path)
     rendered, committed = facts((tmp_path / "benchmarks.md").read_text()), facts((DOCS / "benchmarks.md").read_text())
     assert list(rendered) == list(committed), "sections differ: run `python -m benchmarks.report` and commit"
     for heading, numbers in rendered.items():

@@ -1,6 +1,8 @@
 """The offline kind: a goal-conditioned algorithm learning from a Minari dataset (Merlin, GCSL, WGCSL); timesteps are
 gradient steps, and evaluation episodes in the environment report success rate, final distance and the shifted
-discounted return."""
+discounted return (every evaluation in the run folder's evaluations.npz). Evaluations step up to ``EVAL_ENVS`` env
+copies in lockstep, seeded seed + 10000 + i during training and seed + 20000 + i for the final model, as the Merlin
+benchmark (`benchmarks.merlin`) evaluates."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from envs.datasets import (
 from envs.registry import ENV_ALIASES
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
 from runner.kinds.base import budget
-from runner.kinds.sb3 import GymRunner, make_model
+from runner.kinds.sb3 import GymRunner, evaluation_env, make_model
 
 
 def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
@@ -46,6 +48,10 @@ def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
         print(f"Dataset {dataset} is missing: building it ({build_command(dataset)}).")
         build_dataset(task, kind, default_episodes(task), seed=0)
     return dataset
+
+
+TRAIN_EVAL_SEED = 10_000  # added to the run's seed: the evaluation envs during training
+FINAL_EVAL_SEED = 20_000  # added to the run's seed: those of the final evaluation (fresh episodes)
 
 
 class Offline(GymRunner):
@@ -68,10 +74,10 @@ class Offline(GymRunner):
         eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
         callbacks: list[BaseCallback] = [StopOnFlag(stop)]
         if eval_freq > 0 and args.eval_episodes > 0:
-            eval_env = make_vec_env(self.env_factory, n_envs=1, seed=self.seed + 10_000)
             self.evaluation = GoalEvalCallback(
-                eval_env, eval_freq, args.eval_episodes, best_model_save_path=run_dir, verbose=args.verbose
-            )
+                self.eval_env(TRAIN_EVAL_SEED), eval_freq, args.eval_episodes, best_model_save_path=run_dir,
+                log_path=run_dir, verbose=args.verbose,
+            )  # fmt: skip
             callbacks.append(self.evaluation)
         if args.save_freq > 0:
             callbacks.append(CheckpointCallback(args.save_freq, run_dir / "checkpoints", verbose=args.verbose))
@@ -82,6 +88,9 @@ class Offline(GymRunner):
         if self.evaluation is not None:
             results |= {"best_eval": self.evaluation.best_metrics, "best_eval_timestep": self.evaluation.best_timestep}
         if self.args.eval_episodes > 0:
-            eval_env = make_vec_env(self.env_factory, n_envs=1, seed=self.seed + 20_000)
-            results["final_eval"] = evaluate_goal_policy(self.model, eval_env, self.args.eval_episodes)
+            results["final_eval"] = evaluate_goal_policy(self.model, self.eval_env(FINAL_EVAL_SEED), self.args.eval_episodes)
         return results
+
+    def eval_env(self, seed_offset: int) -> Any:
+        """The env copies of an evaluation of ``args.eval_episodes`` episodes, seeded seed + ``seed_offset`` + i."""
+        return evaluation_env(self.env_factory, self.args.eval_episodes, self.seed + seed_offset)

@@ -15,14 +15,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from envs.registry import make_env, resolve_env_id
+from envs.registry import EVAL_ENVS, make_env, resolve_env_id
 from runner.args import TrainArgs
 from runner.hyperparams import Hyperparams, apply_overrides, hyperparams_for, split_run_keys
 from runner.kinds.base import Runner, check_trained_agent
-
-#: Most evaluation episodes run side by side: one batched policy call per step serves all of them, which makes a
-#: diffusion policy's evaluation about as cheap as one episode (DQS acting is launch-bound, not arithmetic-bound).
-MAX_EVAL_ENVS = 10
 
 
 def make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hyperparams, env: Any, seed: int) -> Any:
@@ -60,8 +56,8 @@ def replay_buffer_beside(model_path: Path) -> Path:
 
 
 def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> Any:
-    """Vectorised evaluation environments (up to `MAX_EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
-    return make_vec_env(env_factory, n_envs=max(1, min(episodes, MAX_EVAL_ENVS)), seed=seed)
+    """Vectorised evaluation environments (up to `EVAL_ENVS`, each seeded ``seed + i``) for ``episodes`` episodes."""
+    return make_vec_env(env_factory, n_envs=max(1, min(episodes, EVAL_ENVS)), seed=seed)
 
 
 class GymRunner(Runner):
