@@ -10,9 +10,17 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
 #: Errors that report a bad input or a failed run rather than a bug worth a traceback (OSError covers missing,
 #: unreadable and truncated files; KeyError and TypeError the malformed contents of files and arguments).
+class RunFailed(Exception):
+    """A run that failed for a reason its own message and log tell (a trial of a sweep): reported in one line that
+    names the run and its log, not as a traceback of the code that waited for it."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    RunFailed,
     ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile, FloatingPointError, NotImplementedError,
 )  # fmt: skip
 TRACEBACK_ENV = "DIFFUSION_BASELINES_TRACEBACK"

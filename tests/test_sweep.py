@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tyro
 from scipy.stats import trim_mean
 
+from core.cli import RunFailed
 from runner.args import TrainArgs
 from runner.sweep import (
     Resources,
@@ -149,7 +151,46 @@ def test_a_failing_trial_fails_the_sweep_with_its_cause_and_leaves_no_record(tmp
     args = TrainArgs(algo="sac", env="Pendulum", total_timesteps=100, hyperparams={"gamma": "1.5"}, log_dir=tmp_path,
                      progress=False, verbose=0)  # fmt: skip
     finished = []
-    with pytest.raises(RuntimeError, match=r"1 trial\(s\) failed .*gamma"):
+    with pytest.raises(RunFailed, match=r"1 trial\(s\) failed .*first: bad: .*gamma.*\(its log: "):
         run_trials([train_trial("bad", args, {})], run_train_trial, tmp_path / "sweep", Resources(max_concurrent=1),
                    after_each=lambda: finished.append(1))  # fmt: skip
     assert not (tmp_path / "sweep" / "records" / "bad.json").exists() and not finished  # the hook is for finished ones
+
+
+def test_sweeps_refuse_resources_and_empty_grids_in_one_line(tmp_path):
+    trial = train_trial("t", TrainArgs(algo="sac", env="Pendulum", total_timesteps=10), {})
+    bad = {"--threads-per-trial must be a positive integer": Resources(threads_per_trial=0),
+           "--max-concurrent must be a positive integer": Resources(max_concurrent=0)}  # fmt: skip
+    for message, resources in bad.items():
+        with pytest.raises(ValueError, match=message):
+            run_trials([trial], run_train_trial, tmp_path, resources)
+    with pytest.raises(ValueError, match="the sweep has no trials: pass at least one --seeds value"):
+        run_sweep(spec(tmp_path, []))
+    with pytest.raises(ValueError, match="a search needs --trials >= 1"):
+        run_search(spec(tmp_path, [0]), None, n_trials=0)
+
+
+def test_an_interrupted_sweep_exits_130_instead_of_reporting_a_partial_table(tmp_path, monkeypatch):
+    from runner.sweep import engine
+
+    monkeypatch.setattr(engine, "_fit", lambda *args, **kwargs: None)  # Tune returned on Ctrl-C before any record
+    with pytest.raises(SystemExit) as exit_info:
+        run_sweep(spec(tmp_path, [0, 1]))
+    assert exit_info.value.code == 130
+
+
+def test_a_report_with_a_bad_reference_or_key_fails_and_keeps_the_last_report(tmp_path):
+    from runner.sweep.__main__ import Report, main
+
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "a.json").write_text(json.dumps({"algo": "sac", "env": "Pendulum-v1", "seed": 0, "final_return": -200.0}))
+    main(Report(tmp_path, reps=50))
+    before = (tmp_path / "report" / "report.json").read_text()
+    with pytest.raises(ValueError, match="LOW and HIGH must be finite and differ"):
+        main(Report(tmp_path, reference=[["Pendulum", "-100", "-100"]], reps=50))
+    with pytest.raises(ValueError, match=r"no record .* has a numeric 'mean_eval_return'"):
+        main(Report(tmp_path, key="mean_eval_return", reps=50))
+    assert (tmp_path / "report" / "report.json").read_text() == before
+    with pytest.raises(SystemExit):
+        tyro.cli(Report, args=[str(tmp_path), "--key", "bogus"])

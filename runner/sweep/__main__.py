@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -54,7 +55,7 @@ class Report:
     """The sweep folder."""
     reference: AppendList = field(default_factory=list)
     """ENV LOW HIGH: normalise the env's scores to (score - LOW) / (HIGH - LOW); repeat per env."""
-    key: str = "final_return"
+    key: Literal["final_return", "mean_eval_return"] = "final_return"
     """Score of a run: final_return or mean_eval_return."""
     reps: int = 2000
     """Bootstrap resamples."""
@@ -75,7 +76,10 @@ def main(command: Run | Search | Report) -> None:
         for entry in command.reference:
             if len(entry) != 3:
                 raise ValueError(f"--reference takes ENV LOW HIGH, got {' '.join(entry)!r}")
-            references[resolve_env_id(entry[0])] = (float(entry[1]), float(entry[2]))
+            low, high = float(entry[1]), float(entry[2])
+            if not (math.isfinite(low) and math.isfinite(high) and high != low):
+                raise ValueError(f"--reference {' '.join(entry)}: LOW and HIGH must be finite and differ")
+            references[resolve_env_id(entry[0])] = (low, high)
         print(format_report(sweep_report(command.sweep_dir, references or None, command.key, command.reps)))
         return
     if isinstance(command, Search):

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search.optuna import OptunaSearch
 
+from core.cli import RunFailed
 from core.io import atomic_write
 from runner.args import TrainArgs
 from runner.experiment import train
@@ -251,13 +253,18 @@ def _fit(
             tune_config=tune_config,
             run_config=tune.RunConfig(name=name, storage_path=str(storage.resolve()), verbose=1, callbacks=callbacks),
         )
-        errors = tuner.fit().errors
+        failed = [result for result in tuner.fit() if result.error is not None]
     finally:
         if started:
             ray.shutdown()
-    if errors:
-        cause = str(errors[0]).strip().splitlines()[-1]
-        raise RuntimeError(f"{len(errors)} trial(s) failed and left no record (rerun to retry them); first: {cause}")
+    if failed:
+        first = failed[0]
+        trial = first.config.get("trial") if isinstance(first.config, dict) else None
+        cause = str(first.error).strip().splitlines()[-1]
+        raise RunFailed(
+            f"{len(failed)} trial(s) failed and left no record (rerun to retry them); first: "
+            f"{getattr(trial, 'name', 'a trial')}: {cause} (its log: {first.path})"
+        )
 
 
 def _concurrency(resources: Resources, n_trials: int) -> int:
@@ -295,7 +302,10 @@ def run_trials(
     interrupted sweep resumes), ``after_each`` in this process whenever one finishes; returns every record.
 
     ``run`` must be importable by the workers (a module-level function of the project)."""
+    check_resources(resources)
     names = [trial.name for trial in trials]
+    if not trials:
+        raise ValueError("the sweep has no trials: pass at least one --seeds value (and --algo, --env)")
     if len(set(names)) != len(names):
         raise ValueError(f"trial names must be unique, got {sorted(n for n in names if names.count(n) > 1)}")
     records = Path(sweep_dir).resolve() / "records"
@@ -306,7 +316,22 @@ def run_trials(
                                         "trial": tune.grid_search(pending)},
              tune.TuneConfig(max_concurrent_trials=_concurrency(resources, len(pending))), Path(sweep_dir) / "tune",
              "trials", [_AfterEachTrial(after_each)] if after_each else None)  # fmt: skip
+        unfinished = pending_trials(trials, sweep_dir)
+        if unfinished:  # no trial failed, yet some left no record: Tune stopped on Ctrl-C or SIGTERM
+            print(f"Interrupted: {len(trials) - len(unfinished)} of {len(trials)} trials finished; run the same command "
+                  "again to resume.", file=sys.stderr)  # fmt: skip
+            raise SystemExit(130)
     return load_records(sweep_dir, {trial.name for trial in trials})
+
+
+def check_resources(resources: Resources) -> None:
+    """A ValueError for resources no trial can run on."""
+    if resources.threads_per_trial < 1:
+        raise ValueError(f"--threads-per-trial must be a positive integer, got {resources.threads_per_trial}")
+    if resources.max_concurrent is not None and resources.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent must be a positive integer (or left out), got {resources.max_concurrent}")
+    if not resources.gpus_per_trial >= 0:
+        raise ValueError(f"--gpus-per-trial must be >= 0, got {resources.gpus_per_trial}")
 
 
 def run_sweep(spec: SweepSpec, grid: dict[str, tuple[str, ...]] | None = None) -> list[dict[str, Any]]:
@@ -386,6 +411,9 @@ def run_search(
     """Optuna TPE over the search space for ``spec.algo[0]`` on ``spec.env[0]``, ``n_trials`` samples, each on every
     seed of ``spec.seeds``; returns the per-trial records (mean final return over the seeds), best first."""
     spec = _absolute(spec)
+    check_resources(spec)
+    if n_trials < 1 or not spec.seeds:
+        raise ValueError(f"a search needs --trials >= 1 and at least one --seeds value, got {n_trials} and {spec.seeds}")
     if len(spec.algo) != 1 or len(spec.env) != 1:
         raise ValueError("a search tunes one algorithm on one env: pass exactly one --algo and one --env")
     algo = spec.algo[0]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from core.io import atomic_write
 from runner.sweep.engine import load_records
 from runner.sweep.stats import (
     AGGREGATES,
@@ -27,6 +28,8 @@ def sweep_report(
     records = load_records(sweep_dir)
     if not records:
         raise FileNotFoundError(f"{sweep_dir} has no finished trials (records/*.json): run the sweep first.")
+    if not any(isinstance(r.get(key), (int, float)) for r in records):
+        raise ValueError(f"no record of {sweep_dir} has a numeric {key!r}: use final_return or mean_eval_return")
     out = Path(sweep_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     cells: dict[str, dict[str, dict[str, float]]] = {}
@@ -43,7 +46,8 @@ def sweep_report(
         report["figures"]["performance_profiles"] = str(plot_performance_profiles(scores, out / "performance_profiles.png"))
     if any(r.get("eval_returns") for r in records):
         report["figures"]["learning_curves"] = str(plot_learning_curves(records, out / "learning_curves.png"))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2, allow_nan=False)  # a non-finite score fails here, before a report is replaced
+    atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
     return report
 
 
