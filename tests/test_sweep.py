@@ -194,3 +194,25 @@ def test_a_report_with_a_bad_reference_or_key_fails_and_keeps_the_last_report(tm
     assert (tmp_path / "report" / "report.json").read_text() == before
     with pytest.raises(SystemExit):
         tyro.cli(Report, args=[str(tmp_path), "--key", "bogus"])
+
+
+def test_ray_local_sweeps_never_join_a_registered_cluster_and_bad_clusters_say_why(monkeypatch):
+    from runner.sweep import engine
+
+    calls = []
+    monkeypatch.setattr(engine.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(engine.ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert engine._start_ray(Resources(threads_per_trial=1), 2) and calls[-1]["address"] == "local"
+    with pytest.raises(ConnectionError, match=r"no Ray cluster answers at --address 127\.0\.0\.1:1 .*ray start --head"):
+        engine._start_ray(Resources(address="127.0.0.1:1"), 1)
+
+    def refused(**kwargs):
+        try:
+            raise RuntimeError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+        except RuntimeError as cause:
+            raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:6390") from cause
+
+    monkeypatch.setattr(engine.ray, "init", refused)
+    monkeypatch.setattr(engine, "_check_reachable", lambda address: None)
+    with pytest.raises(ConnectionError, match="requires token authentication .* RAY_AUTH_MODE=token"):
+        engine._start_ray(Resources(address="127.0.0.1:6390"), 1)

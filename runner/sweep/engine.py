@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -227,15 +228,56 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
     return SweepSpec(**values | {"sweep_root": spec.sweep_root.resolve(), "log_dir": spec.log_dir.resolve()})
 
 
+#: Seconds to wait for a cluster's address to answer before saying so (Ray itself retries for minutes).
+CONNECT_TIMEOUT_S = 10.0
+AUTH_HINT = (
+    "the cluster requires token authentication (Ray >= 2.52; `ray start` enables it by default since 2.60): run with "
+    "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (print it on the head node "
+    "with `ray get-auth-token`)"
+)
+
+
 def _start_ray(resources: Resources, concurrent: int) -> bool:
-    """Connect to ``address``, or start a local Ray sized for ``concurrent`` trials; True when started here."""
+    """Join ``address``, or start a private local Ray sized for ``concurrent`` trials (``address="local"``: never a
+    cluster that ``ray start`` registered on this machine, nor a stale registration of a dead one); True when started
+    here. An address that does not answer, or a cluster that wants a token, fails in one line that says what to do."""
     if ray.is_initialized():
         return False
-    if resources.address:
+    if not resources.address:
+        ray.init(address="local", num_cpus=concurrent * resources.threads_per_trial, include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+        return True
+    _check_reachable(resources.address)
+    try:
         ray.init(address=resources.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=concurrent * resources.threads_per_trial, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as error:
+        reason = AUTH_HINT if _wants_a_token(error) else str(error)
+        raise ConnectionError(f"cannot join the Ray cluster at {resources.address}: {reason}") from None
     return True
+
+
+def _wants_a_token(error: BaseException | None) -> bool:
+    """Whether Ray's connection error (or an error it was raised from) is a refused authentication token."""
+    while error is not None:
+        if "AuthToken" in str(error) or "Authentication" in type(error).__name__:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _check_reachable(address: str) -> None:
+    """A ConnectionError when ``host:port`` does not accept a connection within `CONNECT_TIMEOUT_S` ("auto" and
+    ``ray://`` addresses are left to Ray)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"no Ray cluster answers at --address {address} ({error}): start one there (`ray start --head --port "
+            f"{port}`), or leave --address out to run on a private local Ray"
+        ) from None
 
 
 def _fit(
