@@ -214,5 +214,5 @@ def test_ray_local_sweeps_never_join_a_registered_cluster_and_bad_clusters_say_w
 
     monkeypatch.setattr(engine.ray, "init", refused)
     monkeypatch.setattr(engine, "_check_reachable", lambda address: None)
-    with pytest.raises(ConnectionError, match="requires token authentication .* RAY_AUTH_MODE=token"):
+    with pytest.raises(ConnectionError, match=r"requires token authentication .* RAY_AUTH_MODE=token"):
         engine._start_ray(Resources(address="127.0.0.1:6390"), 1)
