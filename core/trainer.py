@@ -255,6 +255,7 @@ class Trainer(abc.ABC):
     def save(self, path: str | Path) -> Path:
         """Atomically write everything needed to resume: config, network, optimiser, counters, RNG states."""
         state = {
+            "algorithm": type(self).__name__,
             "target": self.target_name,
             "config": asdict(self.config),
             "seed": self.seed,
@@ -289,6 +290,17 @@ class Trainer(abc.ABC):
                 f"{cls.__name__} cannot load {path}: it holds objects other than tensors and plain values, which are "
                 "never unpickled (a checkpoint of an older version, or not a checkpoint)"
             ) from None
+        except (RuntimeError, OSError, EOFError) as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f"{cls.__name__} cannot load {path}: truncated, or not a .pt checkpoint ({detail}); pass a checkpoint "
+                f"{cls.__name__} saved"
+            ) from None
+        saved_by = state.get("algorithm", cls.__name__) if isinstance(state, dict) else None
+        missing = [key for key in ("target", "config", "network", "optimizer", "rng") if key not in (state or {})]
+        if saved_by != cls.__name__ or missing:
+            what = f"a {saved_by} checkpoint" if saved_by not in (None, cls.__name__) else f"missing {missing}"
+            raise ValueError(f"{cls.__name__} cannot load {path}: {what}; pass a checkpoint {cls.__name__} saved")
         model = cls._from_checkpoint(state, target, device)
         model.network.load_state_dict(state["network"])
         model.optimizer.load_state_dict(state["optimizer"])

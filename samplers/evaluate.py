@@ -73,7 +73,11 @@ def _target_name(config: EvaluateConfig) -> str | None:
     config_path = config.run_dir / "config.yaml"
     if not config_path.is_file():
         return None
-    run_config = yaml.safe_load(config_path.read_text()) or {}
+    try:
+        run_config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        detail = str(error).splitlines()[0]
+        raise ValueError(f"{config_path} is not a run's config.yaml ({detail}): pass --energy NAME instead") from None
     return run_config.get("env") if isinstance(run_config, dict) else None
 
 

@@ -14,6 +14,7 @@ import torch
 import tyro
 
 from envs import datasets
+from pde.solver import PINNSolver
 from runner.args import TrainArgs
 from runner.experiment import main
 from samplers import evaluate
@@ -68,6 +69,17 @@ TRAIN_CASES: list[tuple[str, list[str], str]] = [
      "cannot be loaded as a SAC model"),
     ("crafted sampler checkpoint", ["--algo", "idem", "--env", "GMM40", "--trained-agent", "{tmp}/crafted.pt"],
      "never unpickled"),
+    ("half a zip", ["--algo", "dqs", *PENDULUM, "--trained-agent", "{tmp}/half.zip"], "cannot be loaded as a DQS model"),
+    ("a SAC zip as DQS", ["--algo", "dqs", *PENDULUM, "--trained-agent", "{tmp}/sac.zip"],
+     "cannot be loaded as a DQS model"),
+    ("half a checkpoint", ["--algo", "idem", "--env", "GMM40", "--trained-agent", "{tmp}/half.pt"],
+     "half.pt: truncated, or not a .pt checkpoint"),
+    ("a zip as a sampler checkpoint", ["--algo", "idem", "--env", "GMM40", "--trained-agent", "{tmp}/sac.zip"],
+     "sac.zip: truncated, or not a .pt checkpoint"),
+    ("another model's checkpoint", ["--algo", "idem", "--env", "GMM40", "--trained-agent", "{tmp}/pinn.pt"],
+     "IDEM cannot load"),
+    ("crafted PINN checkpoint", ["--algo", "pinn", "--env", "Heat", "--trained-agent", "{tmp}/crafted.pt"],
+     "never unpickled"),
     ("log dir under a file", ["--algo", "sac", *PENDULUM, "--log-dir", "{tmp}/a_file/runs"], "which is a file"),
     ("replay buffer not there", ["--algo", "sac", *PENDULUM, "--trained-agent", "{tmp}/sac.zip", "--load-replay-buffer"],
      "replay_buffer.pkl does not exist"),
@@ -93,6 +105,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save({"target": "GMM40", "config": _WritesAMarker(tmp / "executed")}, tmp / "crafted.pt")
     (tmp / "a_file").write_text("not a folder")
     SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}).save(tmp / "sac.zip")
+    (tmp / "half.zip").write_bytes((tmp / "sac.zip").read_bytes()[: (tmp / "sac.zip").stat().st_size // 2])
+    PINNSolver("Heat", hidden_dim=8, n_layers=1, latent_dim=4).save(tmp / "pinn.pt")
+    (tmp / "half.pt").write_bytes((tmp / "pinn.pt").read_bytes()[: (tmp / "pinn.pt").stat().st_size // 2])
     return tmp
 
 
@@ -167,3 +182,12 @@ def test_more_samples_than_the_reference_split_is_refused_before_training(tmp_pa
     with pytest.raises(SystemExit, match=r"--n-samples 200: DW4 val split has 50 rows.*pass a smaller --n-samples"):
         main(tyro.cli(TrainArgs, args=argv))
     assert not (tmp_path / "runs").exists()  # nothing trained, no run folder
+
+
+def test_a_config_yaml_with_an_unsafe_tag_is_refused_in_one_line(tmp_path: Path) -> None:
+    np.save(tmp_path / "samples.npy", np.zeros((4, 2)))
+    (tmp_path / "config.yaml").write_text("env: !!python/object/apply:os.system ['touch executed']\n")
+    with pytest.raises(SystemExit) as error:
+        evaluate.main([str(tmp_path)])
+    assert "config.yaml is not a run's config.yaml" in str(error.value) and "--energy" in str(error.value)
+    assert not (tmp_path / "executed").exists()

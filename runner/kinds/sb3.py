@@ -31,8 +31,10 @@ def make_model(algo_class: type[BaseAlgorithm], args: TrainArgs, hyperparams: Hy
     overrides.pop("policy_kwargs", None)
     try:
         model = algo_class.load(args.trained_agent, env=env, device=args.device, **overrides)
-    except (zipfile.BadZipFile, KeyError, EOFError, RuntimeError, ValueError, AttributeError) as error:
-        detail = str(error).removeprefix("Error: ")
+    # SB3's loader reports a truncated zip with an assert and another algorithm's zip with a TypeError of its policy.
+    except (zipfile.BadZipFile, KeyError, EOFError, RuntimeError, ValueError, AttributeError, AssertionError,
+            TypeError) as error:  # fmt: skip
+        detail = str(error).removeprefix("Error: ") or type(error).__name__
         raise ValueError(
             f"--trained-agent {args.trained_agent} cannot be loaded as a {algo_class.__name__} model ({detail}); pass a "
             f"model.zip that {algo_class.__name__} saved"
