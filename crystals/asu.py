@@ -128,6 +128,7 @@ def decompose(structure: Structure, symprec: float = SYMPREC) -> WyckoffDecompos
         order = np.lexsort((*np.round(frac[members], 8).T[::-1], np.linalg.norm(frac[members] - 0.5, axis=1).round(8)))
         representative = frac[members[order[0]]]
         position, member = locate(group, representative, lattice, multiplicity=len(orbit))
+        # (sort key: Wyckoff position, element, coordinates), then the coordinate and the member it lies on
         rows.append((position, numbers[first], tuple(np.round(representative, 8)), representative, member))
     rows.sort(key=lambda row: row[:3])
     positions = [group.wyckoff_positions[row[0]] for row in rows]

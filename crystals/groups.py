@@ -108,11 +108,8 @@ def _fixing(rotations: np.ndarray, translations: np.ndarray, point: np.ndarray) 
 
 def distinct_points(points: np.ndarray) -> np.ndarray:
     """The points (n, 3), with exact periodic duplicates removed, first occurrence kept."""
-    kept: list[np.ndarray] = []
-    for point in points:
-        if not any(np.all(np.abs(wrapped_difference(point - other)) < EXACT_TOLERANCE) for other in kept):
-            kept.append(point)
-    return np.array(kept)
+    same = np.all(np.abs(wrapped_difference(points[:, None] - points[None])) < EXACT_TOLERANCE, axis=-1)
+    return points[~np.tril(same, k=-1).any(axis=1)]
 
 
 def centring_multiplicity(centring: str) -> int:
