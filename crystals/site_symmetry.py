@@ -139,10 +139,19 @@ def space_group_element(rotation: np.ndarray, translation: np.ndarray) -> str:
         if np.any(np.isclose(np.abs(glide[nonzero]), 0.25)):
             return "d"
         return "abc"[nonzero[0]] if len(nonzero) == 1 else "n"
-    axis = DIRECTIONS[direction_row(rotation)]
+    axis = _counterclockwise_axis(np.asarray(rotation, dtype=float))
     fold = int(kind)
     pitch = round(fold * float(intrinsic @ axis) / float(axis @ axis)) % fold  # screw n_p: p/n of a lattice period
     return kind if pitch == 0 else f"{kind}_{pitch}"
+
+
+def _counterclockwise_axis(rotation: np.ndarray) -> np.ndarray:
+    """The direction of a rotation's axis, signed so that the rotation turns counter-clockwise about it (in a
+    right-handed basis): the screw 4_1 is then told from 4_3, and 3_1 from 3_2, whichever power of the rotation the
+    listing holds."""
+    axis = DIRECTIONS[direction_row(rotation)].astype(float)
+    across = np.eye(3)[np.argmin(np.abs(axis))]  # any vector off the axis
+    return axis if np.linalg.det(np.stack([axis, across, rotation @ across])) > 0 else -axis
 
 
 def space_group_vector(centring: str, rotations: np.ndarray, translations: np.ndarray) -> np.ndarray:

@@ -97,6 +97,15 @@ def test_wyckoff_tables_labels_and_space_group_vectors():
     assert elements(p21c, 1) == {"1", "-1", "2_1", "c"} and elements(p21c, 0) == {"1", "-1"}  # P 1 2_1/c 1
     assert {"4_1", "d", "-4"} <= elements(fd3m, 0) and fd3m.vector[2] == 1  # F 4_1/d -3 2/m
     assert {"6_3", "m", "-6"} <= elements(hexagonal, 2) and elements(hexagonal, 13) == {"1", "-1", "2", "c"}
+    assert elements(space_group(76), 2) == {"1", "2_1", "4_1"} and elements(space_group(78), 2) == {"1", "2_1", "4_3"}
+
+
+@pytest.mark.slow
+def test_all_230_groups_build_with_distinct_vectors_and_83_distinct_wyckoff_labels():
+    groups = [space_group(number) for number in range(1, 231)]
+    positions = [position for group in groups for position in group.wyckoff_positions]
+    assert len(positions) == 1731 and len({position.labels[0].tobytes() for position in positions}) == 83
+    assert len({group.vector.tobytes() for group in groups}) == 230  # enantiomorphs too: 4_1 is not 4_3
 
 
 @pytest.mark.parametrize(("family", "parameters", "group"), [
