@@ -24,9 +24,11 @@ from crystals.site_symmetry import DIRECTIONS, SYMBOLS
 
 #: spglib's distance tolerance (Å) for data and samples alike (the value SymmCD uses for carbon, MP-20 and samples).
 SYMPREC = 0.1
-#: spglib's angle tolerance (degrees): pymatgen's `SpacegroupAnalyzer` default, which the reference's preprocessing
-#: and its symmetry metrics both use (spglib's own default, -1, finds lower groups for strained cells).
-ANGLE_TOLERANCE = 5.0
+#: spglib's angle tolerance: its own default (-1: derived from symprec). pymatgen's `SpacegroupAnalyzer`, which the
+#: reference uses, passes 5 degrees; then spglib at times reports a group it cannot impose on the cell (a strained
+#: spinel called Fd-3m, its refined cell P1), which no Wyckoff decomposition can hold. Changing it (or what
+#: `decompose` writes) calls for a new `crystals.processed.PREPROCESSING_VERSION`.
+ANGLE_TOLERANCE = -1.0
 #: Largest distance (Å) from its Wyckoff position that a refined site may have (spglib symmetrises to ~1e-10 Å).
 _ON_POSITION = 1e-4
 
@@ -74,7 +76,7 @@ class WyckoffDecomposition:
 
 def conventional_cell(structure: Structure, symprec: float = SYMPREC) -> tuple[Structure, SpaceGroup]:
     """The refined conventional cell of ``structure`` in the ITA setting of `crystals.groups.space_group`, and its
-    group, found by spglib at ``symprec`` (Å) and `ANGLE_TOLERANCE` after Niggli reduction."""
+    group, found by spglib at ``symprec`` (Å) after Niggli reduction."""
     if symprec <= 0:
         raise ValueError(f"symprec must be a positive distance in Å, got {symprec}")
     if not structure.is_ordered:
