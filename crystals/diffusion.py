@@ -1,7 +1,7 @@
 """The diffusion processes of DiffCSP and SymmCD, as tensor math: no network, no data pipeline.
 
-DiffCSP (Jiao et al., NeurIPS 2023, arXiv 2309.04475, §4; `jiaor17/DiffCSP` ``diffcsp/pl_modules/diff_utils.py`` and
-``diffusion_w_type.py``) and SymmCD (Levy et al., ICLR 2025, arXiv 2502.03638, §4; `sibasmarak/SymmCD`
+DiffCSP (Jiao et al., NeurIPS 2023, arXiv 2309.04475; `jiaor17/DiffCSP` ``diffcsp/pl_modules/diff_utils.py`` and
+``diffusion_w_type.py``) and SymmCD (Levy et al., ICLR 2025, arXiv 2502.03638; `sibasmarak/SymmCD`
 ``symmcd/pl_modules/discrete_diffusion_w_site_symm.py``) diffuse each part of a crystal with its own process, all on
 one grid of T = 1000 steps t = 1..T (index 0 is the clean data):
 
@@ -9,7 +9,7 @@ one grid of T = 1000 steps t = 1..T (index 0 is the clean data):
   k_t = m⊙(√ᾱ_t k₀ + √(1−ᾱ_t) ε) + b, ε-prediction, ancestral reverse step (Ho et al. 2020, arXiv 2006.11239, Alg. 2);
   also DiffCSP's Gaussian-diffused one-hot atom types (weight 20 in `LossWeights.diffcsp`);
 - `WrappedNormalDiffusion`: fractional coordinates on the torus, x_t = (x₀ + σ_t ε) mod 1, score matching with the
-  wrapped-normal score and DiffCSP's predictor-corrector step (arXiv 2309.04475, §4.2, Alg. 1);
+  wrapped-normal score and DiffCSP's predictor-corrector sampling step (``CSPDiffusion.sample``);
 - `CategoricalD3PM`: categorical variables with the x₀-parameterisation of D3PM (Austin et al., NeurIPS 2021,
   arXiv 2107.03006, §3): SymmCD's atom types and its site symmetry, 15 independent 13-class variables per atom.
 
@@ -25,8 +25,8 @@ ten times finer grid to 1e-12 relative.
 Where this differs from the reference code:
 
 - The wrapped-normal density and score are evaluated as a log-sum-exp and a softmax over the images −10..10 of the
-  displacement reduced to [−½, ½), in float64. The reference sums raw exponentials in the input dtype, which underflows
-  to 0/0 for small σ once |d| ≳ 40σ.
+  displacement reduced to [−½, ½), in float64. The reference sums raw exponentials in the input dtype, which underflow
+  to 0/0 where the nearest image lies more than ~14σ away (float32; ~39σ in float64).
 - The discrete reverse step normalises in closed form (O(K) per variable) instead of forming the K×K posterior of every
   x₀; states x₀ that cannot reach z_t get zero weight, as the reference's zero-denominator guard gives.
 - SymmCD's masked prior zeroes the absorbing token's probability without renormalising p̂(x₀|z_t); `absorbing_x0_logits`
@@ -275,7 +275,7 @@ class GaussianDDPM(nn.Module):
 
 
 class WrappedNormalDiffusion(nn.Module):
-    """Score-based diffusion of fractional coordinates on the torus [0, 1)^d (DiffCSP, arXiv 2309.04475, §4.2).
+    """Score-based diffusion of fractional coordinates on the torus [0, 1)^d (DiffCSP, arXiv 2309.04475).
 
     Forward x_t = (x₀ + σ_t ε) mod 1; the network regresses τ = score(σ_t ε; σ_t)/√λ_t, so its target has unit
     second moment at every t; sampling is predictor-corrector (DiffCSP ``CSPDiffusion.sample``).
@@ -369,16 +369,17 @@ def _toward_prior(keep: Tensor, onehot: Tensor, prior: Tensor) -> Tensor:
 class CategoricalD3PM(nn.Module):
     """D3PM for categorical variables with the x₀-parameterisation (Austin et al., NeurIPS 2021, arXiv 2107.03006, §3).
 
-    Transitions Q_t = α_t I + (1 − α_t) 1 mᵀ toward a prior m ('uniform-to-marginal', §3.1 of Austin et al., with m
-    the training marginal; `absorbing_prior` for the masked variant), so Q̄_t = Q_1⋯Q_t = ᾱ_t I + (1 − ᾱ_t) 1 mᵀ and
-    z_t ~ Cat(x₀ Q̄_t) (SymmCD ``DiscreteNoise``). α_t are the cosine schedule's (`DiffusionSchedules`).
+    Transitions Q_t = α_t I + (1 − α_t) 1 mᵀ toward a prior m (the training marginal, as DiGress's marginal
+    transitions, Vignac et al., ICLR 2023, arXiv 2209.14734; `absorbing_prior` for the masked variant), so
+    Q̄_t = Q_1⋯Q_t = ᾱ_t I + (1 − ᾱ_t) 1 mᵀ and z_t ~ Cat(x₀ Q̄_t) (SymmCD ``DiscreteNoise``). α_t are the cosine
+    schedule's (`DiffusionSchedules`).
 
     Variables are class indices of any shape (...,): SymmCD's atom types (N,) with one prior (K,), and its site
     symmetry (N, 15) with a prior per variable (N, 15, 13) gathered from the per-group, per-row marginals. ``prior``
     broadcasts against (..., K). The network predicts logits of p̂(x₀|z_t), trained by cross-entropy (not the
     variational bound, as SymmCD ``discrete_loss``); the reverse step is
-    p(z_{t−1}|z_t) = Σ_{x₀} p̂(x₀|z_t) q(z_{t−1}|z_t, x₀) (SymmCD ``sample_zs_from_zt_and_pred``, after DiGress,
-    Vignac et al., ICLR 2023, arXiv 2209.14734, §3.2; Austin et al.'s eq. 4 weights x₀ by q(z_t|x₀) instead).
+    p(z_{t−1}|z_t) = Σ_{x₀} p̂(x₀|z_t) q(z_{t−1}|z_t, x₀) (SymmCD ``sample_zs_from_zt_and_pred``, as DiGress; Austin
+    et al., §3.3, weight each x₀ by q(z_t|x₀) as well, which this step leaves out as the reference does).
     """
 
     def __init__(self, schedules: DiffusionSchedules) -> None:
@@ -418,8 +419,9 @@ class CategoricalD3PM(nn.Module):
         weights (a one-hot ``x0_logits``, −inf elsewhere, gives the posterior of that x₀) and a final normalisation keep
         it stable; x₀ with (Q̄_t)_{x₀j} = 0 cannot have produced z_t and get no weight.
         """
-        if z_t.shape != x0_logits.shape[:-1]:
-            raise ValueError(f"z_t must have shape {tuple(x0_logits.shape[:-1])}, got {tuple(z_t.shape)}")
+        if z_t.shape != x0_logits.shape[:-1] or x0_logits.shape[-1] != prior.shape[-1]:
+            raise ValueError(f"need z_t of shape {tuple(x0_logits.shape[:-1])} and {prior.shape[-1]} logits per variable, "
+                             f"got {tuple(z_t.shape)} and {x0_logits.shape[-1]}")  # fmt: skip
         logits = x0_logits.to(torch.float64)
         onehot = self._onehot(z_t, prior).to(torch.float64)
         prior = prior.to(torch.float64).expand_as(logits)

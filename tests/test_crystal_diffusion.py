@@ -316,6 +316,7 @@ def test_bad_inputs_are_rejected(schedules):
         (lambda: lattice.noised(k, torch.tensor([1, 2]), k[:, :3]), "noise must have shape"),
         (lambda: d3pm.noised(torch.tensor([0, 5]), _steps(3), torch.full((5,), 0.2)), "classes must lie"),
         (lambda: d3pm.noised(torch.tensor([0, 1]), _steps(3), torch.full((5,), 0.3)), "prior must"),
+        (lambda: d3pm.reverse_probs(torch.zeros(2, 4), torch.tensor([0, 1]), _steps(3), torch.full((5,), 0.2)), "logits"),
         (lambda: WrappedNormalDiffusion(schedules).corrector_step(k, k, _steps(3), 0.0), "step_lr"),
     ]
     for call, message in cases:
