@@ -36,6 +36,7 @@ from minari.serialization import deserialize_space
 from minari.storage import get_dataset_path
 
 from core.cli import run_cli
+from core.interrupts import Interrupts
 from envs.experts import ExpertConfig, make_expert
 from envs.goal_dataset import GoalDataset
 from envs.registry import ENV_ALIASES, make_env, resolve_env_id
@@ -184,7 +185,9 @@ def build_dataset(
     path = get_dataset_path(identifier)
     if path.exists() and not force:
         raise FileExistsError(f"Dataset {identifier!r} already exists at {path}; pass --force (force=True) to overwrite it.")
-    with _build_lock(path):
+    interrupts = Interrupts()  # SIGTERM as Ctrl-C: the cleanup below runs (the default action would skip it)
+    with _build_lock(path), interrupts.installed(), interrupts.abortable(on_first=True):
+        _remove_stale_builds(identifier)
         temporary = identifier.replace("-v0", f"-building{os.getpid()}-v0")
         try:
             _write_dataset(temporary, env_id, kind, episodes, seed, expert)
@@ -194,6 +197,19 @@ def build_dataset(
             shutil.rmtree(get_dataset_path(temporary), ignore_errors=True)
             raise
     return identifier
+
+
+#: The id of a build in progress (`build_dataset` writes under it, then renames): never a dataset to list or load.
+_TEMPORARY_BUILD = re.compile(r"-building(\d+)-v0$")
+
+
+def _remove_stale_builds(identifier: str) -> None:
+    """Delete the temporary builds of ``identifier`` left by processes that died (killed with SIGKILL, a power cut)."""
+    prefix = identifier.removesuffix("-v0") + "-building"
+    for other in minari.list_local_datasets():
+        match = _TEMPORARY_BUILD.search(other)
+        if other.startswith(prefix) and match and not _process_alive(int(match.group(1))):
+            shutil.rmtree(get_dataset_path(other), ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -223,8 +239,17 @@ def _build_lock(path: Path) -> Iterator[None]:
 
 def _lock_owner_alive(lock: Path) -> bool:
     try:
-        os.kill(int(lock.read_text() or "0"), 0)
-    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return _process_alive(int(lock.read_text() or "0"))
+    except (ValueError, FileNotFoundError):
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
         return True
@@ -379,6 +404,8 @@ def list_goal_datasets() -> dict[str, dict[str, Any]]:
     _absolute_datasets_root()
     goal_datasets = {}
     for identifier, metadata in minari.list_local_datasets().items():
+        if _TEMPORARY_BUILD.search(identifier):
+            continue
         obs_space = deserialize_space(metadata["observation_space"]) if "observation_space" in metadata else None
         if isinstance(obs_space, spaces.Dict) and set(GOAL_KEYS) <= set(obs_space.spaces):
             goal_datasets[identifier] = metadata
@@ -409,8 +436,11 @@ class ListArgs:
 
 
 def main(args: BuildArgs | ListArgs) -> None:
-    """CLI entry: build or list datasets; errors are one line (`core.cli.run_cli`)."""
-    run_cli(lambda: _run(args))
+    """CLI entry: build or list datasets; errors are one line (`core.cli.run_cli`), and so is an interrupted build."""
+    try:
+        run_cli(lambda: _run(args))
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: the partial build was deleted; an existing dataset is unchanged") from None
 
 
 def _run(args: BuildArgs | ListArgs) -> None:

@@ -219,6 +219,34 @@ def test_a_concurrent_build_of_the_same_id_is_refused_and_a_stale_lock_is_taken_
     assert not lock.exists() and load_goal_dataset("pointreach-random-v0").n_episodes == 2
 
 
+def test_sigterm_during_a_build_cleans_up_and_a_dead_build_is_never_listed(monkeypatch):
+    import os
+    import signal
+
+    from envs import datasets
+
+    original = datasets.collect_episodes
+
+    def collect_then_sigterm(*args, **kwargs):
+        buffers = original(*args, **kwargs)
+        yield next(buffers)
+        os.kill(os.getpid(), signal.SIGTERM)  # a scheduler stops the build
+        yield from buffers
+
+    monkeypatch.setattr(datasets, "collect_episodes", collect_then_sigterm)
+    with pytest.raises(SystemExit, match="interrupted: the partial build was deleted"):
+        datasets.main(datasets.BuildArgs(env="PointReach", kind="random", episodes=5))
+    root = datasets.get_dataset_path(dataset_id("PointReach", "random")).parent
+    assert [p.name for p in root.iterdir() if "pointreach" in p.name] == []  # no lock, no temporary build
+    monkeypatch.setattr(datasets, "collect_episodes", original)
+    dead = "diffusion-baselines/pointreach-random-building999999999-v0"  # a build killed with SIGKILL
+    datasets._write_dataset(dead, "PointReach-v0", "random", 2, 0, datasets.ExpertConfig())
+    assert dead not in datasets.list_goal_datasets()
+    build_dataset("PointReach", "random", episodes=2, seed=0)
+    assert sorted(datasets.list_goal_datasets()) == ["diffusion-baselines/pointreach-random-v0"]
+    assert not datasets.get_dataset_path(dead).exists()
+
+
 def _corrupt_metadata(folder):
     metadata = folder / "data" / "metadata.json"
     metadata.write_text(metadata.read_text()[:40])
