@@ -12,7 +12,9 @@ What the loss adds: for a point symmetry, infinitesimal invariance gives pr v(Δ
 (Olver, Thm 2.31, for the equations here), and pr v_Q = pr v − Σ_i ξ_i D_i, so for *any* u, not only solutions,
 D_Δ[u](Q_v) = λ_v Δ[u] − Σ_i ξ_v,i D_i Δ[u]. The symmetry loss is therefore a residual loss on Δ and its gradient
 with the weights λ_v and ξ_v: zero wherever the network already satisfies the PDE to first order, and silent about
-solutions from initial conditions the network is not trained on.
+solutions from initial conditions the network is not trained on. Both forms are available (``form``): "evolutionary"
+(D_Δ[u](Q_v), as GPS_PINO, arXiv 2502.00373) and "classical" (pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u], the criterion the paper
+states), the latter a residual loss reweighted by λ_v².
 
 For speed the network is differentiated once per point: D_Δ[u](Q)(c) reads only the derivatives of u at c up to one
 order above the PDE's (`jet_indices`), so it is evaluated exactly on the Taylor polynomial of that jet
@@ -30,6 +32,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +44,8 @@ Field = Callable[[Tensor], Tensor]
 Coefficient = Callable[[Tensor, Tensor], Tensor]
 #: Partial derivatives of a field at a point by multi-index: (n_1, ..., n_d) -> ∂_1^{n_1} ... ∂_d^{n_d} u.
 Jet = Mapping[tuple[int, ...], Tensor]
+#: Which form of the symmetry condition a loss penalises (`symmetry_residuals_at`).
+SymmetryForm = Literal["evolutionary", "classical"]
 
 
 def zero(z: Tensor, u: Tensor) -> Tensor:
@@ -125,10 +130,19 @@ def characteristics(generators: Sequence[Generator], f: Field) -> Callable[[Tens
     return q
 
 
-def symmetry_residuals_at(pde: PDE, generators: Sequence[Generator], f: Field) -> Callable[[Tensor], Tensor]:
-    """The field z -> (D_Δ[f](Q_v)(z))_v, shape (G,): D_Δ[f](Q_v) = ∂/∂ε_v Δ[f + Σ_w ε_w Q_w](z) at ε = 0, all G
-    directional derivatives in one forward-mode Jacobian (their transforms are shared, not repeated per generator)."""
+def symmetry_residuals_at(
+    pde: PDE, generators: Sequence[Generator], f: Field, form: SymmetryForm = "evolutionary"
+) -> Callable[[Tensor], Tensor]:
+    """The field z -> (r_v(z))_v, shape (G,), of the symmetry condition in one of its two forms:
+
+    - ``"evolutionary"``: r_v = D_Δ[f](Q_v) = ∂/∂ε_v Δ[f + Σ_w ε_w Q_w](z) at ε = 0 (pr v_Q(Δ), the form GPS_PINO uses,
+      arXiv 2502.00373), all G directional derivatives in one forward-mode Jacobian;
+    - ``"classical"``: r_v = pr⁽ⁿ⁾v(Δ)[f] = D_Δ[f](Q_v) + Σ_i ξ_v,i D_iΔ[f] (Olver, Thm 2.31 and eq. 5.4), the criterion
+      Akhound-Sadegh et al. (NeurIPS 2023, §3) state; for the equations here it equals λ_v·Δ[f] on any function.
+    """
     q = characteristics(generators, f)
+    residual = pde_residual_at(pde, f)
+    total_derivatives = [_partial(residual, variable) for variable in range(len(generators[0].xi))]
 
     def at(z: Tensor) -> Tensor:
         def perturbed(eps: Tensor) -> Tensor:
@@ -136,7 +150,12 @@ def symmetry_residuals_at(pde: PDE, generators: Sequence[Generator], f: Field) -
             # give a double tangent, which addmv refuses and elementwise ops promote
             return pde_residual_at(pde, lambda y: f(y) + (q(y) * eps).sum())(z)
 
-        return jacfwd(perturbed)(torch.zeros(len(generators), dtype=z.dtype, device=z.device))
+        evolutionary = jacfwd(perturbed)(torch.zeros(len(generators), dtype=z.dtype, device=z.device))
+        if form == "evolutionary":
+            return evolutionary
+        u, gradient = f(z), torch.stack([d(z) for d in total_derivatives])
+        transport = torch.stack([sum(xi(z, u) * gradient[i] for i, xi in enumerate(v.xi)) for v in generators])
+        return evolutionary + transport
 
     return at
 
@@ -186,29 +205,35 @@ def pde_residual(pde: PDE, f: Field, points: Tensor) -> Tensor:
     return pde_residual_of_jet(pde, jet(f, pde.derivatives, points), points)
 
 
-def symmetry_residuals_of_jet(pde: PDE, generators: Sequence[Generator], jets: Jet, points: Tensor) -> Tensor:
-    """D_Δ[u](Q_v) at every row of ``points`` (N, d) for every generator, from the jet of u there (`jet` at
-    `jet_indices`): shape (N, G)."""
-    return vmap(lambda values, z: symmetry_residuals_at(pde, generators, taylor_field(values, z))(z))(jets, points)
+def symmetry_residuals_of_jet(
+    pde: PDE, generators: Sequence[Generator], jets: Jet, points: Tensor, form: SymmetryForm = "evolutionary"
+) -> Tensor:
+    """The symmetry residuals (`symmetry_residuals_at`, in ``form``) at every row of ``points`` (N, d) for every
+    generator, from the jet of u there (`jet` at `jet_indices`: both forms read derivatives up to one order above the
+    PDE's): shape (N, G)."""
+    return vmap(lambda values, z: symmetry_residuals_at(pde, generators, taylor_field(values, z), form)(z))(jets, points)
 
 
-def symmetry_residual(pde: PDE, generator: Generator, f: Field, points: Tensor) -> Tensor:
-    """D_Δ[f](Q_v) at every row of ``points`` (N, d), shape (N,): zero on a solution when v is a symmetry."""
-    return symmetry_residuals_of_jet(pde, [generator], jet(f, jet_indices(pde), points), points)[:, 0]
+def symmetry_residual(pde: PDE, generator: Generator, f: Field, points: Tensor, form: SymmetryForm = "evolutionary") -> Tensor:
+    """The symmetry residual of v at every row of ``points`` (N, d), shape (N,): zero on a solution when v is a
+    symmetry, in either form."""
+    return symmetry_residuals_of_jet(pde, [generator], jet(f, jet_indices(pde), points), points, form)[:, 0]
 
 
 def symmetry_loss_of_jet(
-    pde: PDE, jets: Jet, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None
-) -> Tensor:
-    """Σ_v w_v mean_z D_Δ[u](Q_v)(z)² over the PDE's generators (all, or ``generators``), ``weights`` per generator
-    name (default 1), from the jet of u at ``points`` (`jet` at `jet_indices`)."""
+    pde: PDE, jets: Jet, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None,
+    form: SymmetryForm = "evolutionary",
+) -> Tensor:  # fmt: skip
+    """Σ_v w_v mean_z r_v(z)² over the PDE's generators (all, or ``generators``), ``weights`` per generator name
+    (default 1), r_v in ``form`` (`symmetry_residuals_at`), from the jet of u at ``points`` (`jet` at
+    `jet_indices`)."""
     names = generators if generators is not None else list(pde.generators)
     if not names:
         raise ValueError(f"{pde.name} declares no symmetry generators")
     unknown = sorted(set(names) - set(pde.generators)) + sorted(set(weights or {}) - set(pde.generators))
     if unknown:
         raise ValueError(f"{pde.name} has no generator {unknown}; it has {sorted(pde.generators)}")
-    residuals = symmetry_residuals_of_jet(pde, [pde.generators[name] for name in names], jets, points)
+    residuals = symmetry_residuals_of_jet(pde, [pde.generators[name] for name in names], jets, points, form)
     generator_weights = torch.tensor(
         [(weights or {}).get(name, 1.0) for name in names], dtype=residuals.dtype, device=residuals.device
     )
@@ -216,10 +241,11 @@ def symmetry_loss_of_jet(
 
 
 def symmetry_loss(
-    pde: PDE, f: Field, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None
-) -> Tensor:
+    pde: PDE, f: Field, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None,
+    form: SymmetryForm = "evolutionary",
+) -> Tensor:  # fmt: skip
     """`symmetry_loss_of_jet` of the field ``f``: its derivatives are taken once, for all generators."""
-    return symmetry_loss_of_jet(pde, jet(f, jet_indices(pde), points), points, weights, generators)
+    return symmetry_loss_of_jet(pde, jet(f, jet_indices(pde), points), points, weights, generators, form)
 
 
 def lie_bracket(v: Generator, w: Generator, points: Tensor) -> Tensor:
@@ -232,7 +258,7 @@ def lie_bracket(v: Generator, w: Generator, points: Tensor) -> Tensor:
 
 
 __all__ = [
-    "PDE", "Coefficient", "Field", "Generator", "Jet", "characteristics", "derivative", "jet", "jet_indices",
+    "PDE", "Coefficient", "Field", "Generator", "Jet", "SymmetryForm", "characteristics", "derivative", "jet", "jet_indices",
     "lie_bracket", "pde_residual", "pde_residual_of_jet", "point_field", "symmetry_loss", "symmetry_loss_of_jet",
     "symmetry_residual", "symmetry_residuals_at", "symmetry_residuals_of_jet", "taylor_field", "zero",
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from core.config import CheckedConfig
 from pde.lie_symmetry import (
     PDE,
     Jet,
+    SymmetryForm,
     jet,
     jet_indices,
     pde_residual,
@@ -106,6 +107,9 @@ class PINNConfig(CheckedConfig):
     """Per-generator weights of the symmetry loss (default 1 each)."""
     generators: tuple[str, ...] | None = None
     """Generators in the symmetry loss; None: all of the PDE's."""
+    symmetry_form: SymmetryForm = "evolutionary"
+    """The symmetry condition penalised: "evolutionary" D_Δ[u](Q_v) (GPS_PINO, arXiv 2502.00373) or "classical"
+    pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] (Akhound-Sadegh et al., NeurIPS 2023, §3); `pde.lie_symmetry.symmetry_residuals_at`."""
     symmetry_points: int = 64
     """Collocation points per step used by the symmetry term (it is the most expensive one)."""
 
@@ -136,7 +140,8 @@ class PINN(PhysicsInformed):
         if cfg.symmetry_weight > 0:
             subset = torch.randperm(len(collocation), generator=self.generator)[: cfg.symmetry_points]
             generators = list(cfg.generators) if cfg.generators is not None else None
-            terms["symmetry"] = symmetry_loss(self.pde, self.field, collocation[subset], cfg.generator_weights, generators)
+            terms["symmetry"] = symmetry_loss(self.pde, self.field, collocation[subset], cfg.generator_weights, generators,
+                                              cfg.symmetry_form)  # fmt: skip
         return terms
 
     def fit(self, data_points: Tensor, data_values: Tensor, collocation: Tensor, steps: int) -> list[dict[str, float]]:
@@ -184,6 +189,9 @@ class DeepONetConfig(CheckedConfig):
     """Per-generator weights of the symmetry loss (default 1 each)."""
     generators: tuple[str, ...] | None = None
     """Generators in the symmetry loss; None: all of the PDE's."""
+    symmetry_form: SymmetryForm = "evolutionary"
+    """The symmetry condition penalised: "evolutionary" D_Δ[u](Q_v) (GPS_PINO, arXiv 2502.00373) or "classical"
+    pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] (Akhound-Sadegh et al., NeurIPS 2023, §3); `pde.lie_symmetry.symmetry_residuals_at`."""
 
 
 class PIDeepONet(PhysicsInformed):
@@ -270,7 +278,8 @@ class PIDeepONet(PhysicsInformed):
             generators = list(cfg.generators) if cfg.generators is not None else None
             points = self._uniform(b, cfg.symmetry_points)
             jets = self.jets(codes, points, jet_indices(self.pde))
-            terms["symmetry"] = symmetry_loss_of_jet(self.pde, jets, points.reshape(-1, 2), cfg.generator_weights, generators)
+            terms["symmetry"] = symmetry_loss_of_jet(self.pde, jets, points.reshape(-1, 2), cfg.generator_weights,
+                                                     generators, cfg.symmetry_form)  # fmt: skip
         return terms
 
     def fit(self, initial_conditions: Tensor, steps: int) -> list[dict[str, float]]:

@@ -182,3 +182,34 @@ def test_the_pinn_fits_the_heat_kernel_with_and_without_the_symmetry_loss():
         history = pinn.fit(data, values, collocation, steps=60)
         assert ("symmetry" in history[-1]) == (weight > 0)
         assert pinn.relative_l2_error(test, truth) < 0.6 * before
+
+
+def test_the_classical_form_is_lambda_times_the_residual_on_a_non_solution():
+    """pr v(Δ)[u] = λ_v Δ[u] on any u (Olver, Thm 2.31), with λ_v of Akhound-Sadegh et al. (NeurIPS 2023) for our
+    generators; the evolutionary form differs from it by ξ_v·∇Δ[u]."""
+    nu_heat, nu_burgers = 0.7, 0.05
+    lambdas = {
+        "heat": (heat(nu_heat), {"translation_x": lambda x, t: 0 * x, "translation_t": lambda x, t: 0 * x,
+                                 "scaling_u": lambda x, t: 1 + 0 * x, "scaling": lambda x, t: -2 + 0 * x,
+                                 "galilean": lambda x, t: -x, "projective": lambda x, t: -(x**2 + 10 * nu_heat * t)}),
+        "burgers": (burgers(nu_burgers), {"translation_x": lambda x, t: 0 * x, "translation_t": lambda x, t: 0 * x,
+                                          "galilean": lambda x, t: 0 * x, "scaling": lambda x, t: -3 + 0 * x,
+                                          "projective": lambda x, t: -3 * t}),
+    }  # fmt: skip
+
+    def not_a_solution(z):
+        return torch.sin(1.3 * z[0]) * torch.exp(-0.4 * z[1]) + z[0] ** 2 * z[1] + 0.3 * z[0] ** 3
+
+    points = torch.rand(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + torch.tensor(
+        [-0.5, 0.2], dtype=torch.float64
+    )
+    x, t = points[:, 0], points[:, 1]
+    for pde, expected in lambdas.values():
+        residual = pde_residual(pde, not_a_solution, points)
+        assert residual.abs().min() > 1e-3  # a real non-solution
+        for name, generator in pde.generators.items():
+            classical = symmetry_residual(pde, generator, not_a_solution, points, form="classical")
+            torch.testing.assert_close(classical, expected[name](x, t) * residual, rtol=1e-9, atol=1e-9)
+            evolutionary = symmetry_residual(pde, generator, not_a_solution, points)
+            if name not in ("scaling_u",):  # generators with ξ = 0 give the same value in both forms
+                assert not torch.allclose(evolutionary, classical)
