@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -388,6 +389,9 @@ def test_train_py_writes_a_model_that_dqs_loads(tmp_path):
     assert model.num_timesteps == 300 and model.mode == "improved"
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"train/actor_loss", "train/critic_loss", "train/temperature", "train/score_target_norm"} <= set(header)
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())["config"]  # the resolved DQSConfig, every field
+    assert recorded.keys() == {field.name for field in dataclasses.fields(model.config)}
+    assert recorded["learning_starts"] == 100 and recorded["temperature"] == "auto"
 
 
 def test_load_keeps_the_stored_temperature_unless_a_temperature_knob_is_passed(tmp_path):
