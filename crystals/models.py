@@ -51,6 +51,7 @@ from crystals.data import dataset
 from crystals.decode import DecodeError, decode
 from crystals.diffusion import (
     CategoricalD3PM,
+    CrystalDiffusionConfig,
     DiffusionSchedules,
     GaussianDDPM,
     LossWeights,
@@ -118,6 +119,12 @@ class CrystalModelConfig(CheckedConfig):
     """Gradient steps between logged losses."""
     symprec: float = SYMPREC
     """spglib's tolerance (Å) of the preprocessing (`crystals.processed`) and of the samples' space groups."""
+    clip_denoised_lattice: bool = True
+    """Before each DDPM step of the lattice in sampling, clip its x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t elementwise to the
+    training range widened by half its width on each side (the clip_denoised of Ho et al.'s DDPM code; neither
+    reference clips). The first step multiplies ε̂'s error by 1/√α_T = 100 (400 at 250 strided steps): an imprecise
+    network samples cells of 10⁴ Å (DiffCSP) or overflows L = exp(Σ k_i B_i) (SymmCD). The clip binds only where x̂₀
+    leaves the data's range; both models have it, so that it does not decide their comparison."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -131,7 +138,7 @@ class CrystalModelConfig(CheckedConfig):
             raise ValueError(f"eval_freq must be >= 0, got {self.eval_freq}")
         if not 0 < self.lr_decay_factor < 1:
             raise ValueError(f"lr_decay_factor must lie in (0, 1), got {self.lr_decay_factor}")
-        if not 1 <= self.sampling_steps <= DiffusionSchedules().timesteps:
+        if not 1 <= self.sampling_steps <= CrystalDiffusionConfig().timesteps:
             raise ValueError(f"sampling_steps must lie in [1, 1000], got {self.sampling_steps}")
         if self.time_dim < 4 or self.time_dim % 2:
             raise ValueError(f"time_dim must be even and at least 4, got {self.time_dim}")
@@ -344,6 +351,15 @@ class CrystalModel(Trainer):
             bar.update(1)
         return state
 
+    def _lattice_noise(self, lattice: Tensor, predicted_noise: Tensor, t: Tensor, processes: Processes) -> Tensor:
+        """The lattice's ε̂, or with ``clip_denoised_lattice`` the ε̂ whose x̂₀ is clipped to `lattice_range`."""
+        if not self.config.clip_denoised_lattice:
+            return predicted_noise
+        alpha_bar = processes.schedules.at(processes.schedules.alphas_cumprod, t, lattice)
+        denoised = (lattice - (1 - alpha_bar).sqrt() * predicted_noise) / alpha_bar.sqrt()
+        low, high = self.statistics["lattice_low"].to(lattice), self.statistics["lattice_high"].to(lattice)
+        return (lattice - alpha_bar.sqrt() * torch.clamp(denoised, low, high)) / (1 - alpha_bar).sqrt()
+
     # --- checkpoints ----------------------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
@@ -357,6 +373,13 @@ class CrystalModel(Trainer):
 
     def _processed(self, split: str) -> ProcessedSplit:
         return processed_split(self.target_name, split, self.config.symprec)
+
+
+def lattice_range(lattices: Tensor) -> dict[str, Tensor]:
+    """Elementwise bounds of the lattice representation (B, ...) for ``clip_denoised_lattice``: the training range
+    widened by half its width on each side (an entry every crystal shares stays fixed)."""
+    low, high = lattices.min(0).values, lattices.max(0).values
+    return {"lattice_low": low - (high - low) / 2, "lattice_high": high + (high - low) / 2}
 
 
 def _counts(values: Tensor, size: int) -> Tensor:
@@ -436,8 +459,10 @@ class DiffCSP(CrystalModel):
                             n_frequencies=cfg.n_frequencies, time_dim=cfg.time_dim)  # fmt: skip
 
     def _statistics(self, train_set: CrystalSet) -> dict[str, Tensor]:
-        """The training distribution of atoms per cell (the reference's ``train_dist``, recomputed for our split)."""
-        return {"atom_counts": _counts(train_set.num_nodes, int(train_set.num_nodes.max()) + 1)}
+        """The training distribution of atoms per cell (the reference's ``train_dist``, recomputed for our split) and
+        the range of the lattice matrices (`lattice_range`)."""
+        return {"atom_counts": _counts(train_set.num_nodes, int(train_set.num_nodes.max()) + 1),
+                **lattice_range(train_set.lattice)}  # fmt: skip
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -470,7 +495,8 @@ class DiffCSP(CrystalModel):
     def _reverse_step(self, state: DiffCSPState, output: CSPNetOutput, t: Tensor, processes: Processes,
                       generator: torch.Generator | None) -> DiffCSPState:  # fmt: skip
         gaussian = processes.gaussian
-        return state._replace(lattice=gaussian.reverse_step(state.lattice, output.lattice, t, generator=generator),
+        noise = self._lattice_noise(state.lattice, output.lattice, t, processes)
+        return state._replace(lattice=gaussian.reverse_step(state.lattice, noise, t, generator=generator),
                               types=gaussian.reverse_step(state.types, output.types, t[state.batch],
                                                           generator=generator))  # fmt: skip
 
@@ -488,9 +514,6 @@ class DiffCSP(CrystalModel):
 #: SymmCD's atom types: Z = 1..94 (``MAX_ATOMIC_NUM`` of ``discrete_diffusion_w_site_symm.py``).
 SYMMCD_TYPES = 94
 SITE_ROWS, SITE_CLASSES = len(DIRECTIONS), len(SYMBOLS)
-#: Margin of the x̂₀ clip of k (`SymmCDConfig.clip_denoised_k`) beyond the training range: lengths within a factor
-#: e^0.5 ≈ 1.65 of the data's.
-K_CLIP_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -512,11 +535,6 @@ class SymmCDConfig(CrystalModelConfig):
     """Output width of the space-group MLP 397 → 128 → 128 → this (the reference: 512)."""
     site_symmetry_rank: int = 8
     """Rank of the site-symmetry logits, (15 × rank)(rank × 13) (the reference: 8; 0: a full Linear)."""
-    clip_denoised_k: bool = True
-    """Before each DDPM step of sampling, clip k's x̂₀ = (k_t − √(1−ᾱ_t) ε̂)/√ᾱ_t to the training range of k widened
-    by `K_CLIP_MARGIN` (the clip_denoised of Ho et al.'s DDPM code; the reference does not clip). The first step
-    multiplies ε̂'s error by 1/√α_T = 100 (400 at 250 strided steps) and L = exp(Σ k_i B_i) overflows: an imprecise
-    network loses the crystal. The clip binds only where x̂₀ leaves the data's range."""
     prior: Literal["marginal", "masked"] = "marginal"
     """D3PM prior of types and site symmetry: "marginal" (the training marginals: types global, site symmetry per
     group and row) or "masked" (an absorbing token)."""
@@ -591,15 +609,13 @@ class SymmCD(CrystalModel):
 
     def _statistics(self, train_set: CrystalSet) -> dict[str, Tensor]:
         """Training frequencies of the groups and of the number of representatives per group (``SampleDataset``),
-        the range of k (for `clip_denoised_k`) and the D3PM priors (`_priors_of`)."""
+        the range of k (`lattice_range`) and the D3PM priors (`_priors_of`)."""
         groups = train_set.space_group
         node_counts = torch.zeros(GROUP_ROWS, int(train_set.num_nodes.max()) + 1, dtype=torch.float64)
         node_counts.index_put_((groups, train_set.num_nodes), torch.ones(len(groups), dtype=torch.float64),
                                accumulate=True)  # fmt: skip
-        k = lattice_to_k(train_set.lattice)
         return {"group_counts": _counts(groups, GROUP_ROWS), "node_counts": node_counts,
-                "k_low": k.min(0).values - K_CLIP_MARGIN, "k_high": k.max(0).values + K_CLIP_MARGIN,
-                **self._priors_of(train_set)}  # fmt: skip
+                **lattice_range(lattice_to_k(train_set.lattice)), **self._priors_of(train_set)}  # fmt: skip
 
     def _priors_of(self, train_set: CrystalSet) -> dict[str, Tensor]:
         """The absorbing token's priors, or the training marginals: of types over all representatives, of site
@@ -698,22 +714,13 @@ class SymmCD(CrystalModel):
         node_t, categorical = t[state.batch], processes.categorical
         assert output.site_symmetry is not None
         return state._replace(
-            k=processes.gaussian.reverse_step(state.k, self._k_noise(state.k, output.lattice, t, processes), t, mask,
-                                              bias, generator),
+            k=processes.gaussian.reverse_step(state.k, self._lattice_noise(state.k, output.lattice, t, processes), t,
+                                              mask, bias, generator),
             types=categorical.reverse_step(_diverged_as_uniform(output.types), state.types, node_t, type_prior,
                                            generator),
             site_symmetry=categorical.reverse_step(_diverged_as_uniform(output.site_symmetry), state.site_symmetry,
                                                    node_t, site_prior, generator),
         )  # fmt: skip
-
-    def _k_noise(self, k: Tensor, predicted_noise: Tensor, t: Tensor, processes: Processes) -> Tensor:
-        """ε̂ of k, or with `clip_denoised_k` the ε̂ whose x̂₀ is clipped to the training range of k."""
-        if not self.config.clip_denoised_k:
-            return predicted_noise
-        alpha_bar = processes.schedules.at(processes.schedules.alphas_cumprod, t, k)
-        denoised = (k - (1 - alpha_bar).sqrt() * predicted_noise) / alpha_bar.sqrt()
-        clipped = torch.clamp(denoised, self.statistics["k_low"].to(k), self.statistics["k_high"].to(k))
-        return (k - alpha_bar.sqrt() * clipped) / (1 - alpha_bar).sqrt()
 
     def _decode(self, state: SymmCDState) -> list[Decoded]:
         """Every asymmetric unit through `crystals.decode.decode`; a `DecodeError` (or an invalid unit: a lattice
