@@ -521,8 +521,6 @@ class SymmCDConfig(CrystalModelConfig):
     """SymmCD's knobs: the shared ones with its loss weights (``conf/model/discrete_diffusion_w_site_symm.yaml``:
     5/1/0.1/10), the space-group MLP and the site-symmetry head."""
 
-    time_dim: int = 64
-    """Width of the sinusoidal time embedding (the reference: 10, concatenated with the group's 512)."""
     min_learning_rate: float = 1e-6
     """Floor of the decayed learning rate."""
     lattice_weight: float = 5.0
