@@ -106,6 +106,16 @@ def _symmetry_dataset(cell: tuple, symprec: float, hall_number: int = 0) -> spgl
     return dataset
 
 
+def space_group_number(structure: Structure, symprec: float = SYMPREC) -> int:
+    """The number of the space group spglib finds at ``symprec`` (Å), with this module's angle tolerance; 1 (P1)
+    where it finds none, as SymmCD's metrics count a failure."""
+    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    try:
+        return int(_symmetry_dataset(cell, symprec).number)
+    except ValueError:
+        return 1
+
+
 def decompose(structure: Structure, symprec: float = SYMPREC) -> WyckoffDecomposition:
     """Split a crystal into orbits of its space group and keep one representative per orbit: the copy nearest the
     cell centre (1/2, 1/2, 1/2) in fractional coordinates, ties broken by the coordinates, so the choice is

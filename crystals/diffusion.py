@@ -175,25 +175,44 @@ class DiffusionSchedules(nn.Module):
     - σ_t geometric from ``sigma_begin`` to ``sigma_end`` (σ_0 = 0) and λ_t = E‖score‖² (λ_0 = 1) for the coordinates
       (DiffCSP ``SigmaScheduler``; λ by quadrature, `wrapped_normal_score_norm`).
 
+    With a ``grid`` τ_0 = 0 < τ_1 < … < τ_S = T (`strided`), the schedules are those of the sub-grid: step i has
+    ᾱ_{τ_i}, σ_{τ_i} and λ_{τ_i} of the full grid and α_i = ᾱ_{τ_i}/ᾱ_{τ_{i−1}}, so every process's one-step formulas
+    take the strided step τ_i → τ_{i−1} exactly (the respacing of Nichol & Dhariwal 2021, arXiv 2102.09672, §4);
+    ``grid[i]`` is the full-grid time the network is conditioned on.
+
     Buffers are not saved with a state dict: they follow from the config.
     """
 
-    def __init__(self, config: CrystalDiffusionConfig | None = None) -> None:
+    def __init__(self, config: CrystalDiffusionConfig | None = None, grid: Tensor | None = None) -> None:
         super().__init__()
         self.config = config = config or CrystalDiffusionConfig()
-        self.timesteps = config.timesteps
-        betas = F.pad(cosine_betas(config.timesteps, config.cosine_offset, config.beta_min, config.beta_max), (1, 0))
-        alphas = 1 - betas
-        alphas_cumprod = torch.cumprod(alphas, 0)
+        grid = torch.arange(config.timesteps + 1) if grid is None else torch.as_tensor(grid, dtype=torch.long)
+        if grid.ndim != 1 or len(grid) < 2 or grid[0] != 0 or grid[-1] != config.timesteps or (grid.diff() <= 0).any():
+            raise ValueError(f"grid must increase strictly from 0 to {config.timesteps}")
+        self.timesteps = len(grid) - 1
+        full_betas = cosine_betas(config.timesteps, config.cosine_offset, config.beta_min, config.beta_max)
+        alphas_cumprod = torch.cumprod(F.pad(1 - full_betas, (1, 0), value=1.0), 0)[grid]
+        alphas = alphas_cumprod / F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)
+        betas = 1 - alphas
         posterior_var = torch.zeros_like(betas)
         posterior_var[1:] = betas[1:] * (1 - alphas_cumprod[:-1]) / (1 - alphas_cumprod[1:])
         sigmas = torch.exp(torch.linspace(math.log(config.sigma_begin), math.log(config.sigma_end), config.timesteps,
-                                          dtype=torch.float64))  # fmt: skip
+                                          dtype=torch.float64))[grid[1:] - 1]  # fmt: skip
         score_norms = wrapped_normal_score_norm(sigmas, config.wrapped_images)
         for name, values in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", alphas_cumprod),
                              ("posterior_std", posterior_var.sqrt()), ("sigmas", F.pad(sigmas, (1, 0))),
-                             ("score_norms", F.pad(score_norms, (1, 0), value=1.0))):  # fmt: skip
+                             ("score_norms", F.pad(score_norms, (1, 0), value=1.0)), ("grid", grid)):  # fmt: skip
             self.register_buffer(name, values, persistent=False)
+
+    def strided(self, steps: int) -> DiffusionSchedules:
+        """The schedules on ``steps`` of the T steps, τ_i = round(1 + (i − 1)(T − 1)/(S − 1)) for i = 1..S (τ_1 = 1,
+        τ_S = T; S = 1: τ_1 = T), on this module's device; ``steps`` = T gives the full grid."""
+        timesteps = self.config.timesteps
+        if not 1 <= steps <= timesteps:
+            raise ValueError(f"steps must lie in [1, {timesteps}], got {steps}")
+        points = torch.linspace(1, timesteps, steps, dtype=torch.float64) if steps > 1 else torch.tensor([timesteps])
+        grid = F.pad(points.round().long(), (1, 0))
+        return DiffusionSchedules(self.config, grid).to(self.betas.device)
 
     def sample_timesteps(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` steps drawn uniformly from 1..T (int64, on the buffers' device)."""

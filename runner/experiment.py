@@ -41,6 +41,11 @@ def list_registry() -> str:
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     lines.append("PDE problems (for --algo pinn, e.g. --env Burgers):")
     lines += [f"  {name:<28} {p.pde.name} on [0, {p.length:g}) x [0, {p.t_max:g}]" for name, p in PDE_PROBLEMS.items()]
+    from crystals.data import DATASETS, data_dir  # imported here: pymatgen is slow to import
+
+    lines.append(f"Crystal datasets (for --algo diffcsp|symmcd, e.g. --env Carbon24; trained on val, evaluated on test; "
+                 f"read from {data_dir()}):")  # fmt: skip
+    lines += [f"  {name:<28} {spec.folder}/" for name, spec in DATASETS.items()]
     return "\n".join(lines)
 
 

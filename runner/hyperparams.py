@@ -109,6 +109,10 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # Physics-informed DeepONet: knobs in pde/solver.py PINNSolverConfig; the budget counts gradient steps. Heat's
     # residual weight by measurement (docs/equivariant.md §8, "The residual weight").
     "pinn": {"default": {"n_timesteps": 2_000}, "Heat": {"residual_weight": 10.0}},
+    # Crystal generators: the budgets (gradient steps) of the CPU benchmark, Perov-5 4,000 at batch 128, the others
+    # 2,500 at batch 64; sizes, batches and the reference settings are the presets in crystals/models.py.
+    "diffcsp": {"default": {"n_timesteps": 2_500}, "Perov5": {"n_timesteps": 4_000}},
+    "symmcd": {"default": {"n_timesteps": 2_500}, "Perov5": {"n_timesteps": 4_000}},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
     # test_horizon are the reference's per-task tuning (hard-coded in vineetjain96/merlin src/train_offline.py) except
     # ReacherGoal-expert (see _MERLIN_TUNED), chosen by the dataset kind in the dataset id.

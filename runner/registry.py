@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Literal
 
-AlgoKind = Literal["online", "offline", "sampler", "pde"]
+AlgoKind = Literal["online", "offline", "sampler", "pde", "crystal"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class AlgoSpec:
 
     name: str  # CLI name, e.g. "sac"
     target: str  # "package.module:ClassName" of the algorithm class
-    kind: AlgoKind  # online: steps a Gym env; offline: a Minari dataset; sampler: an energy; pde: a PDE problem
+    kind: AlgoKind  # online: a Gym env; offline: a Minari dataset; sampler: an energy; pde: a PDE problem;
+    # crystal: a crystal dataset
     description: str  # one line for `--list`
 
     def load_class(self) -> type:
@@ -63,6 +64,8 @@ register_algo("crossq", "sb3_contrib:CrossQ", description="CrossQ, batch-normali
 register_algo("idem", "samplers.idem:IDEM", kind="sampler", description="Iterated Denoising Energy Matching sampler")
 register_algo("canonical", "samplers.canonical:CanonicalDiffusion", "sampler", "Diffusion via learned canonicalization")
 register_algo("pinn", "pde.solver:PINNSolver", "pde", "Physics-informed DeepONet, optional Lie point symmetry loss")
+register_algo("diffcsp", "crystals.models:DiffCSP", "crystal", "DiffCSP: crystal generation by joint diffusion of the cell")
+register_algo("symmcd", "crystals.models:SymmCD", "crystal", "SymmCD: crystal generation from the asymmetric unit")
 register_algo("dqs", "agents.dqs:DQS", description="Diffusion Q-Sampling: a diffusion actor sampling exp(Q/T)")
 # Offline goal-conditioned algorithms (learn from a GoalDataset; timesteps are gradient steps).
 register_algo("merlin", "agents.merlin:Merlin", kind="offline", description="Merlin: goal-reaching as reversed diffusion")

@@ -16,6 +16,7 @@ from agents.merlin.baselines import WGCSLConfig
 from agents.merlin.reverse_model import ReverseModelConfig
 from agents.merlin.stitching import StitchingConfig
 from core.config import CheckedConfig, _field_types, _members
+from crystals.models import DiffCSPConfig, SymmCDConfig
 from envs.experts import ExpertConfig
 from equivariant.cspnet import CSPNetConfig
 from pde.networks import DeepONetConfig, PINNConfig
@@ -25,7 +26,8 @@ from samplers.canonical import CanonicalConfig
 from samplers.idem import IDEMConfig
 
 CONFIGS = [DQSConfig, GoalConfig, WGCSLConfig, ReverseModelConfig, StitchingConfig, ExpertConfig, CSPNetConfig,
-           DeepONetConfig, PINNConfig, PINNSolverConfig, CanonicalConfig, IDEMConfig]  # fmt: skip
+           DeepONetConfig, PINNConfig, PINNSolverConfig, CanonicalConfig, IDEMConfig, DiffCSPConfig,
+           SymmCDConfig]  # fmt: skip
 
 
 def cases() -> list[tuple[type, str, Any]]:

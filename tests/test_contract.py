@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
+from test_crystal_models import MODELS, tiny_crystal_root, tiny_crystals  # noqa: F401 (fixtures)
 from test_merlin import point_dataset, point_env
 
 from core.trainer import Trainer
@@ -32,7 +33,9 @@ ONLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "online")
 OFFLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "offline")
 SAMPLERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "sampler")
 PDE_SOLVERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "pde")
-COVERED_KINDS = {"online": ONLINE, "offline": OFFLINE, "sampler": SAMPLERS, "pde": PDE_SOLVERS}
+CRYSTAL_MODELS = sorted(name for name, spec in ALGOS.items() if spec.kind == "crystal")
+COVERED_KINDS = {"online": ONLINE, "offline": OFFLINE, "sampler": SAMPLERS, "pde": PDE_SOLVERS,
+                 "crystal": CRYSTAL_MODELS}  # fmt: skip
 STEPS = 64
 _OFF_POLICY = {"learning_starts": 16, "batch_size": 8, "buffer_size": 500, "policy_kwargs": {"net_arch": [16, 16]}}
 TINY: dict[str, dict[str, Any]] = {
@@ -196,6 +199,36 @@ def test_pde_solver_save_load_resume_and_seed(name: str, tmp_path: Path) -> None
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = solver_class("Heat", seed=1, **PDE_TINY)
     assert not torch.equal(other.train_u0, model.train_u0)
+
+
+def _same_crystals(first: Any, second: Any) -> bool:
+    """Whether two `crystals.models.Generated` hold the same crystals, bit for bit, and the same failures."""
+
+    def key(structure: Any) -> tuple:
+        return structure.lattice.matrix.tolist(), structure.atomic_numbers, structure.frac_coords.tolist()
+
+    return [key(s) for s in first.structures] == [key(s) for s in second.structures] and first.failures == second.failures
+
+
+@pytest.mark.usefixtures("tiny_crystals")
+@pytest.mark.parametrize("name", CRYSTAL_MODELS)
+def test_crystal_model_save_load_resume_and_seed(name: str, tmp_path: Path) -> None:
+    model_class, tiny = ALGOS[name].load_class(), MODELS[name][1]
+    model = model_class("Carbon24", seed=0, **tiny).learn(5)
+    assert isinstance(model, Trainer) and model.best_metrics["step"] == 5.0
+    model.save(tmp_path / "model.pt")
+    resumed = model_class.load(tmp_path / "model.pt")
+    assert _same_crystals(resumed.generate(4, seed=5), model.generate(4, seed=5))
+    assert resumed.evaluate() == model.evaluate()
+    uninterrupted = model_class("Carbon24", seed=0, **tiny).learn(10)
+    resumed.learn(5, reset_num_timesteps=False)
+    assert resumed.num_timesteps == 10
+    for a, b in zip(resumed.network.state_dict().values(), uninterrupted.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    again, other = model_class("Carbon24", seed=0, **tiny), model_class("Carbon24", seed=1, **tiny)
+    first = next(iter(model_class("Carbon24", seed=0, **tiny).network.parameters()))
+    assert torch.equal(next(iter(again.network.parameters())), first)
+    assert not torch.equal(next(iter(other.network.parameters())), first)
 
 
 @pytest.mark.parametrize("name", ONLINE + OFFLINE)

@@ -322,3 +322,19 @@ def test_bad_inputs_are_rejected(schedules):
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_strided_schedules_are_the_full_grid_at_its_steps(schedules):
+    full = schedules.strided(schedules.timesteps)
+    for name in ("betas", "alphas", "alphas_cumprod", "posterior_std", "sigmas", "score_norms"):
+        torch.testing.assert_close(getattr(full, name), getattr(schedules, name), rtol=1e-12, atol=0)
+    strided = schedules.strided(250)
+    grid = strided.grid
+    assert strided.timesteps == 250 and grid[0] == 0 and grid[1] == 1 and grid[-1] == schedules.timesteps
+    torch.testing.assert_close(strided.alphas_cumprod, schedules.alphas_cumprod[grid], rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.cumprod(strided.alphas, 0), strided.alphas_cumprod, rtol=1e-12, atol=0)
+    torch.testing.assert_close(strided.sigmas[1:], schedules.sigmas[grid[1:]], rtol=0, atol=0)
+    assert strided.posterior_std[1] == 0  # the last step is noise-free, as on the full grid
+    assert schedules.strided(1).grid.tolist() == [0, schedules.timesteps]
+    with pytest.raises(ValueError, match="steps"):
+        schedules.strided(0)

@@ -3,12 +3,14 @@ table that `train`, the sweep engine and the contract tests read. A new kind is 
 its algorithms then register with ``kind=<its name>`` in `runner.registry`."""
 
 from runner.kinds.base import Runner
+from runner.kinds.crystal import Crystal
 from runner.kinds.offline import Offline
 from runner.kinds.online import Online
 from runner.kinds.pde import PDE
 from runner.kinds.sampler import Sampler
 
-KINDS: dict[str, type[Runner]] = {"online": Online, "offline": Offline, "sampler": Sampler, "pde": PDE}
+KINDS: dict[str, type[Runner]] = {"online": Online, "offline": Offline, "sampler": Sampler, "pde": PDE,
+                                  "crystal": Crystal}  # fmt: skip
 
 
 def runner_of(kind: str) -> type[Runner]:
