@@ -336,7 +336,8 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
     shares as fractions in [0, 1]:
 
     - counts: ``num_samples``, ``num_reference``, ``fingerprint_failures`` (samples), ``reference_fingerprint_failures``,
-      ``symmetry_failures`` (samples whose group search failed: counted as P1), ``symprec``;
+      ``symmetry_failures`` and ``reference_symmetry_failures`` (group searches that failed: counted as P1),
+      ``symprec``;
     - validity: ``struct_valid`` (CDVAE), ``struct_valid_symmcd``, ``comp_valid``, ``valid`` (both CDVAE validities and a
       fingerprint, as the reference);
     - coverage: ``cov_recall``, ``cov_precision`` at the dataset's thresholds (or ``thresholds``), over all samples;
@@ -374,6 +375,7 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
         "fingerprint_failures": int((~features.fingerprints.ok).sum()),
         "reference_fingerprint_failures": int((~reference.fingerprints.ok).sum()),
         "symmetry_failures": int((~features.symmetry_found).sum()),
+        "reference_symmetry_failures": int((~reference.symmetry_found).sum()),
         "symprec": float(symprec),
         "struct_valid": float(struct_valid.mean()),
         "struct_valid_symmcd": float(np.mean([symmcd_structurally_valid(s, rules) for s in samples])),

@@ -135,6 +135,7 @@ def test_evaluate_crystals_reports_every_metric(features):
     assert result["num_samples"] == 4 and result["num_reference"] == 2 and result["symprec"] == SYMPREC
     assert result["struct_valid"] == 0.75 and result["struct_valid_symmcd"] == 0.75 and result["comp_valid"] == 0.75
     assert result["valid"] == 0.5 and result["fingerprint_failures"] == 0 and result["symmetry_failures"] == 0
+    assert result["reference_symmetry_failures"] == 0 and result["reference_fingerprint_failures"] == 0
     assert result["cov_recall"] == 1.0 and result["cov_precision"] == 0.5  # NaCl-like samples are far from both
     assert result["distribution_samples"] == 2 and result["wdist_density"] == 0.0
     assert result["space_group_match"] == 0.5 and result["reference_non_p1"] == 1.0
