@@ -108,7 +108,7 @@ def structure_fingerprint(structure: Structure) -> np.ndarray:
 
 def composition_fingerprint(structure: Structure) -> np.ndarray:
     """The Magpie statistics of the composition (132 numbers), standardised by CDVAE's CompScaler: (x - mean) / std
-    with the fixed constants above, NaN (an element without Magpie data) replaced by 0 as the reference does."""
+    with the fixed constants above, NaN (an element without Magpie data) replaced by 0 as CDVAE does."""
     raw = np.asarray(_magpie().featurize(structure.composition), dtype=float)
     return np.nan_to_num((raw - _COMP_SCALER_MEANS) / _COMP_SCALER_STDS, nan=0.0)
 
@@ -128,7 +128,7 @@ class Fingerprints:
 
 def fingerprint(structures: Sequence[Structure | None], progress: bool = False) -> Fingerprints:
     """Fingerprint every crystal; None (a sample too degenerate to try) and a CrystalNN failure give a NaN row and
-    ``ok`` False. The reference likewise turns a failure into a missing fingerprint that coverage counts as a miss."""
+    ``ok`` False. CDVAE likewise turns a failure into a missing fingerprint that coverage counts as a miss."""
     n = len(structures)
     structure_fps = np.full((n, STRUCTURE_FINGERPRINT_SIZE), np.nan)
     composition_fps = np.full((n, COMPOSITION_FINGERPRINT_SIZE), np.nan)

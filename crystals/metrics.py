@@ -134,14 +134,14 @@ def _smact_valid(symbols: tuple[str, ...], counts: tuple[int, ...]) -> bool:
         elements = [smact.Element(symbol) for symbol in symbols]
     except KeyError:  # smact has no data beyond lawrencium
         return False
-    # smact 4.0 defaults to the ICSD-24 oxidation states; the reference's smact (2.x) had the set 4.0 keeps as smact14.
+    # smact 4.0 defaults to the ICSD-24 oxidation states; CDVAE's smact (2.x) had the set 4.0 keeps as smact14.
     states = [element.oxidation_states_smact14 or [] for element in elements]
     if math.prod(len(options) for options in states) > MAX_OXIDATION_COMBINATIONS:
         return False
     electronegativities = [element.pauling_eneg for element in elements]
     stoichiometries = [(count,) for count in counts]
     for combination in itertools.product(*states):
-        # smact 4.0 returns the list of neutral ratios; smact 2.x, which the reference unpacks, returned (any, ratios)
+        # smact 4.0 returns the list of neutral ratios; smact 2.x, which CDVAE unpacks, returned (any, ratios)
         neutral = smact.neutral_ratios(combination, stoichs=stoichiometries, threshold=max(counts))
         if neutral and _pauling_passes(combination, electronegativities):
             return True
@@ -151,7 +151,7 @@ def _smact_valid(symbols: tuple[str, ...], counts: tuple[int, ...]) -> bool:
 def _pauling_passes(oxidation_states: tuple[int, ...], electronegativities: list[float | None]) -> bool:
     try:
         return bool(pauling_test(oxidation_states, electronegativities))
-    except TypeError:  # an element without a Pauling electronegativity: the reference lets it pass
+    except TypeError:  # an element without a Pauling electronegativity: CDVAE lets it pass
         return True
 
 
@@ -183,7 +183,7 @@ class CrystalFeatures:
 
 def crystal_features(structures: Sequence[Structure], symprec: float = SYMPREC, progress: bool = False) -> CrystalFeatures:
     """The features of every crystal. Only cells with finite numbers and at least `StructureRules.min_volume` are
-    fingerprinted; the others count as fingerprint failures, as the reference does not construct them."""
+    fingerprinted; the others count as fingerprint failures, as CDVAE does not construct them."""
     if not symprec > 0:
         raise ValueError(f"symprec must be a positive distance in Å, got {symprec}")
     groups = [detected_space_group(structure, symprec) for structure in structures]
@@ -249,7 +249,7 @@ def _load_features(path: Path, key: dict[str, Any]) -> CrystalFeatures | None:
 
 def coverage(samples: CrystalFeatures, reference: CrystalFeatures, thresholds: CoverageThresholds) -> tuple[float, float]:
     """COV-R (the share of reference crystals covered by the samples) and COV-P (the share of samples covered by the
-    reference), as the reference code computes them: a crystal is covered when its nearest crystal of the other set
+    reference), as CDVAE's `compute_cov` computes them: a crystal is covered when its nearest crystal of the other set
     in structure fingerprint is within the structure cut-off and its nearest in composition fingerprint within the
     composition cut-off (the two nearest need not be the same crystal). Crystals without fingerprints are misses, in
     both denominators."""
@@ -274,7 +274,7 @@ def coverage(samples: CrystalFeatures, reference: CrystalFeatures, thresholds: C
 def distribution_distances(samples: CrystalFeatures, valid: np.ndarray, reference: CrystalFeatures, count: int = 1000,
                            seed: int = 0) -> dict[str, float | int]:  # fmt: skip
     """Wasserstein distances of density and of the number of elements between ``count`` random valid samples (all of
-    them if fewer; the reference code refuses fewer than 1,000) and all reference crystals."""
+    them if fewer; CDVAE's `GenEval` refuses fewer than 1,000) and all reference crystals."""
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     valid_indices = np.flatnonzero(valid)
@@ -339,7 +339,7 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
       ``symmetry_failures`` and ``reference_symmetry_failures`` (group searches that failed: counted as P1),
       ``symprec``;
     - validity: ``struct_valid`` (CDVAE), ``struct_valid_symmcd``, ``comp_valid``, ``valid`` (both CDVAE validities and a
-      fingerprint, as the reference);
+      fingerprint, as in CDVAE);
     - coverage: ``cov_recall``, ``cov_precision`` at the dataset's thresholds (or ``thresholds``), over all samples;
     - ``wdist_density``, ``wdist_num_elements`` over ``distribution_samples`` random valid samples (at most
       ``num_distribution_samples``, drawn with ``seed``) against all test crystals;
