@@ -114,22 +114,29 @@ def method_label(method: str, symmetry_weight: float, profile: PINNProfile) -> s
     return f"symmetry_w{symmetry_weight:g}" if method == "symmetry" and symmetry_weight != profile.symmetry_weight else method
 
 
+def train_with_curve(config: dict[str, Any], settings: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Train a solver on ``config``'s problem, seed and device with ``settings`` for ``steps`` gradient steps,
+    evaluating every ``eval_freq`` of them: the record fields every PINN benchmark shares (steps, final evaluation,
+    curve, training time, the solver's whole config)."""
+    solver = PINNSolver(config["problem"], seed=config["seed"], device=config["device"], **settings)
+    curve: list[dict[str, float]] = []
+    start = time.perf_counter()
+    chunk = settings.get("eval_freq") or steps
+    while solver.num_timesteps < steps:
+        solver.learn(min(chunk, steps - solver.num_timesteps), reset_num_timesteps=False)
+        curve.append({"step": solver.num_timesteps, "wall_time_s": time.perf_counter() - start, **solver.evaluate()})
+    return {"steps": solver.num_timesteps, "final": curve[-1], "curve": curve,
+            "train_wall_time_s": curve[-1]["wall_time_s"], "config": asdict(solver.config)}  # fmt: skip
+
+
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One trial: train the solver for the profile's steps; its held-out error curve and final error."""
     profile: PINNProfile = config["profile"]
     settings = {**hyperparams_for("pinn", config["problem"]).kwargs, **profile.overrides,
                 **method_overrides(config["method"], profile, config["symmetry_weight"]),
                 "train_initial_conditions": config["budget"]}  # fmt: skip
-    solver = PINNSolver(config["problem"], seed=config["seed"], device=config["device"], **settings)
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
-    chunk = profile.overrides.get("eval_freq") or profile.steps
-    while solver.num_timesteps < profile.steps:
-        solver.learn(min(chunk, profile.steps - solver.num_timesteps), reset_num_timesteps=False)
-        curve.append({"step": solver.num_timesteps, "wall_time_s": time.perf_counter() - start, **solver.evaluate()})
     return {"problem": config["problem"], "budget": config["budget"], "method": config["method"],
-            "seed": config["seed"], "steps": solver.num_timesteps, "final": curve[-1], "curve": curve,
-            "train_wall_time_s": curve[-1]["wall_time_s"], "config": asdict(solver.config)}  # fmt: skip
+            "seed": config["seed"], **train_with_curve(config, settings, profile.steps)}  # fmt: skip
 
 
 def trial_name(problem: str, budget: int, method: str, seed: int) -> str:

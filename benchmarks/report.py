@@ -27,6 +27,7 @@ from benchmarks import (
     merlin,
     merlin_rooms,
     merlin_sensitivity,
+    pinn_paper,
     pinn_symmetry,
     prox_throughput,
     throughput,
@@ -39,7 +40,7 @@ SECTIONS: tuple[Section, ...] = tuple(
     module.SECTION
     for module in (throughput, idem, dqs_multimodal, dqs_mujoco, dqs_exploration, dqs_sharpness, dqs_acting, merlin,
                    merlin_sensitivity, merlin_rooms, canonical, equivariant, egnn_throughput, emnn_meshes, prox_throughput,
-                   pinn_symmetry)
+                   pinn_symmetry, pinn_paper)
 )  # fmt: skip
 HEADER = """# Benchmarks
 

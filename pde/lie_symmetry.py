@@ -117,6 +117,12 @@ def pde_residual_at(pde: PDE, f: Field) -> Field:
     return lambda z: pde.residual(values(z), z)
 
 
+def residual_gradient_at(pde: PDE, f: Field) -> Callable[[Tensor], Tensor]:
+    """The field z -> (D_1Δ[f](z), ..., D_dΔ[f](z)), the total derivatives of the PDE residual, shape (d,)."""
+    residual = pde_residual_at(pde, f)
+    return lambda z: torch.stack([_partial(residual, variable)(z) for variable in range(len(z))])
+
+
 def characteristics(generators: Sequence[Generator], f: Field) -> Callable[[Tensor], Tensor]:
     """The field z -> (Q_v(z))_v, shape (G,), with Q_v = φ_v(z, f) − Σ_i ξ_v,i(z, f) ∂_i f (∇f taken once for all)."""
     gradient = grad(f)
@@ -141,8 +147,7 @@ def symmetry_residuals_at(
       Akhound-Sadegh et al. (NeurIPS 2023, §3) state; for the equations here it equals λ_v·Δ[f] on any function.
     """
     q = characteristics(generators, f)
-    residual = pde_residual_at(pde, f)
-    total_derivatives = [_partial(residual, variable) for variable in range(len(generators[0].xi))]
+    residual_gradient = residual_gradient_at(pde, f)
 
     def at(z: Tensor) -> Tensor:
         def perturbed(eps: Tensor) -> Tensor:
@@ -153,7 +158,7 @@ def symmetry_residuals_at(
         evolutionary = jacfwd(perturbed)(torch.zeros(len(generators), dtype=z.dtype, device=z.device))
         if form == "evolutionary":
             return evolutionary
-        u, gradient = f(z), torch.stack([d(z) for d in total_derivatives])
+        u, gradient = f(z), residual_gradient(z)
         transport = torch.stack([sum(xi(z, u) * gradient[i] for i, xi in enumerate(v.xi)) for v in generators])
         return evolutionary + transport
 
@@ -220,6 +225,41 @@ def symmetry_residual(pde: PDE, generator: Generator, f: Field, points: Tensor, 
     return symmetry_residuals_of_jet(pde, [generator], jet(f, jet_indices(pde), points), points, form)[:, 0]
 
 
+def residual_gradient_of_jet(pde: PDE, jets: Jet, points: Tensor) -> Tensor:
+    """∇_z Δ[u] at every row of ``points`` (N, d) from the jet of u there (`jet` at `jet_indices`), shape (N, d): what
+    the gradient-enhanced PINN (gPINN, Yu et al., 2022, arXiv 2111.02801) adds to the loss, squared. By the chain
+    rule D_iΔ = Σ_α ∂Δ/∂u_α u_(α+e_i) + ∂Δ/∂z_i, one JVP of the residual function per variable."""
+
+    def total_derivative(values: Jet, z: Tensor, raised: Jet, unit: Tensor) -> Tensor:
+        return jvp(pde.residual, (values, z), (raised, unit))[1]
+
+    values = {index: jets[index] for index in pde.derivatives}
+    units = torch.eye(points.shape[1], dtype=points.dtype, device=points.device)
+    gradient = []
+    for variable, unit in enumerate(units):
+        raised = {index: jets[tuple(n + (i == variable) for i, n in enumerate(index))] for index in pde.derivatives}
+        gradient.append(vmap(total_derivative)(values, points, raised, unit.expand_as(points)))
+    return torch.stack(gradient, dim=1)
+
+
+def symmetry_multipliers(pde: PDE, generators: Sequence[Generator], points: Tensor) -> Tensor:
+    """λ_v at every row of ``points`` (N, d) for every generator, shape (N, G), with pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] for every
+    u (Olver, Thm 2.31). Read off a probe instead of dividing the classical residual of a network by its Δ (which is
+    near zero where the network nearly solves the PDE): u = t − t₀ about each point, whose jet there is u_t = 1 and
+    zero otherwise, so Δ[probe] is the coefficient of u_t (1 for the evolution equations here) and λ_v = pr v(Δ) /
+    Δ on it. Exact where λ_v depends on the point only, as for every generator in `pde.equations` (tested against
+    the classical residual of a network); a PDE whose residual ignores u_t is refused."""
+    time = tuple(int(i == points.shape[1] - 1) for i in range(points.shape[1]))
+    ones = torch.ones(len(points), dtype=points.dtype, device=points.device)
+    zeros = torch.zeros_like(ones)
+    probe = {index: ones if index == time else zeros for index in jet_indices(pde)}
+    classical = symmetry_residuals_of_jet(pde, generators, probe, points, "classical")
+    residual = pde_residual_of_jet(pde, {index: probe[index] for index in pde.derivatives}, points)
+    if not bool(residual.abs().min() > 0):
+        raise ValueError(f"{pde.name}: symmetry_multipliers needs a residual with a u_t term (an evolution equation)")
+    return classical / residual[:, None]
+
+
 def symmetry_loss_of_jet(
     pde: PDE, jets: Jet, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None,
     form: SymmetryForm = "evolutionary",
@@ -227,17 +267,34 @@ def symmetry_loss_of_jet(
     """Σ_v w_v mean_z r_v(z)² over the PDE's generators (all, or ``generators``), ``weights`` per generator name
     (default 1), r_v in ``form`` (`symmetry_residuals_at`), from the jet of u at ``points`` (`jet` at
     `jet_indices`)."""
+    chosen, generator_weights = weighted_generators(pde, weights, generators)
+    residuals = symmetry_residuals_of_jet(pde, chosen, jets, points, form)
+    return residuals.square().mean(0) @ residuals.new_tensor(generator_weights)
+
+
+def weighted_generators(
+    pde: PDE, weights: Mapping[str, float] | None, generators: list[str] | None
+) -> tuple[list[Generator], list[float]]:
+    """The PDE's generators (all, or those named in ``generators``) and their weights (``weights`` by name, default
+    1); unknown names are refused."""
     names = generators if generators is not None else list(pde.generators)
     if not names:
         raise ValueError(f"{pde.name} declares no symmetry generators")
     unknown = sorted(set(names) - set(pde.generators)) + sorted(set(weights or {}) - set(pde.generators))
     if unknown:
         raise ValueError(f"{pde.name} has no generator {unknown}; it has {sorted(pde.generators)}")
-    residuals = symmetry_residuals_of_jet(pde, [pde.generators[name] for name in names], jets, points, form)
-    generator_weights = torch.tensor(
-        [(weights or {}).get(name, 1.0) for name in names], dtype=residuals.dtype, device=residuals.device
-    )
-    return residuals.square().mean(0) @ generator_weights
+    return [pde.generators[name] for name in names], [(weights or {}).get(name, 1.0) for name in names]
+
+
+def classical_weight(
+    pde: PDE, points: Tensor, weights: Mapping[str, float] | None = None, generators: list[str] | None = None
+) -> Tensor:
+    """Σ_v w_v λ_v(z)² at every row of ``points`` (N, d), shape (N,): the classical symmetry loss is this weight on
+    the squared PDE residual, Σ_v w_v (pr v(Δ)[u])² = Σ_v w_v λ_v² Δ[u]² (`symmetry_multipliers`), generators and
+    weights chosen as in `symmetry_loss_of_jet`."""
+    chosen, generator_weights = weighted_generators(pde, weights, generators)
+    multipliers = symmetry_multipliers(pde, chosen, points)
+    return multipliers.square() @ multipliers.new_tensor(generator_weights)
 
 
 def symmetry_loss(
@@ -258,7 +315,8 @@ def lie_bracket(v: Generator, w: Generator, points: Tensor) -> Tensor:
 
 
 __all__ = [
-    "PDE", "Coefficient", "Field", "Generator", "Jet", "SymmetryForm", "characteristics", "derivative", "jet", "jet_indices",
-    "lie_bracket", "pde_residual", "pde_residual_of_jet", "point_field", "symmetry_loss", "symmetry_loss_of_jet",
-    "symmetry_residual", "symmetry_residuals_at", "symmetry_residuals_of_jet", "taylor_field", "zero",
+    "PDE", "Coefficient", "Field", "Generator", "Jet", "SymmetryForm", "characteristics", "classical_weight", "derivative",
+    "jet", "jet_indices", "lie_bracket", "pde_residual", "pde_residual_of_jet", "point_field", "residual_gradient_at",
+    "residual_gradient_of_jet", "symmetry_loss", "symmetry_loss_of_jet", "symmetry_multipliers", "symmetry_residual",
+    "symmetry_residuals_at", "symmetry_residuals_of_jet", "taylor_field", "weighted_generators", "zero",
 ]  # fmt: skip

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pde.equations import burgers, heat
+from pde.equivariance import SUPERPOSITION
 from pde.lie_symmetry import PDE
 from pde.reference import periodic_grid, solve_burgers, solve_heat
 
@@ -51,6 +52,9 @@ class PDEProblem:
     make_pde: Callable[[float], PDE]
     solver: Callable[[np.ndarray, float, np.ndarray, float], np.ndarray]
     transformations: tuple[Transformation, ...]
+    periodic_generators: tuple[str, ...]
+    """Relations of the equivariance loss (`pde.equivariance`): the generators whose flow keeps the periodic domain
+    and the law of the initial conditions, and superposition for a linear PDE."""
     grid_points: int = 256
 
     @property
@@ -87,10 +91,14 @@ class PDEProblem:
         return np.concatenate(out)
 
 
+# Heat's scaling, Galilean and projective generators, and Burgers' scaling and projective ones, move x by amounts
+# that depend on x or t, which breaks the period: they are not equivariance relations here.
 PDE_PROBLEMS: dict[str, PDEProblem] = {
-    "Heat": PDEProblem("Heat", 0.01, 6.0, 16.0, heat, solve_heat, (_translate, _scale_u)),
-    "Burgers": PDEProblem("Burgers", 0.05, 6.0, 2.0, burgers, solve_burgers, (_translate, _galilean_boost)),
-}
+    "Heat": PDEProblem("Heat", 0.01, 6.0, 16.0, heat, solve_heat, (_translate, _scale_u),
+                       ("translation_x", "translation_t", "scaling_u", SUPERPOSITION)),
+    "Burgers": PDEProblem("Burgers", 0.05, 6.0, 2.0, burgers, solve_burgers, (_translate, _galilean_boost),
+                          ("translation_x", "translation_t", "galilean")),
+}  # fmt: skip
 
 
 def make_pde_problem(name: str) -> PDEProblem:

@@ -67,11 +67,13 @@ class PINNSolver(Trainer):
         self.stride = self.problem.grid_points // cfg.sensors
         sensors = torch.tensor(self.problem.grid[:: self.stride], dtype=torch.float32)
         self.model = PIDeepONet(self.problem.pde, sensors, self.problem.length, self.problem.t_max, cfg, self.seed,
-                                self.device)  # fmt: skip
+                                self.device, self.problem.periodic_generators)  # fmt: skip
         rng = np.random.default_rng(self.seed)
         train = self.problem.initial_conditions(cfg.train_initial_conditions, rng)
         train = self.problem.augment(train, cfg.augment_copies, rng)
         self.train_u0 = self._at_sensors(train)
+        if cfg.collocation == "fixed":
+            self.model.fix_collocation(len(self.train_u0), self.seed)
         self._test: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -101,12 +103,13 @@ class PINNSolver(Trainer):
 
     def evaluate(self) -> dict[str, float]:
         """``relative_l2``: mean over the held-out initial conditions of ‖u_θ − u_ref‖ / ‖u_ref‖ on the evaluation
-        grid; ``relative_l2_initial``: the same at t = 0 only."""
+        grid; ``relative_l2_initial``: the same at t = 0 only; ``mse``: the mean squared error on the grid."""
         u0, points, reference = self.test_set()
         at_zero = points[:, 1] == 0
         return {
             "relative_l2": self.model.relative_l2_error(u0, points, reference),
             "relative_l2_initial": self.model.relative_l2_error(u0, points[at_zero], reference[:, at_zero]),
+            "mse": self.model.mean_squared_error(u0, points, reference),
         }
 
     def train_step(self) -> dict[str, float]:
@@ -119,17 +122,22 @@ class PINNSolver(Trainer):
         return self.evaluate()
 
     def _state(self) -> dict[str, Any]:
-        return {"model_steps": self.model.steps, "generator": self.model.generator.get_state()}
+        return {"model_steps": self.model.steps, "generator": self.model.generator.get_state(),
+                "collocation_sets": self.model.collocation_sets}  # fmt: skip
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.generator.set_state(state["generator"])
         self.model.steps = state["model_steps"]
+        sets = state.get("collocation_sets")  # absent from checkpoints older than the fixed collocation sets
+        if sets is not None:
+            self.model.set_collocation(sets)
 
     @classmethod
     def _from_checkpoint(cls, state: dict[str, Any], target: Any | None, device: str | torch.device) -> PINNSolver:
         """The checkpoint's seed fixes the training initial conditions: the solver is rebuilt with it."""
-        config = dict(state["config"], generators=None if state["config"]["generators"] is None
-                      else tuple(state["config"]["generators"]))  # fmt: skip
+        config = dict(state["config"])
+        for name in ("generators", "equivariance_generators"):  # tuples, saved as lists
+            config[name] = None if config.get(name) is None else tuple(config[name])
         return cls(target if target is not None else state["target"], seed=state["seed"], device=device, **config)
 
 

@@ -10,11 +10,15 @@ from torch import nn
 from pde.equations import burgers, burgers_shock, heat, heat_kernel, kdv, kdv_soliton
 from pde.lie_symmetry import (
     Generator,
+    classical_weight,
+    jet,
     jet_indices,
     lie_bracket,
     pde_residual,
     pde_residual_at,
     point_field,
+    residual_gradient_at,
+    residual_gradient_of_jet,
     symmetry_loss,
     symmetry_residual,
     symmetry_residuals_at,
@@ -213,3 +217,20 @@ def test_the_classical_form_is_lambda_times_the_residual_on_a_non_solution():
             evolutionary = symmetry_residual(pde, generator, not_a_solution, points)
             if name not in ("scaling_u",):  # generators with ξ = 0 give the same value in both forms
                 assert not torch.allclose(evolutionary, classical)
+
+
+@pytest.mark.parametrize(("name", "pde", "solution", "x_range", "t_range"), CASES, ids=[c[0] for c in CASES])
+def test_the_controls_are_the_classical_loss_and_the_residual_gradient_on_a_network(name, pde, solution, x_range,
+                                                                                     t_range):  # fmt: skip
+    # The reweighting control: (Σ_v λ_v²) Δ², with λ_v read off a probe, equals the classical loss Σ_v (pr v(Δ))² of
+    # a generic network (λ_v depends on the point only). The gPINN term by the chain rule equals ∇Δ taken directly.
+    torch.manual_seed(1)
+    network = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    f, z = point_field(network), points(x_range, t_range, 16)
+    classical = torch.stack([symmetry_residual(pde, g, f, z, form="classical") for g in pde.generators.values()], 1)
+    reweighted = classical_weight(pde, z) * pde_residual(pde, f, z).square()
+    assert classical.abs().max() > 1e-3
+    torch.testing.assert_close(reweighted, classical.square().sum(1), rtol=1e-9, atol=1e-12)
+    direct = torch.func.vmap(residual_gradient_at(pde, f))(z)
+    torch.testing.assert_close(residual_gradient_of_jet(pde, jet(f, jet_indices(pde), z), z), direct, rtol=1e-10,
+                               atol=1e-12)  # fmt: skip
