@@ -479,8 +479,9 @@ WEIGHTS = """
 The first layer after training (mean over seeds, at the chosen λ): distinct values per row (of 64; values closer \
 than {tolerance:g} count as one), distinct values in the whole layer (of {layer:,}), the share of zeros, and \
 locality: per row, the largest share of its squared deviation from its median inside one circular 3 x 3 window (in \
-the original pixel order, so the same measure on both variants; 1 = a 3 x 3 kernel on a constant background), \
-averaged over rows, after training and at initialisation:
+the original pixel order, so the same measure on both variants; 1 = a 3 x 3 kernel on a constant background; a \
+sparse row scores high too, so it says "local" only together with the filters), averaged over rows, after training \
+and at initialisation:
 
 | variant | training examples | arm | distinct per row | distinct in layer | zeros | locality | at init |
 |---|---|---|---|---|---|---|---|"""
@@ -491,7 +492,7 @@ WEIGHTS_ROW = (
 FIGURE = """
 First-layer filters of seed {seed} at {size} training examples: the {shown} rows of largest spread of each FC arm's \
 first layer as 8 x 8 images in the original pixel order (for *shuffled*, un-permuted), each coloured around its \
-median, beside the CNN's first {shown} 3 x 3 kernels.
+median, beside the CNN's first-layer 3 x 3 kernels (at most {shown}).
 """
 VERDICT = """
 **Verdict against the targets** (test-accuracy means over seeds):
