@@ -16,6 +16,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from benchmarks.common import DIRTY
 from runner.sweep.stats import improvement_probabilities, interval_estimates
@@ -184,6 +185,12 @@ def figure(panels: list[Panel], figures: Path, name: str, alt: str, panel_width:
         ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel, xscale=panel.xscale, yscale=panel.yscale)
         if panel.legend is not None:
             ax.legend(fontsize=panel.legend)
+    return save_figure(fig, figures, name, alt)
+
+
+def save_figure(fig: Figure, figures: Path, name: str, alt: str) -> str:
+    """Save ``fig`` as ``<figures>/<name>`` (then close it) and return the markdown line that shows it (the folder is
+    ``figures/`` beside docs/benchmarks.md): what every section's figure goes through."""
     fig.tight_layout()
     figures.mkdir(parents=True, exist_ok=True)
     fig.savefig(figures / name, dpi=100)

@@ -31,6 +31,7 @@ from benchmarks import (
     pinn_symmetry,
     prox_throughput,
     throughput,
+    weight_sharing,
 )
 from benchmarks.common import DEFAULT_RESULTS_DIR
 from benchmarks.render import Section
@@ -40,7 +41,7 @@ SECTIONS: tuple[Section, ...] = tuple(
     module.SECTION
     for module in (throughput, idem, dqs_multimodal, dqs_mujoco, dqs_exploration, dqs_sharpness, dqs_acting, merlin,
                    merlin_sensitivity, merlin_rooms, canonical, equivariant, egnn_throughput, emnn_meshes, prox_throughput,
-                   pinn_symmetry, pinn_paper)
+                   weight_sharing, pinn_symmetry, pinn_paper)
 )  # fmt: skip
 HEADER = """# Benchmarks
 
