@@ -96,7 +96,22 @@ class PhysicsInformed:
 
 
 @dataclass(frozen=True)
-class PINNConfig(CheckedConfig):
+class SymmetryLossConfig(CheckedConfig):
+    """The knobs of the Lie point symmetry loss, shared by the PINN and the physics-informed DeepONet."""
+
+    symmetry_weight: float = 0.0
+    """Weight of the symmetry loss (0: off, an ordinary physics-informed network)."""
+    generator_weights: dict[str, float] = field(default_factory=dict)
+    """Per-generator weights of the symmetry loss (default 1 each)."""
+    generators: tuple[str, ...] | None = None
+    """Generators in the symmetry loss; None: all of the PDE's."""
+    symmetry_form: SymmetryForm = "evolutionary"
+    """The symmetry condition penalised: "evolutionary" D_Δ[u](Q_v) (GPS_PINO, arXiv 2502.00373) or "classical"
+    pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] (Akhound-Sadegh et al., NeurIPS 2023, §3); `pde.lie_symmetry.symmetry_residuals_at`."""
+
+
+@dataclass(frozen=True)
+class PINNConfig(SymmetryLossConfig):
     """Network and optimisation of a PINN."""
 
     hidden_dim: int = 64
@@ -107,15 +122,6 @@ class PINNConfig(CheckedConfig):
     """Adam learning rate."""
     residual_weight: float = 1.0
     """Weight of the PDE-residual term."""
-    symmetry_weight: float = 0.0
-    """Weight of the symmetry loss (0: an ordinary PINN)."""
-    generator_weights: dict[str, float] = field(default_factory=dict)
-    """Per-generator weights of the symmetry loss (default 1 each)."""
-    generators: tuple[str, ...] | None = None
-    """Generators in the symmetry loss; None: all of the PDE's."""
-    symmetry_form: SymmetryForm = "evolutionary"
-    """The symmetry condition penalised: "evolutionary" D_Δ[u](Q_v) (GPS_PINO, arXiv 2502.00373) or "classical"
-    pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] (Akhound-Sadegh et al., NeurIPS 2023, §3); `pde.lie_symmetry.symmetry_residuals_at`."""
     symmetry_points: int = 64
     """Collocation points per step used by the symmetry term (it is the most expensive one)."""
 
@@ -168,7 +174,7 @@ class PINN(PhysicsInformed):
 
 
 @dataclass(frozen=True)
-class DeepONetConfig(CheckedConfig):
+class DeepONetConfig(SymmetryLossConfig):
     """Networks, batch and losses of a physics-informed DeepONet. Widths and depth are the set-up of
     Akhound-Sadegh et al. (2023) (7 × 100 ELU branch and trunk); the batch sizes are chosen for a CPU."""
 
@@ -191,15 +197,6 @@ class DeepONetConfig(CheckedConfig):
     (the expensive ones)."""
     residual_weight: float = 1.0
     """Weight of the PDE-residual term (the initial-condition term has weight 1)."""
-    symmetry_weight: float = 0.0
-    """Weight of the symmetry loss (0: an ordinary physics-informed DeepONet)."""
-    generator_weights: dict[str, float] = field(default_factory=dict)
-    """Per-generator weights of the symmetry loss (default 1 each)."""
-    generators: tuple[str, ...] | None = None
-    """Generators in the symmetry loss; None: all of the PDE's."""
-    symmetry_form: SymmetryForm = "evolutionary"
-    """The symmetry condition penalised: "evolutionary" D_Δ[u](Q_v) (GPS_PINO, arXiv 2502.00373) or "classical"
-    pr⁽ⁿ⁾v(Δ)[u] = λ_v Δ[u] (Akhound-Sadegh et al., NeurIPS 2023, §3); `pde.lie_symmetry.symmetry_residuals_at`."""
     collocation: Literal["fresh", "fixed"] = "fresh"
     """Where the interior points come from: "fresh" uniform points at every step, or "fixed" finite sets of
     ``residual_points_per_ic`` points per training initial condition drawn once (`PIDeepONet.fix_collocation`), from
@@ -444,4 +441,4 @@ class PIDeepONet(PhysicsInformed):
         return float((self.predict(u0, points) - reference).square().mean())
 
 
-__all__ = ["PINN", "DeepONetConfig", "PIDeepONet", "PINNConfig", "PhysicsInformed", "mlp"]
+__all__ = ["PINN", "DeepONetConfig", "PIDeepONet", "PINNConfig", "PhysicsInformed", "SymmetryLossConfig", "mlp"]
