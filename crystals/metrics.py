@@ -247,12 +247,13 @@ def _load_features(path: Path, key: dict[str, Any]) -> CrystalFeatures | None:
     return CrystalFeatures(symprec=key["symprec"], fingerprints=prints, **arrays)
 
 
-def coverage(samples: CrystalFeatures, reference: CrystalFeatures, thresholds: CoverageThresholds) -> tuple[float, float]:
+def coverage(samples: CrystalFeatures, reference: CrystalFeatures, thresholds: CoverageThresholds,
+             undecoded: int = 0) -> tuple[float, float]:  # fmt: skip
     """COV-R (the share of reference crystals covered by the samples) and COV-P (the share of samples covered by the
     reference), as CDVAE's `compute_cov` computes them: a crystal is covered when its nearest crystal of the other set
     in structure fingerprint is within the structure cut-off and its nearest in composition fingerprint within the
     composition cut-off (the two nearest need not be the same crystal). Crystals without fingerprints are misses, in
-    both denominators."""
+    both denominators, and so are the ``undecoded`` samples (sampled but not turned into a crystal)."""
     gen, ref = samples.fingerprints, reference.fingerprints
     ref_structure, ref_composition = ref.structure[ref.ok], ref.composition[ref.ok]
     gen_structure, gen_composition = gen.structure[gen.ok], gen.composition[gen.ok]
@@ -268,7 +269,7 @@ def coverage(samples: CrystalFeatures, reference: CrystalFeatures, thresholds: C
         nearest_structure = np.minimum(nearest_structure, structure.min(axis=0))
         nearest_composition = np.minimum(nearest_composition, composition.min(axis=0))
     covered_reference = (nearest_structure <= thresholds.structure) & (nearest_composition <= thresholds.composition)
-    return float(covered_reference.sum() / len(ref)), float(covered_samples / len(gen))
+    return float(covered_reference.sum() / len(ref)), float(covered_samples / (len(gen) + undecoded))
 
 
 def distribution_distances(samples: CrystalFeatures, valid: np.ndarray, reference: CrystalFeatures, count: int = 1000,
@@ -331,11 +332,14 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
                       symprec: float = SYMPREC, rules: StructureRules = StructureRules(),
                       thresholds: CoverageThresholds | None = None,
                       conditioned_space_groups: Sequence[int] | None = None, num_distribution_samples: int = 1000,
-                      seed: int = 0, progress: bool = False) -> dict[str, Any]:  # fmt: skip
+                      undecoded: int = 0, seed: int = 0, progress: bool = False) -> dict[str, Any]:  # fmt: skip
     """Every metric of generated ``samples`` against the ``test`` crystals (or their cached `reference_features`),
-    shares as fractions in [0, 1]:
+    shares as fractions in [0, 1]. ``undecoded`` samples (sampled, but no crystal came out) count as invalid and as
+    coverage-precision misses, so validity and COV-P are shares of everything sampled; the symmetry metrics describe
+    the crystals that decoded.
 
-    - counts: ``num_samples``, ``num_reference``, ``fingerprint_failures`` (samples), ``reference_fingerprint_failures``,
+    - counts: ``num_samples`` (decoded), ``undecoded``, ``num_reference``, ``fingerprint_failures`` (samples),
+      ``reference_fingerprint_failures``,
       ``symmetry_failures`` and ``reference_symmetry_failures`` (group searches that failed: counted as P1),
       ``symprec``;
     - validity: ``struct_valid`` (CDVAE), ``struct_valid_symmcd``, ``comp_valid``, ``valid`` (both CDVAE validities and a
@@ -347,6 +351,8 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
     """
     if len(samples) == 0:
         raise ValueError("samples is empty; evaluate at least one crystal")
+    if undecoded < 0:
+        raise ValueError(f"undecoded must be a count of samples, got {undecoded}")
     name = registered_dataset(dataset).name
     if thresholds is None:
         if name not in COVERAGE_THRESHOLDS:
@@ -367,20 +373,26 @@ def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequ
     struct_valid = np.array([structurally_valid(s, rules) for s in samples])
     comp_valid = np.array([compositionally_valid(s) for s in samples])
     valid = struct_valid & comp_valid & features.fingerprints.ok
-    cov_recall, cov_precision = coverage(features, reference, thresholds)
+    cov_recall, cov_precision = coverage(features, reference, thresholds, undecoded)
     conditioned = None if conditioned_space_groups is None else np.asarray(conditioned_space_groups)
+    sampled = len(samples) + undecoded
+
+    def share(passed: np.ndarray) -> float:
+        return float(passed.sum() / sampled)
+
     return {
         "num_samples": len(samples),
+        "undecoded": undecoded,
         "num_reference": len(reference),
         "fingerprint_failures": int((~features.fingerprints.ok).sum()),
         "reference_fingerprint_failures": int((~reference.fingerprints.ok).sum()),
         "symmetry_failures": int((~features.symmetry_found).sum()),
         "reference_symmetry_failures": int((~reference.symmetry_found).sum()),
         "symprec": float(symprec),
-        "struct_valid": float(struct_valid.mean()),
-        "struct_valid_symmcd": float(np.mean([symmcd_structurally_valid(s, rules) for s in samples])),
-        "comp_valid": float(comp_valid.mean()),
-        "valid": float(valid.mean()),
+        "struct_valid": share(struct_valid),
+        "struct_valid_symmcd": share(np.array([symmcd_structurally_valid(s, rules) for s in samples])),
+        "comp_valid": share(comp_valid),
+        "valid": share(valid),
         "cov_recall": cov_recall,
         "cov_precision": cov_precision,
         **distribution_distances(features, valid, reference, num_distribution_samples, seed),

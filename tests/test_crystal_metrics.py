@@ -144,6 +144,14 @@ def test_evaluate_crystals_reports_every_metric(features):
     assert result["struct_valid"] == 0.5 and result["comp_valid"] == 0.5 and result["symmetry_failures"] == 1
 
 
+def test_undecoded_samples_count_as_invalid_and_uncovered(features):
+    result = evaluate_crystals([SRTIO3, DIAMOND], features["both"], "Perov5", undecoded=2)
+    assert result["num_samples"] == 2 and result["undecoded"] == 2
+    assert result["struct_valid"] == 0.5 and result["valid"] == 0.5 and result["cov_precision"] == 0.5
+    assert result["cov_recall"] == 1.0 and result["non_p1"] == 1.0  # symmetry of the crystals that decoded
+    assert coverage(features["both"], features["both"], PEROVSKITE_THRESHOLDS, undecoded=6) == (1.0, 0.25)
+
+
 def test_evaluate_crystals_rejects_bad_arguments(features):
     reference = features["both"]
     with pytest.raises(UnknownKeyError, match="Perov5"):
@@ -156,6 +164,8 @@ def test_evaluate_crystals_rejects_bad_arguments(features):
         evaluate_crystals([SRTIO3], reference, "Perov5", conditioned_space_groups=[221, 221])
     with pytest.raises(ValueError, match="samples is empty"):
         evaluate_crystals([], reference, "Perov5")
+    with pytest.raises(ValueError, match="undecoded must be a count"):
+        evaluate_crystals([SRTIO3], reference, "Perov5", undecoded=-1)
     with pytest.raises(ValueError, match="num_distribution_samples"):
         evaluate_crystals([SRTIO3], reference, "Perov5", num_distribution_samples=0)
     with pytest.raises(ValueError, match="thresholds must be positive"):

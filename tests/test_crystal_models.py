@@ -19,6 +19,7 @@ from pymatgen.core import Lattice, Structure
 from crystals.asu import space_group_number
 from crystals.batch import asymmetric_units, niggli_cells
 from crystals.data import DATA_DIR_ENV
+from crystals.evaluate import main as evaluate_main
 from crystals.groups import space_group, wrapped_difference
 from crystals.lattice import lattice_to_k
 from crystals.models import DiffCSP, SymmCD, SymmCDState
@@ -183,9 +184,32 @@ def test_train_py_writes_the_model_samples_and_counts(tiny_crystals, tmp_path):
     run_dir = train(TrainArgs(algo="symmcd", env="Carbon24", total_timesteps=3, seed=0, n_samples=4, log_dir=tmp_path,
                               hyperparams=hyperparams, progress=False, verbose=0))  # fmt: skip
     results = json.loads((run_dir / "results.json").read_text())
-    samples = results["samples"]
+    samples, metrics = results["samples"], results["metrics"]
     assert (run_dir / "model.pt").is_file() and results["num_timesteps"] == 3
     assert samples["requested"] == 4 and len(list((run_dir / "samples").glob("*.cif"))) == samples["decoded"]
     assert samples["nodes_per_crystal"] > 0 and samples["sampling_seconds_per_crystal"] > 0
     assert results["final_eval"]["loss"] > 0 and results["best_eval"]["step"] == 3
     assert SymmCD.load(run_dir / "model.pt").num_timesteps == 3
+    assert metrics["num_samples"] + metrics["undecoded"] == 4 and metrics["num_reference"] == 5
+    assert 0 <= metrics["struct_valid"] <= 1 and metrics["space_group_match"] is not None
+    # the one evaluation command reads the CIFs back and finds the same counts and symmetry
+    evaluated = evaluate_main([str(run_dir)])
+    assert evaluated["samples"] == samples and json.loads((run_dir / "metrics.json").read_text()) == evaluated
+    for key in ("num_samples", "undecoded", "num_space_groups", "non_p1", "space_group_match", "struct_valid"):
+        assert evaluated["metrics"][key] == metrics[key], key
+
+
+def test_the_evaluation_command_fails_in_one_line(tiny_crystals, tmp_path):
+    with pytest.raises(SystemExit, match=r"samples\.json not found"):
+        evaluate_main([str(tmp_path), "--dataset", "Carbon24"])
+    with pytest.raises(SystemExit, match="no dataset"):
+        evaluate_main([str(tmp_path)])
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "samples.json").write_text('{"sampled_space_groups": [1], "failures": []}')
+    with pytest.raises(SystemExit, match="not a samples index"):
+        evaluate_main([str(tmp_path), "--dataset", "Carbon24"])
+    (tmp_path / "samples" / "samples.json").write_text(
+        '{"sampled_space_groups": [1], "failures": [], "nodes": [1], "seconds": 1.0}'
+    )
+    with pytest.raises(SystemExit, match=r"00000\.cif"):
+        evaluate_main([str(tmp_path), "--dataset", "Carbon24"])
