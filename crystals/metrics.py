@@ -308,7 +308,8 @@ def space_group_metrics(sample_groups: np.ndarray, reference_groups: np.ndarray,
     """Symmetry of the samples against the reference: non-P1 shares, numbers of distinct groups, the Jensen-Shannon
     distance (base 2, so disjoint histograms give 1; SymmCD's natural-log value is this times sqrt(ln 2)) and total
     variation of the 230-bin histograms, the share of the reference's top-10 groups among the samples' top 10, and
-    the share of samples whose detected group is the ``conditioned`` one (None if not conditioned)."""
+    the share of samples whose detected group is the ``conditioned`` one (None if not conditioned); and both sets'
+    counts per group present (``{"number": count}``, string keys as JSON keeps them), for histograms."""
     sample_histogram, reference_histogram = space_group_histogram(sample_groups), space_group_histogram(reference_groups)
     top_reference = _top_groups(reference_histogram)
     match = None
@@ -325,7 +326,14 @@ def space_group_metrics(sample_groups: np.ndarray, reference_groups: np.ndarray,
         "space_group_tv": float(0.5 * np.abs(sample_histogram - reference_histogram).sum()),
         "top10_overlap": len(_top_groups(sample_histogram) & top_reference) / len(top_reference),
         "space_group_match": match,
+        "space_group_counts": _counts(sample_groups),
+        "reference_space_group_counts": _counts(reference_groups),
     }
+
+
+def _counts(groups: np.ndarray) -> dict[str, int]:
+    numbers, counts = np.unique(np.asarray(groups, dtype=np.int64), return_counts=True)
+    return {str(number): int(count) for number, count in zip(numbers, counts)}
 
 
 def evaluate_crystals(samples: Sequence[Structure], test: CrystalFeatures | Sequence[Structure], dataset: str, *,

@@ -1,10 +1,20 @@
-"""Shared test setup: one torch thread (tests are small; threads only add overhead on 2 cores), and one local Ray
-for every test that runs a sweep or a benchmark (starting Ray takes seconds). The suite runs on two pytest-xdist
-workers, each with its own private local Ray (address="local": the two never join each other)."""
+"""Shared test setup: one torch thread (tests are small; threads only add overhead on 2 cores), one local Ray for
+every test that runs a sweep or a benchmark (starting Ray takes seconds), and benchmarks' trials run in the test's
+process where Ray is not the point. The suite runs on two pytest-xdist workers, each with its own private local Ray
+(address="local": the two never join each other)."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
 import torch
+
+import benchmarks.common
+from runner.sweep import Resources, Trial, load_records, pending_trials
+from runner.sweep.engine import trial_fingerprint
 
 torch.set_num_threads(1)
 
@@ -15,3 +25,28 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def _run_in_this_process(
+    trials: list[Trial],
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+    sweep_dir: Path,
+    resources: Resources,
+    after_each: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`runner.sweep.run_trials` without Ray: each pending trial's record, written where the engine writes it."""
+    for trial in pending_trials(trials, sweep_dir):
+        record = {**run(trial.config), "trial_fingerprint": trial_fingerprint(trial.config)}
+        path = Path(sweep_dir) / "records" / f"{trial.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        if after_each is not None:
+            after_each()
+    return load_records(sweep_dir, {trial.name for trial in trials})
+
+
+@pytest.fixture
+def trials_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Benchmarks run their trials in the test's process (tests/test_sweep.py covers the Ray engine; starting Ray and
+    a worker per trial takes minutes on a loaded machine)."""
+    monkeypatch.setattr(benchmarks.common, "run_trials", _run_in_this_process)

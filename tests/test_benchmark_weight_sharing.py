@@ -4,15 +4,11 @@ shuffled variant is one fixed pixel permutation of the shifted one, the same on 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-import benchmarks.common
 from benchmarks import weight_sharing
 from benchmarks.weight_sharing import (
     ARMS,
@@ -25,31 +21,9 @@ from benchmarks.weight_sharing import (
     to_image_layout,
     train_run,
 )
-from runner.sweep import Resources, Trial, load_records, pending_trials
-from runner.sweep.engine import trial_fingerprint
 
 
-def run_in_this_process(
-    trials: list[Trial],
-    run: Callable[[dict[str, Any]], dict[str, Any]],
-    sweep_dir: Path,
-    resources: Resources,
-    after_each: Callable[[], None] | None = None,
-) -> list[dict[str, Any]]:
-    """`runner.sweep.run_trials` without Ray (tests/test_sweep.py covers the engine; starting Ray and a worker per
-    trial takes minutes on a loaded machine): each pending trial's record, written where the engine writes it."""
-    for trial in pending_trials(trials, sweep_dir):
-        record = {**run(trial.config), "trial_fingerprint": trial_fingerprint(trial.config)}
-        path = Path(sweep_dir) / "records" / f"{trial.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
-        if after_each is not None:
-            after_each()
-    return load_records(sweep_dir, {trial.name for trial in trials})
-
-
-def test_smoke_grid_writes_every_arm_and_renders(tmp_path, monkeypatch):
-    monkeypatch.setattr(benchmarks.common, "run_trials", run_in_this_process)
+def test_smoke_grid_writes_every_arm_and_renders(tmp_path, trials_in_this_process):
     args = WeightSharingArgs(seeds=[0], profile="smoke", work_dir=tmp_path / "work", name="ws_test",
                              results_dir=tmp_path / "results", allow_dirty=True)  # fmt: skip
     weight_sharing.main(args)

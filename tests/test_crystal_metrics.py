@@ -116,6 +116,8 @@ def test_space_group_histogram_distances():
     assert disjoint["top10_overlap"] == 0.0
     matched = space_group_metrics(np.array([221, 1, 227]), np.array([221]), conditioned=np.array([221, 225, 227]))
     assert matched["space_group_match"] == pytest.approx(2 / 3) and matched["top10_overlap"] == 1.0
+    assert matched["space_group_counts"] == {"1": 1, "221": 1, "227": 1}
+    assert matched["reference_space_group_counts"] == {"221": 1}
     with pytest.raises(ValueError, match=r"1\.\.230"):
         space_group_metrics(np.array([0]), np.array([1]))
 

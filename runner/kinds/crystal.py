@@ -42,7 +42,8 @@ class Crystal(TargetModel):
         from crystals.evaluate import evaluate_generated, sample_counts, write_samples
 
         model, n, progress = self.model, self.args.n_samples, self.args.verbose > 0
-        results: dict[str, Any] = {"final_eval": model.evaluate(), "best_eval": model.best_metrics}
+        results: dict[str, Any] = {"final_eval": model.evaluate(), "best_eval": model.best_metrics,
+                                   "parameters": sum(p.numel() for p in model.network.parameters())}  # fmt: skip
         if n <= 0:
             return results
         generated = model.generate(n, progress_bar=progress)

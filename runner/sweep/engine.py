@@ -105,7 +105,8 @@ def _plain(spec: SweepSpec) -> dict[str, Any]:
 
 def run_record(run_dir: Path) -> dict[str, Any]:
     """The outcome of a finished `train.py` run: its evaluation curve, final and mean evaluation return (RL kinds),
-    the final and best evaluation metrics (the other kinds: a sampler's, a PDE solver's), timing."""
+    the final and best evaluation metrics (the other kinds: a sampler's, a PDE solver's), the samples' counts and
+    metrics and the parameter count (a crystal generator's), timing."""
     results = json.loads((run_dir / "results.json").read_text())
     record: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -113,7 +114,7 @@ def run_record(run_dir: Path) -> dict[str, Any]:
         "train_wall_time_s": results["wall_time_s"],
         "final_return": results.get("final_eval_mean_reward"),
     }
-    record |= {key: results[key] for key in ("final_eval", "best_eval") if key in results}
+    record |= {key: results[key] for key in ("final_eval", "best_eval", "samples", "metrics", "parameters") if key in results}
     if (run_dir / "evaluations.npz").is_file():
         evaluations = np.load(run_dir / "evaluations.npz")
         returns = evaluations["results"].mean(axis=1)
