@@ -49,7 +49,7 @@ from envs.registry import EVAL_ENVS, make_env, resolve_env_id
 from runner.args import TrainArgs
 from runner.experiment import train
 from runner.hyperparams import hyperparams_for
-from runner.kinds.offline import FINAL_EVAL_SEED
+from runner.kinds.sb3 import FINAL_EVAL_SEED
 from runner.sweep import Resources, Trial
 
 MethodName = Literal["Merlin", "Merlin-P", "Merlin-NP", "GCSL", "WGCSL"]

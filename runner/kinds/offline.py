@@ -28,7 +28,7 @@ from envs.datasets import (
 from envs.registry import ENV_ALIASES
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
 from runner.kinds.base import budget
-from runner.kinds.sb3 import GymRunner, evaluation_env, make_model
+from runner.kinds.sb3 import FINAL_EVAL_SEED, TRAIN_EVAL_SEED, GymRunner, make_model
 
 
 def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
@@ -48,10 +48,6 @@ def offline_dataset(dataset: str | None, env_id: str, build: bool) -> str:
         print(f"Dataset {dataset} is missing: building it ({build_command(dataset)}).")
         build_dataset(task, kind, default_episodes(task), seed=0)
     return dataset
-
-
-TRAIN_EVAL_SEED = 10_000  # added to the run's seed: the evaluation envs during training
-FINAL_EVAL_SEED = 20_000  # added to the run's seed: those of the final evaluation (fresh episodes)
 
 
 class Offline(GymRunner):
@@ -90,7 +86,3 @@ class Offline(GymRunner):
         if self.args.eval_episodes > 0:
             results["final_eval"] = evaluate_goal_policy(self.model, self.eval_env(FINAL_EVAL_SEED), self.args.eval_episodes)
         return results
-
-    def eval_env(self, seed_offset: int) -> Any:
-        """The env copies of an evaluation of ``args.eval_episodes`` episodes, seeded seed + ``seed_offset`` + i."""
-        return evaluation_env(self.env_factory, self.args.eval_episodes, self.seed + seed_offset)

@@ -1,5 +1,6 @@
 """The online kind: an SB3-style algorithm stepping a Gymnasium environment (SAC, DQS, ...), with periodic evaluation,
-checkpoints, a final evaluation, and a warning before a replay buffer larger than the free memory is allocated."""
+checkpoints, a final evaluation, and a warning before a replay buffer larger than the free memory is allocated.
+Evaluation envs are seeded seed + `TRAIN_EVAL_SEED` + i during training and seed + `FINAL_EVAL_SEED` + i at the end."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from agents.common.replay import save_replay_buffer
 from core.io import atomic_write
 from runner.args import DEFAULT_EVAL_FREQ, TrainArgs
 from runner.kinds.base import budget
-from runner.kinds.sb3 import GymRunner, evaluation_env, make_model
+from runner.kinds.sb3 import FINAL_EVAL_SEED, TRAIN_EVAL_SEED, GymRunner, make_model
 
 
 def available_memory() -> int | None:
@@ -84,7 +85,7 @@ class Online(GymRunner):
         if eval_freq > 0:
             callbacks.append(
                 EvalCallback(
-                    evaluation_env(self.env_factory, args.eval_episodes, self.seed + 10_000),
+                    self.eval_env(TRAIN_EVAL_SEED),
                     callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
                     callback_after_eval=None if self.on_evaluation is None else ReportEvaluation(self.on_evaluation),
                     n_eval_episodes=args.eval_episodes,
@@ -109,6 +110,6 @@ class Online(GymRunner):
     def final_results(self, run_dir: Path) -> dict[str, Any]:
         if self.args.eval_episodes <= 0:
             return {}
-        eval_env = evaluation_env(self.env_factory, self.args.eval_episodes, self.seed + 20_000)
+        eval_env = self.eval_env(FINAL_EVAL_SEED)
         mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=self.args.eval_episodes, deterministic=True)
         return {"final_eval_mean_reward": float(mean), "final_eval_std_reward": float(std)}

@@ -62,6 +62,10 @@ def evaluation_env(env_factory: Callable[[], Any], episodes: int, seed: int) -> 
     return make_vec_env(env_factory, n_envs=max(1, min(episodes, EVAL_ENVS)), seed=seed)
 
 
+TRAIN_EVAL_SEED = 10_000  # added to the run's seed: the evaluation envs during training
+FINAL_EVAL_SEED = 20_000  # added to the run's seed: those of the final evaluation (fresh episodes)
+
+
 class GymRunner(Runner):
     """A kind whose target is a Gymnasium environment (a short name or a full id)."""
 
@@ -77,3 +81,8 @@ class GymRunner(Runner):
         hyperparams = hyperparams_for(algo, self.target, args.hyperparams, algo_class)
         self.env_factory = partial(make_env, self.target, **hyperparams.run.get("env_kwargs", {}))
         return hyperparams
+
+    def eval_env(self, seed_offset: int) -> Any:
+        """The env copies of an evaluation of ``args.eval_episodes`` episodes, seeded seed + ``seed_offset`` + i
+        (`TRAIN_EVAL_SEED` during training, `FINAL_EVAL_SEED` for the final model)."""
+        return evaluation_env(self.env_factory, self.args.eval_episodes, self.seed + seed_offset)
