@@ -12,7 +12,7 @@ from benchmarks import pinn_paper
 from benchmarks.pinn_paper import PaperBenchArgs, arm_settings, paper_verdict, summarise
 
 
-def test_smoke_grid_runs_both_studies_and_renders(tmp_path, local_ray):
+def test_smoke_grid_runs_both_studies_and_renders(tmp_path, trials_in_this_process):
     args = PaperBenchArgs(problems=["Heat"], seeds=[0], profile="smoke", arms=["plain", "classical", "equivariance"],
                           work_dir=tmp_path / "work", name="paper_test", results_dir=tmp_path / "results",
                           allow_dirty=True)  # fmt: skip
