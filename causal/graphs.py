@@ -10,6 +10,7 @@ Latents are 0-indexed here; a name written for people (``graph_from_edges("1>2,2
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -56,14 +57,14 @@ def reachability(adjacency: np.ndarray) -> np.ndarray:
     return reach
 
 
-def descendants(adjacency: np.ndarray, nodes: set[int] | tuple[int, ...] | list[int]) -> set[int]:
+def descendants(adjacency: np.ndarray, nodes: Iterable[int]) -> set[int]:
     """The strict descendants De(S) of a node set: every node reached from a member by a path of at least one edge
     (members reached from other members included, the start itself only then)."""
     reach = reachability(adjacency)
     return {int(j) for i in nodes for j in np.flatnonzero(reach[i])}
 
 
-def ancestors(adjacency: np.ndarray, nodes: set[int] | tuple[int, ...] | list[int]) -> set[int]:
+def ancestors(adjacency: np.ndarray, nodes: Iterable[int]) -> set[int]:
     """The strict ancestors An(S) of a node set (members that are ancestors of other members included)."""
     return descendants(np.asarray(adjacency).T, nodes)
 

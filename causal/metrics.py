@@ -24,7 +24,7 @@ Latents and dimensions are 0-indexed; `Report` prints them 1-indexed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +91,8 @@ class KernelRidge:
         return self
 
     @staticmethod
-    def _solve(features: np.ndarray, targets: np.ndarray, penalties: Iterable[float]) -> list:
+    def _solve(features: np.ndarray, targets: np.ndarray,
+               penalties: Iterable[float]) -> list[Callable[[np.ndarray], np.ndarray]]:  # fmt: skip
         """The ridge predictors for each relative penalty, from one eigendecomposition of the Gram matrix."""
         feature_mean, target_mean = features.mean(axis=0), targets.mean(axis=0)
         centred = features - feature_mean
@@ -153,7 +154,8 @@ def match_blocks(train: Encodings, test: Encodings, blocks: Sequence[Sequence[in
 @dataclass(frozen=True)
 class BlockScores:
     """The scores of one block B with its learned dimensions B̂ (module docstring); ``leaky_latent`` is the j whose
-    noise is best predicted (None when every latent is in B or an ancestor of it, and Λ = 0)."""
+    noise is best predicted (None when every latent is in B or an ancestor of it, and Λ = 0); a negative R² counts as
+    no leakage (Λ ≥ 0)."""
 
     block: tuple[int, ...]
     dims: tuple[int, ...]
