@@ -1,6 +1,6 @@
 """Solution functions of an implicit latent causal model: z_i = s_i⁻¹(ε_i; ε_−i), one invertible map of the noise ε_i
 per latent whose parameters depend on the other noises (Brehmer, de Haan, Lippe & Cohen, NeurIPS 2022, arXiv
-2203.16437, §4.2; reference ``ws_crl/causal/implicit_scm.py`` with ``ws_crl/transforms.py``).
+2203.16437, App. C; reference ``ws_crl/causal/implicit_scm.py`` with ``ws_crl/transforms.py``).
 
 Each map is a conditional affine flow z_i = (ε_i − m_i(c_i)) / σ_i(c_i) with σ_i ≥ ``min_scale``, whose log-derivative
 log|∂z_i/∂ε_i| = −log σ_i is exact. The conditioner of latent i reads c_i = ε ⊙ mask_i: ``context="others"`` lets it

@@ -1,17 +1,21 @@
 """The learner: an implicit latent causal model (ILCM; Brehmer, de Haan, Lippe & Cohen, "Weakly supervised causal
-representation learning", NeurIPS 2022, arXiv 2203.16437, §4; reference ``ws_crl/lcm/ilcm.py``) whose posterior over
+representation learning", NeurIPS 2022, arXiv 2203.16437, App. C; reference ``ws_crl/lcm/ilcm.py``) whose posterior over
 the unknown target set ranges over a given family of target sets instead of {∅, {0}, …, {n−1}}, with its baselines.
 
 Generative model of a pair: noises ε ~ N(0, I_n); a target set S ~ π over the family; ε̃_i = ε_i off S, and on S
 ε̃_i = s_i(z̃_i; ε_−i) with z̃_i ~ N(0, 1), the solution functions of `causal.flows`; x = dec(ε) + noise and
 x̃ = dec(ε̃) + noise with a Gaussian decoder of fixed std. Inference: a Gaussian encoder q(ε | x) and
-`causal.interventions.TargetPosterior` for q(S | x, x̃). The ELBO of a pair (§4.3, Eq. 7 and App. C of the paper;
+`causal.interventions.TargetPosterior` for q(S | x, x̃). The ELBO of a pair (App. C of the paper;
 reference ``forward``, ``_project_and_sample``, ``_compute_elbo_terms``) sums over the family, weighted by q(S):
 the non-intervened components of both posteriors are replaced by a λ-mix of their means and stds (λ ~ U(0, 1)), ε and
 ε̃_S are sampled from them, ε̃ = S ⊙ ε̃ + (1 − S) ⊙ ε, and
 
     ELBO_S = log p(x | ε) + log p(x̃ | ε̃) + log N(ε; 0, I) + Σ_{i∈S} [log N(z̃_i; 0, 1) + log|∂z̃_i/∂ε̃_i|]
              − log q(ε, ε̃_S) + log π(S) − log q(S).
+
+As the reference, z̃_S are solved in the context of the pre-intervention noises ε: exact for atomic targets and a
+normalised density for every S, but the true model lies outside this class when S holds a latent and one of its
+ancestors (its true solution function reads the ancestor's fresh noise): an open point of the extension.
 
 The training loss is −log-likelihood + β·KL_ε + β_S·KL_S plus the reference's regularisers (``ws_crl/training.py``):
 0.01 × a consistency MSE of plain reconstructions, a ‖ε‖² penalty early in training, and KL(batch-mean q ‖ π) in place
@@ -284,6 +288,7 @@ class ILCM(nn.Module):
         if targets is None:  # every set of the family, weighted by q(S)
             sets = family.masks.unsqueeze(1).expand(-1, x.shape[0], -1)  # (K, B, n)
             weights = probs.T
+            # Σ q log(q/π); the reference weights its log q(S) by q(S) twice (Σ q² log q).
             kl_targets = (torch.special.xlogy(probs, probs) - probs * family.log_prior).sum(dim=1)
         else:
             sets = family.masks[targets].unsqueeze(0)  # (1, B, n)

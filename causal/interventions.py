@@ -1,7 +1,7 @@
 """The learner's view of the unknown target set S of a pair: a family of possible target sets with a prior π(S), and
 the variational posterior q(S | x, x̃) restricted to that family.
 
-ILCM (Brehmer, de Haan, Lippe & Cohen, NeurIPS 2022, arXiv 2203.16437, §4.3; reference
+ILCM (Brehmer, de Haan, Lippe & Cohen, NeurIPS 2022, arXiv 2203.16437, App. C; reference
 ``ws_crl/causal/interventions.py``, ``HeuristicInterventionEncoder``) scores the atomic family {∅, {0}, …, {n−1}}
 with change log-odds ℓ_i = α + β|Δ_i| + γΔ_i² of Δ = μ(x̃) − μ(x), the encoder means, and ℓ_∅ = 0. Here a target
 set scores the sum of its latents' log-odds, score(S) = Σ_{i∈S} ℓ_i, and q(S) is the softmax of the scores over the
