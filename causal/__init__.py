@@ -13,6 +13,9 @@ Modules (latents 0-indexed in code; everything printed names them z1..zn):
 * `mixing` — the observation map: leaky-ReLU MLP with condition-filtered weights, or a rotation; with its inverse.
 * `data` — the registered tasks (`resolve_task`, `task`, `load_split` with an .npz cache); CLI ``python -m causal.data``.
 * `metrics` — block matching, informativeness, purity, leakage, sufficiency gap, DCI, target Jaccard (`evaluate`).
+* `flows` — ILCM's solution functions: conditional affine flows with masked conditioners.
+* `interventions` — families of target sets with a prior, and the posterior q(S | x, x̃) restricted to a family.
+* `ilcm` — the learner: ILCM (and its dVAE and β-VAE baselines) as one module with its ELBO and training loss.
 
 Numpy, scipy, scikit-learn and torch; of this project it imports `core` only.
 """
