@@ -95,8 +95,12 @@ class CrystalArgs(Resources, ResultsArgs):
     """Results file: <results-dir>/<name>.json."""
 
 
+CHECKPOINTS = 5  # per run: a killed benchmark resumes its runs' training from the last one (`runner.sweep.runs`)
+
+
 def crystal_trials(args: CrystalArgs, profile: CrystalProfile) -> list[Trial]:
-    """One ``train.py`` run per (dataset, seed, model): the profile's steps, sampling and evaluation at the end."""
+    """One ``train.py`` run per (dataset, seed, model): the profile's steps with `CHECKPOINTS` checkpoints, sampling
+    and evaluation at the end."""
     datasets = args.datasets or list(profile.steps)
     unknown = [name for name in datasets if name not in profile.steps]
     if unknown:
@@ -117,6 +121,7 @@ def crystal_trials(args: CrystalArgs, profile: CrystalProfile) -> list[Trial]:
                 num_threads=args.threads_per_trial,
                 device=args.device,
                 hyperparams=profile.hyperparams,
+                save_freq=max(profile.steps[dataset] // CHECKPOINTS, 1),
             ),
             {"env": dataset, "algo": model, "seed": seed, "steps": profile.steps[dataset]},
         )

@@ -94,11 +94,15 @@ class MujocoArgs(RLGridArgs):
     """Interleaved throughput measurements per algorithm."""
 
 
+CHECKPOINTS = 10  # per run: a killed run loses at most a tenth of its steps
+
+
 def run_trials_of(
     args: RLGridArgs, steps_of: Callable[[str], int], eval_freq: int, overrides_of: Callable[[str], dict[str, str]]
 ) -> list[Trial]:  # fmt: skip
     """One `train.py` trial per (env, seed, algo): ``steps_of(env)`` steps, ``overrides_of(env)`` as its
-    ``--hyperparams``, evaluated every ``eval_freq`` steps."""
+    ``--hyperparams``, evaluated every ``eval_freq`` steps, with `CHECKPOINTS` checkpoints and their replay buffers,
+    so that a killed benchmark resumes its runs from the last one (`runner.sweep.runs`)."""
     return [
         train_trial(
             f"run__{env}__{algo}__seed{seed}",
@@ -115,6 +119,8 @@ def run_trials_of(
                 num_threads=args.threads_per_trial,
                 device=args.device,
                 hyperparams=overrides_of(env),
+                save_freq=max(steps_of(env) // CHECKPOINTS, 1),
+                save_replay_buffer=True,
             ),
             {"env": env, "algo": algo, "seed": seed, "steps": steps_of(env), "defaults": defaults_fingerprint(algo, env)},
         )

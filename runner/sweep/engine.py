@@ -39,6 +39,7 @@ from runner.experiment import train
 from runner.hyperparams import SEARCH_SPACES, apply_overrides, check_keys
 from runner.kinds import runner_of
 from runner.registry import get_algo
+from runner.sweep.runs import run_record, segments_record, train_resumably
 
 Pruner = Literal["asha", "median", "none"]
 
@@ -103,28 +104,6 @@ def _plain(spec: SweepSpec) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(spec).items()}
 
 
-def run_record(run_dir: Path) -> dict[str, Any]:
-    """The outcome of a finished `train.py` run: its evaluation curve, final and mean evaluation return (RL kinds),
-    the final and best evaluation metrics (the other kinds: a sampler's, a PDE solver's), the samples' counts and
-    metrics and the parameter count (a crystal generator's), timing."""
-    results = json.loads((run_dir / "results.json").read_text())
-    record: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "num_timesteps": results["num_timesteps"],
-        "train_wall_time_s": results["wall_time_s"],
-        "final_return": results.get("final_eval_mean_reward"),
-    }
-    record |= {key: results[key] for key in ("final_eval", "best_eval", "samples", "metrics", "parameters") if key in results}
-    if (run_dir / "evaluations.npz").is_file():
-        evaluations = np.load(run_dir / "evaluations.npz")
-        returns = evaluations["results"].mean(axis=1)
-        record |= {"eval_timesteps": evaluations["timesteps"].tolist(), "eval_returns": returns.tolist(),
-                   "mean_eval_return": float(returns.mean())}  # fmt: skip
-        if "successes" in evaluations:
-            record["eval_success_rates"] = evaluations["successes"].mean(axis=1).tolist()
-    return record
-
-
 def _point_name(point: dict[str, str]) -> str:
     text = ",".join(f"{key}={value}" for key, value in sorted(point.items())) or "default"
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
@@ -164,12 +143,17 @@ def train_trial(name: str, args: TrainArgs, described: dict[str, Any]) -> Trial:
 
 
 def run_train_trial(config: dict[str, Any]) -> dict[str, Any]:
-    """The run function of `train_trial` trials."""
-    return {**config["described"], **run_record(train(config["train_args"]))}
+    """The run function of `train_trial` trials: one `train.py` run, which a trial that writes checkpoints keeps in its
+    own folder ``<log_dir>/trials/<fingerprint>`` and resumes from its newest one when an earlier attempt was killed
+    (`runner.sweep.runs`)."""
+    args: TrainArgs = config["train_args"]
+    runs = train_resumably(args, Path(args.log_dir) / "trials" / trial_fingerprint(config))
+    return {**config["described"], **segments_record(runs)}
 
 
-#: `TrainArgs` fields that say where and how a run is watched, not what it trains: a resumed sweep may change them.
-_NOT_IDENTITY = frozenset({"log_dir", "progress", "verbose", "num_threads"})
+#: `TrainArgs` fields that say where and how a run is watched or kept, not what it trains: a resumed sweep may change
+#: them.
+_NOT_IDENTITY = frozenset({"log_dir", "progress", "verbose", "num_threads", "save_freq", "save_replay_buffer"})
 
 
 def trial_fingerprint(config: dict[str, Any]) -> str:
