@@ -85,6 +85,9 @@ class SweepSpec(Resources):
     """Evaluate every this many steps (train.py --eval-freq)."""
     eval_episodes: int = 5
     """Episodes per evaluation."""
+    save_freq: int = 0
+    """Checkpoint every this many steps, with the replay buffer (train.py --save-freq --save-replay-buffer): a killed
+    sweep then resumes its unfinished trials from their last checkpoint instead of starting them over."""
     device: str = "auto"
     """Torch device of every trial."""
     name: str = "sweep"
@@ -133,7 +136,8 @@ def train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: dic
     return TrainArgs(
         algo=algo, env=env, total_timesteps=spec.total_timesteps, seed=seed, eval_freq=spec.eval_freq,
         eval_episodes=spec.eval_episodes, num_threads=spec.threads_per_trial, device=spec.device,
-        hyperparams=hyperparams, log_dir=spec.log_dir, progress=False, verbose=0,
+        hyperparams=hyperparams, log_dir=spec.log_dir, progress=False, verbose=0, save_freq=spec.save_freq,
+        save_replay_buffer=spec.save_freq > 0,
     )  # fmt: skip
 
 
