@@ -194,7 +194,7 @@ class SingleTerms(NamedTuple):
 class ILCM(nn.Module):
     """ILCM over a family of target sets, or one of its baselines (``config.model``): one module holding the encoder,
     decoder, solution functions and target posterior, so that a trainer keeps one optimiser and calls `loss` per
-    batch. Random draws come from torch's global generator.
+    batch. Random draws come from the ``generator`` of `elbo` and `loss` (torch's global one when None).
 
     :param dim_x: Observed dimension
     :param family: The possible target sets and their prior (for the β-VAE only its number of latents is used)
@@ -232,25 +232,26 @@ class ILCM(nn.Module):
 
     # --- objectives -----------------------------------------------------------------------------------------------
 
-    def elbo(self, x: Tensor, x_tilde: Tensor, targets: Tensor | None = None, floor: float = 0.0) -> Tensor:
+    def elbo(self, x: Tensor, x_tilde: Tensor, targets: Tensor | None = None, floor: float = 0.0,
+             generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
         """(B,) one-sample ELBO of each pair, a lower bound of log p(x, x̃) in expectation (of log p(x, x̃, S) with the
         true ``targets`` (B,) indices into the family); the β-VAE's is log p(x) + log p(x̃)'s."""
         mean, std = self.encoder(torch.cat([x, x_tilde]))
         if not self.structured:
-            single = self._single_terms(torch.cat([x, x_tilde]), mean, std)
+            single = self._single_terms(torch.cat([x, x_tilde]), mean, std, generator)
             return single.log_likelihood - single.kl
         (mean1, mean2), (std1, std2) = mean.chunk(2), std.chunk(2)
         probs = self.posterior(mean2 - mean1, floor)
-        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, True)
+        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, True, generator)
         return terms.log_likelihood - terms.kl_noise - terms.kl_targets
 
-    def loss(self, x: Tensor, x_tilde: Tensor, phase: Phase, targets: Tensor | None = None
-             ) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+    def loss(self, x: Tensor, x_tilde: Tensor, phase: Phase, targets: Tensor | None = None,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
         """The training loss of a batch of pairs (B, dim_x) in ``phase``, and its parts for logging. ``targets`` (B,)
         indices into the family make it the oracle: q(S) puts mass 1 on the true set."""
         observations = torch.cat([x, x_tilde])
         mean, std = self.encoder(observations)
-        single = self._single_terms(observations, mean, std)
+        single = self._single_terms(observations, mean, std, generator)
         regularisers = phase.consistency * single.squared_error + phase.latent_norm * single.norm
         stats = {"consistency_mse": single.squared_error.mean().item(), "latent_norm": single.norm.mean().item(),
                  "encoder_std": std.mean().item()}  # fmt: skip
@@ -264,7 +265,8 @@ class ILCM(nn.Module):
         oracle = targets is not None
         if not oracle and phase.argmax_targets:
             targets = probs.argmax(dim=1)
-        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, phase.model_interventions)
+        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, phase.model_interventions,
+                                 generator)  # fmt: skip
         loss = (-terms.log_likelihood + phase.beta * terms.kl_noise + phase.beta_targets * terms.kl_targets
                 + regularisers).mean()  # fmt: skip
         marginal = probs.mean(dim=0)  # soft q even with argmax targets: its log stays finite
@@ -284,16 +286,18 @@ class ILCM(nn.Module):
         log_likelihood = gaussian_log_prob(observations, reconstruction, self.config.decoder_std).sum(-1)
         return log_likelihood, ((reconstruction - observations) ** 2).sum(-1)
 
-    def _single_terms(self, observations: Tensor, mean: Tensor, std: Tensor) -> SingleTerms:
+    def _single_terms(self, observations: Tensor, mean: Tensor, std: Tensor,
+                      generator: torch.Generator | None) -> SingleTerms:  # fmt: skip
         """`SingleTerms` of the stacked (2B, ·) observations x, x̃ and their posteriors."""
-        noise = mean + std * torch.randn_like(mean)
+        noise = mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         log_likelihood, squared_error = self._log_likelihood(noise, observations)
         kl = (gaussian_log_prob(noise, mean, std) - gaussian_log_prob(noise, 0.0, 1.0)).sum(-1)
         pairs = [sum(value.chunk(2)) for value in (log_likelihood, kl, squared_error, (noise**2).sum(-1))]
         return SingleTerms(*pairs)
 
     def _pair_terms(self, x: Tensor, x_tilde: Tensor, posteriors: tuple[Tensor, Tensor, Tensor, Tensor], probs: Tensor,
-                    targets: Tensor | None, model_interventions: bool) -> PairTerms:  # fmt: skip
+                    targets: Tensor | None, model_interventions: bool, generator: torch.Generator | None
+                    ) -> PairTerms:  # fmt: skip
         """`PairTerms` averaged over q(S) = ``probs`` (B, K), or for the one set ``targets`` (B,) per pair."""
         mean1, std1, mean2, std2 = posteriors
         family = self.posterior.family
@@ -307,11 +311,11 @@ class ILCM(nn.Module):
             weights = x.new_ones(1, x.shape[0])
             kl_targets = -family.log_prior[targets]
         # Off S both posteriors become one λ-mix of the two, so ε̃_i = ε_i there (reference _project_to_manifold).
-        lam = torch.rand(sets.shape, dtype=x.dtype, device=x.device)
+        lam = torch.rand(sets.shape, generator=generator, dtype=x.dtype, device=x.device)
         mixed_mean, mixed_std = lam * mean1 + (1 - lam) * mean2, lam * std1 + (1 - lam) * std2
         mean1, std1 = sets * mean1 + (1 - sets) * mixed_mean, sets * std1 + (1 - sets) * mixed_std
         mean2, std2 = sets * mean2 + (1 - sets) * mixed_mean, sets * std2 + (1 - sets) * mixed_std
-        draws = torch.randn(2, *sets.shape, dtype=x.dtype, device=x.device)
+        draws = torch.randn(2, *sets.shape, generator=generator, dtype=x.dtype, device=x.device)
         noise = mean1 + std1 * draws[0]
         noise_tilde = sets * (mean2 + std2 * draws[1]) + (1 - sets) * noise
         log_posterior = (gaussian_log_prob(noise, mean1, std1).sum(-1)
