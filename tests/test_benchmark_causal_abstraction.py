@@ -4,6 +4,7 @@ the predicted abstraction, and its section renders the tables, the targets and t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,12 @@ def test_smoke_grid_runs_every_model_and_renders(tmp_path, monkeypatch, trials_i
     for model, cell in cells.items():
         assert set(cell["blocks"]) == {"{z1}", "{z2,z3}"} and set(cell["safe"]) == {"{z1}", "{z2}"}
         assert (cell["target_jaccard"][0] is None) == (model in ("betavae", "ilcm-oracle", "pca-ica"))
+    assert len(cells) == 7
     assert [target for target, _, _ in result["targets"]] == [
-        "P2 linear: ilcm I ≥ 0.9 and Λ ≤ 0.05 on every R0 set, 1/1 seeds"
+        f"P2 linear: {model} I ≥ 0.9 and Λ ≤ 0.05 on every R0 set, 1/1 seeds" for model in ("ilcm", "ilcm-others")
     ]
+    others = next(run for run in result["runs"] if run["algo"] == "ilcm-others")
+    assert "context: others" in (Path(others["run_dir"]) / "config.yaml").read_text()
     section = causal_abstraction.render(result, tmp_path / "figures")
     assert section.startswith("## Causal abstractions from contrastive pairs")
     assert "Predicted: R1 blocks {z1}, {z2,z3}; R0 sets {z1}, {z2}." in section
