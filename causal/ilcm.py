@@ -24,7 +24,10 @@ need no choice: for atomic S, ε̃_−i = ε_−i and the two contexts coincide.
 solves z̃_S in the context of ε̃ and contains the true model for every family; "others" (the reference: every other
 noise) keeps the reference's pre-intervention context ε, since a cyclic context solved at ε̃ is no density. It is exact
 for atomic targets but cannot represent a target set holding a latent and an ancestor (chain z1 → z2 with S = {z1, z2}:
-the true z̃_2 = s_2⁻¹(ε̃_2; ε̃_1) reads the fresh ε̃_1, not ε_1); `ILCM.intervened_log_prob` is the term.
+the true z̃_2 = s_2⁻¹(ε̃_2; ε̃_1) reads the fresh ε̃_1, not ε_1); `ILCM.intervened_log_prob` is the term. The price of
+"ordered": the encoder must also find a topological order of the latents, and in a learned order that is not one the
+true model is again out of reach (seen once: chain z1 → z2 → z3 with targets {z2}, {z2, z3}, where a run ordered z3
+before z2 and leaked ε3 into its z2; `benchmarks.causal_abstraction` compares both contexts).
 
 The training loss is −log-likelihood + β·KL_ε + β_S·KL_S plus the reference's regularisers (``ws_crl/training.py``):
 0.01 × a consistency MSE of plain reconstructions, a ‖ε‖² penalty early in training, and KL(batch-mean q ‖ π) in place
