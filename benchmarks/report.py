@@ -15,6 +15,7 @@ import tyro
 
 from benchmarks import (
     canonical,
+    causal_abstraction,
     crystals,
     dqs_acting,
     dqs_exploration,
@@ -42,7 +43,7 @@ SECTIONS: tuple[Section, ...] = tuple(
     module.SECTION
     for module in (throughput, idem, dqs_multimodal, dqs_mujoco, dqs_exploration, dqs_sharpness, dqs_acting, merlin,
                    merlin_sensitivity, merlin_rooms, canonical, equivariant, egnn_throughput, emnn_meshes, prox_throughput,
-                   weight_sharing, pinn_symmetry, pinn_paper, crystals)
+                   weight_sharing, pinn_symmetry, pinn_paper, crystals, causal_abstraction)
 )  # fmt: skip
 HEADER = """# Benchmarks
 

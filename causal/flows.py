@@ -4,8 +4,11 @@ per latent whose parameters depend on the other noises (Brehmer, de Haan, Lippe 
 
 Each map is a conditional affine flow z_i = (ε_i − m_i(c_i)) / σ_i(c_i) with σ_i ≥ ``min_scale``, whose log-derivative
 log|∂z_i/∂ε_i| = −log σ_i is exact. The conditioner of latent i reads c_i = ε ⊙ mask_i: ``context="others"`` lets it
-see every other noise (ILCM without a graph), ``context="none"`` sees nothing, so each map is a fixed affine map (the
-paper's dVAE baseline).
+see every other noise (ILCM without a graph, as the reference), ``context="ordered"`` only the noises of the latents
+before it (ε_<i: an autoregressive, i.e. fixed-order, model, in which every DAG fits after a permutation of the
+latents), ``context="none"`` nothing, so each map is a fixed affine map (the paper's dVAE baseline). With an acyclic
+context ("ordered", "none") the map ε ↦ z is triangular, so z = s⁻¹(ε̃; ε̃) of a whole vector is a change of variables
+with log-determinant Σ_i log|∂z_i/∂ε_i|, whichever latents are solved jointly.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-Context = Literal["others", "none"]
+Context = Literal["others", "ordered", "none"]
 
 
 def context_mask(num_latents: int, context: Context) -> Tensor:
     """(n, n) float: row i marks the noises the conditioner of latent i reads (never ε_i itself)."""
     if context == "others":
         return 1.0 - torch.eye(num_latents)
+    if context == "ordered":
+        return torch.ones(num_latents, num_latents).tril(-1)
     if context == "none":
         return torch.zeros(num_latents, num_latents)
-    raise ValueError(f"context must be 'others' or 'none', got {context!r}")
+    raise ValueError(f"context must be 'others', 'ordered' or 'none', got {context!r}")
 
 
 class MaskedConditioner(nn.Module):
@@ -58,11 +63,12 @@ class MaskedConditioner(nn.Module):
 
 class SolutionFunctions(nn.Module):
     """z = s⁻¹(ε; context), latent by latent: z_i = (ε_i − m_i) / σ_i with (m_i, log(σ_i − min_scale)) from the
-    masked conditioner at ``context``. ``noise`` and ``context`` differ in the ELBO, where the intervened noises ε̃_S
-    are solved in the context of the pre-intervention noises ε (reference ``_compute_logprob_intervened``).
+    masked conditioner at ``context``. ``noise`` and ``context`` may differ: the ELBO of `causal.ilcm` solves the
+    intervened noises ε̃_S in the context of the pre-intervention noises ε when the context is cyclic (the reference's
+    ``_compute_logprob_intervened``) and of the post-intervention noises ε̃ when it is `acyclic`.
 
     :param num_latents: n
-    :param context: "others" (ILCM) or "none" (dVAE)
+    :param context: "others" (ILCM as the reference), "ordered" (ILCM over target sets) or "none" (dVAE)
     :param min_scale: Lower bound of σ_i, so |∂z_i/∂ε_i| ≤ 1/min_scale (reference ``min_std`` 0.2)
     :param init_scale: σ_i at initialisation (reference: about 10, "broad", so p(ε̃_i | ε) starts wide)
     """
@@ -73,6 +79,8 @@ class SolutionFunctions(nn.Module):
         if not 0 < min_scale < init_scale:
             raise ValueError(f"need 0 < min_scale < init_scale, got {min_scale} and {init_scale}")
         self.min_scale = min_scale
+        #: Whether latent i reads only latents before it, so that solving several latents at once is triangular.
+        self.acyclic = context != "others"
         self.conditioner = MaskedConditioner(context_mask(num_latents, context), 2, hidden_units, hidden_layers)
         with torch.no_grad():  # start near a constant map with scale init_scale, as the reference's "broad" init
             last_weight, last_bias = self.conditioner.weights[-1], self.conditioner.biases[-1]

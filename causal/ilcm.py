@@ -3,8 +3,8 @@ representation learning", NeurIPS 2022, arXiv 2203.16437, App. C; reference ``ws
 the unknown target set ranges over a given family of target sets instead of {∅, {0}, …, {n−1}}, with its baselines.
 
 Generative model of a pair: noises ε ~ N(0, I_n); a target set S ~ π over the family; ε̃_i = ε_i off S, and on S
-ε̃_i = s_i(z̃_i; ε_−i) with z̃_i ~ N(0, 1), the solution functions of `causal.flows`; x = dec(ε) + noise and
-x̃ = dec(ε̃) + noise with a Gaussian decoder of fixed std. Inference: a Gaussian encoder q(ε | x) and
+ε̃_i = s_i(z̃_i; context) with z̃_i ~ N(0, 1), the solution functions of `causal.flows` (their context: below);
+x = dec(ε) + noise and x̃ = dec(ε̃) + noise with a Gaussian decoder of fixed std. Inference: a Gaussian encoder q(ε | x) and
 `causal.interventions.TargetPosterior` for q(S | x, x̃). The ELBO of a pair (App. C of the paper;
 reference ``forward``, ``_project_and_sample``, ``_compute_elbo_terms``) sums over the family, weighted by q(S):
 the non-intervened components of both posteriors are replaced by a λ-mix of their means and stds (λ ~ U(0, 1)), ε and
@@ -13,9 +13,21 @@ the non-intervened components of both posteriors are replaced by a λ-mix of the
     ELBO_S = log p(x | ε) + log p(x̃ | ε̃) + log N(ε; 0, I) + Σ_{i∈S} [log N(z̃_i; 0, 1) + log|∂z̃_i/∂ε̃_i|]
              − log q(ε, ε̃_S) + log π(S) − log q(S).
 
-As the reference, z̃_S are solved in the context of the pre-intervention noises ε: exact for atomic targets and a
-normalised density for every S, but the true model lies outside this class when S holds a latent and one of its
-ancestors (its true solution function reads the ancestor's fresh noise): an open point of the extension.
+Context of the intervened solution functions (`ILCMConfig.context`). The encoding ε̃ of x̃ is the noise vector that
+the observational solution functions map to z̃, z̃ = s⁻¹(ε̃; ε̃) (the decoder reads x̃ so). Under a perfect intervention
+on S, z̃_S is fresh and independent of ε, and for i ∈ S the true ε̃_i = s_i(z̃_i; ε̃_An(i)) reads the ancestors'
+*post*-intervention noises, which differ from ε for ancestors inside S. The prior of ε̃_S given ε̃_{V∖S} = ε_{V∖S} is
+therefore the change of variables ε̃_S ↦ z̃_S with z̃_i = s_i⁻¹(ε̃_i; ε̃), Σ_{i∈S} [log N(z̃_i) + log|∂z̃_i/∂ε̃_i|],
+which is a normalised density exactly when that map is triangular: when the context is acyclic. Brehmer et al. (App. C)
+need no choice: for atomic S, ε̃_−i = ε_−i and the two contexts coincide. Hence "ordered" (the default: latent i reads
+ε_<i, a fixed-order model that holds every DAG after a permutation of the latents, which the encoder is free to make)
+solves z̃_S in the context of ε̃ and contains the true model for every family; "others" (the reference: every other
+noise) keeps the reference's pre-intervention context ε, since a cyclic context solved at ε̃ is no density. It is exact
+for atomic targets but cannot represent a target set holding a latent and an ancestor (chain z1 → z2 with S = {z1, z2}:
+the true z̃_2 = s_2⁻¹(ε̃_2; ε̃_1) reads the fresh ε̃_1, not ε_1); `ILCM.intervened_log_prob` is the term. The price of
+"ordered": the encoder must also find a topological order of the latents, and in a learned order that is not one the
+true model is again out of reach (seen once: chain z1 → z2 → z3 with targets {z2}, {z2, z3}, where a run ordered z3
+before z2 and leaked ε3 into its z2; `benchmarks.causal_abstraction` compares both contexts).
 
 The training loss is −log-likelihood + β·KL_ε + β_S·KL_S plus the reference's regularisers (``ws_crl/training.py``):
 0.01 × a consistency MSE of plain reconstructions, a ‖ε‖² penalty early in training, and KL(batch-mean q ‖ π) in place
@@ -86,6 +98,9 @@ class ILCMConfig(CheckedConfig):
 
     model: Literal["ilcm", "dvae", "betavae"] = "ilcm"
     """ILCM; the dVAE baseline (solution functions without context); or a β-VAE on single observations."""
+    context: Literal["ordered", "others"] = "ordered"
+    """ILCM's solution functions read the noises of the latents before them ("ordered": exact for every target set)
+    or every other noise ("others": the reference, exact for atomic target sets; module docstring)."""
     hidden_units: int = 64
     """Width of every MLP: encoder, decoder and the conditioners of the solution functions."""
     hidden_layers: int = 2
@@ -182,7 +197,7 @@ class SingleTerms(NamedTuple):
 class ILCM(nn.Module):
     """ILCM over a family of target sets, or one of its baselines (``config.model``): one module holding the encoder,
     decoder, solution functions and target posterior, so that a trainer keeps one optimiser and calls `loss` per
-    batch. Random draws come from torch's global generator.
+    batch. Random draws come from the ``generator`` of `elbo` and `loss` (torch's global one when None).
 
     :param dim_x: Observed dimension
     :param family: The possible target sets and their prior (for the β-VAE only its number of latents is used)
@@ -199,7 +214,7 @@ class ILCM(nn.Module):
         self.decoder = mlp([n, *hidden, dim_x])
         self.structured = config.model != "betavae"
         if self.structured:
-            self.solutions = SolutionFunctions(n, "others" if config.model == "ilcm" else "none", config.hidden_units,
+            self.solutions = SolutionFunctions(n, config.context if config.model == "ilcm" else "none", config.hidden_units,
                                                config.hidden_layers, config.solution_min_scale,
                                                config.solution_init_scale)  # fmt: skip
             self.posterior = TargetPosterior(family)
@@ -220,25 +235,26 @@ class ILCM(nn.Module):
 
     # --- objectives -----------------------------------------------------------------------------------------------
 
-    def elbo(self, x: Tensor, x_tilde: Tensor, targets: Tensor | None = None, floor: float = 0.0) -> Tensor:
+    def elbo(self, x: Tensor, x_tilde: Tensor, targets: Tensor | None = None, floor: float = 0.0,
+             generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
         """(B,) one-sample ELBO of each pair, a lower bound of log p(x, x̃) in expectation (of log p(x, x̃, S) with the
         true ``targets`` (B,) indices into the family); the β-VAE's is log p(x) + log p(x̃)'s."""
         mean, std = self.encoder(torch.cat([x, x_tilde]))
         if not self.structured:
-            single = self._single_terms(torch.cat([x, x_tilde]), mean, std)
+            single = self._single_terms(torch.cat([x, x_tilde]), mean, std, generator)
             return single.log_likelihood - single.kl
         (mean1, mean2), (std1, std2) = mean.chunk(2), std.chunk(2)
         probs = self.posterior(mean2 - mean1, floor)
-        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, True)
+        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, True, generator)
         return terms.log_likelihood - terms.kl_noise - terms.kl_targets
 
-    def loss(self, x: Tensor, x_tilde: Tensor, phase: Phase, targets: Tensor | None = None
-             ) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+    def loss(self, x: Tensor, x_tilde: Tensor, phase: Phase, targets: Tensor | None = None,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
         """The training loss of a batch of pairs (B, dim_x) in ``phase``, and its parts for logging. ``targets`` (B,)
         indices into the family make it the oracle: q(S) puts mass 1 on the true set."""
         observations = torch.cat([x, x_tilde])
         mean, std = self.encoder(observations)
-        single = self._single_terms(observations, mean, std)
+        single = self._single_terms(observations, mean, std, generator)
         regularisers = phase.consistency * single.squared_error + phase.latent_norm * single.norm
         stats = {"consistency_mse": single.squared_error.mean().item(), "latent_norm": single.norm.mean().item(),
                  "encoder_std": std.mean().item()}  # fmt: skip
@@ -252,7 +268,8 @@ class ILCM(nn.Module):
         oracle = targets is not None
         if not oracle and phase.argmax_targets:
             targets = probs.argmax(dim=1)
-        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, phase.model_interventions)
+        terms = self._pair_terms(x, x_tilde, (mean1, std1, mean2, std2), probs, targets, phase.model_interventions,
+                                 generator)  # fmt: skip
         loss = (-terms.log_likelihood + phase.beta * terms.kl_noise + phase.beta_targets * terms.kl_targets
                 + regularisers).mean()  # fmt: skip
         marginal = probs.mean(dim=0)  # soft q even with argmax targets: its log stays finite
@@ -272,16 +289,18 @@ class ILCM(nn.Module):
         log_likelihood = gaussian_log_prob(observations, reconstruction, self.config.decoder_std).sum(-1)
         return log_likelihood, ((reconstruction - observations) ** 2).sum(-1)
 
-    def _single_terms(self, observations: Tensor, mean: Tensor, std: Tensor) -> SingleTerms:
+    def _single_terms(self, observations: Tensor, mean: Tensor, std: Tensor,
+                      generator: torch.Generator | None) -> SingleTerms:  # fmt: skip
         """`SingleTerms` of the stacked (2B, ·) observations x, x̃ and their posteriors."""
-        noise = mean + std * torch.randn_like(mean)
+        noise = mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         log_likelihood, squared_error = self._log_likelihood(noise, observations)
         kl = (gaussian_log_prob(noise, mean, std) - gaussian_log_prob(noise, 0.0, 1.0)).sum(-1)
         pairs = [sum(value.chunk(2)) for value in (log_likelihood, kl, squared_error, (noise**2).sum(-1))]
         return SingleTerms(*pairs)
 
     def _pair_terms(self, x: Tensor, x_tilde: Tensor, posteriors: tuple[Tensor, Tensor, Tensor, Tensor], probs: Tensor,
-                    targets: Tensor | None, model_interventions: bool) -> PairTerms:  # fmt: skip
+                    targets: Tensor | None, model_interventions: bool, generator: torch.Generator | None
+                    ) -> PairTerms:  # fmt: skip
         """`PairTerms` averaged over q(S) = ``probs`` (B, K), or for the one set ``targets`` (B,) per pair."""
         mean1, std1, mean2, std2 = posteriors
         family = self.posterior.family
@@ -295,11 +314,11 @@ class ILCM(nn.Module):
             weights = x.new_ones(1, x.shape[0])
             kl_targets = -family.log_prior[targets]
         # Off S both posteriors become one λ-mix of the two, so ε̃_i = ε_i there (reference _project_to_manifold).
-        lam = torch.rand(sets.shape, dtype=x.dtype, device=x.device)
+        lam = torch.rand(sets.shape, generator=generator, dtype=x.dtype, device=x.device)
         mixed_mean, mixed_std = lam * mean1 + (1 - lam) * mean2, lam * std1 + (1 - lam) * std2
         mean1, std1 = sets * mean1 + (1 - sets) * mixed_mean, sets * std1 + (1 - sets) * mixed_std
         mean2, std2 = sets * mean2 + (1 - sets) * mixed_mean, sets * std2 + (1 - sets) * mixed_std
-        draws = torch.randn(2, *sets.shape, dtype=x.dtype, device=x.device)
+        draws = torch.randn(2, *sets.shape, generator=generator, dtype=x.dtype, device=x.device)
         noise = mean1 + std1 * draws[0]
         noise_tilde = sets * (mean2 + std2 * draws[1]) + (1 - sets) * noise
         log_posterior = (gaussian_log_prob(noise, mean1, std1).sum(-1)
@@ -307,8 +326,14 @@ class ILCM(nn.Module):
         log_likelihood = self._log_likelihood(noise, x)[0] + self._log_likelihood(noise_tilde, x_tilde)[0]
         kl_noise = log_posterior - gaussian_log_prob(noise, 0.0, 1.0).sum(-1)
         if model_interventions:
-            n = self.num_latents
-            latents, log_det = self.solutions(noise_tilde.reshape(-1, n), noise.reshape(-1, n))
-            intervened = (gaussian_log_prob(latents, 0.0, 1.0) + log_det).reshape(sets.shape)
-            kl_noise = kl_noise - (sets * intervened).sum(-1)
+            kl_noise = kl_noise - self.intervened_log_prob(noise, noise_tilde, sets)
         return PairTerms((weights * log_likelihood).sum(0), (weights * kl_noise).sum(0), kl_targets)
+
+    def intervened_log_prob(self, noise: Tensor, noise_tilde: Tensor, sets: Tensor) -> Tensor:
+        """log p(ε̃_S | ε) = Σ_{i∈S} [log N(z̃_i; 0, 1) + log|∂z̃_i/∂ε̃_i|] with z̃_i = s_i⁻¹(ε̃_i; context), the context
+        ε̃ for acyclic solution functions and ε for cyclic ones (module docstring); (..., n) noises and float masks
+        ``sets`` of S -> (...)."""
+        n = self.num_latents
+        context = noise_tilde if self.solutions.acyclic else noise
+        latents, log_det = self.solutions(noise_tilde.reshape(-1, n), context.reshape(-1, n))
+        return (sets * (gaussian_log_prob(latents, 0.0, 1.0) + log_det).reshape(sets.shape)).sum(-1)

@@ -25,7 +25,8 @@ Latents and dimensions are 0-indexed; `Report` prints them 1-indexed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -271,6 +272,20 @@ class Report:
     dci: DCIScores
     block_dci: DCIScores
     target_jaccard: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values (0-indexed; ``text``: the printed report), for a results file."""
+
+        def scores(entries: tuple[BlockScores, ...]) -> list[dict[str, Any]]:
+            return [asdict(entry) for entry in entries]
+
+        def dci_values(values: DCIScores) -> dict[str, Any]:
+            return {"disentanglement": values.disentanglement, "completeness": values.completeness,
+                    "informativeness": values.informativeness, "importance": values.importance.tolist()}  # fmt: skip
+
+        return {"atoms": self.atoms, "dims": self.dims, "blocks": scores(self.blocks), "safe": scores(self.safe),
+                "elementwise": {str(i): value for i, value in self.elementwise.items()}, "dci": dci_values(self.dci),
+                "block_dci": dci_values(self.block_dci), "target_jaccard": self.target_jaccard, "text": str(self)}  # fmt: skip
 
     def __str__(self) -> str:
         lines = ["R1 blocks:", *(f"  {s.row()}" for s in self.blocks), "R0 sets (R2 singletons among them):",

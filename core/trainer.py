@@ -143,8 +143,9 @@ class Trainer(abc.ABC):
     def _load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
         """Restore what `_state` saved."""
 
-    def _before_learn(self) -> None:  # noqa: B027 (an optional hook)
-        """Called at the start of every ``learn`` call."""
+    def _before_learn(self, end: int) -> None:  # noqa: B027 (an optional hook)
+        """Called at the start of every ``learn`` call, with the step count it will stop at (a model whose schedule
+        spans the run reads its length here)."""
 
     def _after_step(self, step: int, stats: dict[str, float]) -> None:  # noqa: B027 (an optional hook)
         """Called after every gradient step, before logging."""
@@ -224,8 +225,8 @@ class Trainer(abc.ABC):
         cfg = self.config
         if reset_num_timesteps:
             self.num_timesteps = 0
-        self._before_learn()
         end = self.num_timesteps + total_timesteps
+        self._before_learn(end)
         start_time, start_step = time.perf_counter(), self.num_timesteps
         bar = tqdm(total=total_timesteps, disable=not progress_bar, desc=self.display_name)
         while self.num_timesteps < end:

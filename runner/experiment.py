@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from stable_baselines3.common.logger import configure
 
+from causal.data import CASES
 from core.cli import run_cli
 from core.interrupts import Interrupts
 from core.io import atomic_write
@@ -41,6 +42,11 @@ def list_registry() -> str:
     lines += [f"  {name:<28} {factory.__name__}" for name, factory in ENERGIES.items()]
     lines.append("PDE problems (for --algo pinn, e.g. --env Burgers):")
     lines += [f"  {name:<28} {p.pde.name} on [0, {p.length:g}) x [0, {p.t_max:g}]" for name, p in PDE_PROBLEMS.items()]
+    lines.append(
+        "Causal tasks (for --algo ilcm|ilcm-atomic|ilcm-oracle|dvae|betavae, e.g. --env chain4-12-34.nonlinear.mlp;"
+        " <case>.<linear|nonlinear>.<mlp|rotation>[.shifted]; python -m causal.data list prints them):"
+    )
+    lines += [f"  {case:<28} {spec_id}: {graph}, targets {family}" for case, (spec_id, graph, family) in CASES.items()]
     from crystals.data import DATASETS, data_dir  # imported here: pymatgen is slow to import
 
     lines.append(f"Crystal datasets (for --algo diffcsp|symmcd, e.g. --env Carbon24; trained on val, evaluated on test; "

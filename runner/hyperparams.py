@@ -81,6 +81,9 @@ _WGCSL_TUNED: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Gradient steps of a causal learner's run on the CPU (benchmarks/causal_abstraction.py's cpu profile).
+CAUSAL_STEPS = 30_000
+
 HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "sac": {"default": _OFF_POLICY_DEFAULT, **_OFF_POLICY_ENVS},
     "td3": {"default": _OFF_POLICY_DEFAULT, **_OFF_POLICY_ENVS},
@@ -113,6 +116,9 @@ HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
     # 2,500 at batch 64; sizes, batches and the reference settings are the presets in crystals/models.py.
     "diffcsp": {"default": {"n_timesteps": 2_500}, "Perov5": {"n_timesteps": 4_000}},
     "symmcd": {"default": {"n_timesteps": 2_500}, "Perov5": {"n_timesteps": 4_000}},
+    # Causal representation learners on contrastive pairs (causal.models): knobs in CausalLearnerConfig; the budget
+    # counts gradient steps, over which the reference recipe's phases are scaled (the reference: ~1.4e5 at batch 64).
+    **{algo: {"default": {"n_timesteps": CAUSAL_STEPS}} for algo in ("ilcm", "ilcm-atomic", "ilcm-oracle", "dvae", "betavae")},
     # Offline goal-conditioned algorithms: budgets count gradient steps (the reference's 5e5). Merlin's her_ratio and
     # test_horizon are the reference's per-task tuning (hard-coded in vineetjain96/merlin src/train_offline.py) except
     # ReacherGoal-expert (see _MERLIN_TUNED), chosen by the dataset kind in the dataset id.

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Literal
 
-AlgoKind = Literal["online", "offline", "sampler", "pde", "crystal"]
+AlgoKind = Literal["online", "offline", "sampler", "pde", "crystal", "causal"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class AlgoSpec:
     name: str  # CLI name, e.g. "sac"
     target: str  # "package.module:ClassName" of the algorithm class
     kind: AlgoKind  # online: a Gym env; offline: a Minari dataset; sampler: an energy; pde: a PDE problem;
-    # crystal: a crystal dataset
+    # crystal: a crystal dataset; causal: a task of contrastive pairs (causal.data)
     description: str  # one line for `--list`
 
     def load_class(self) -> type:
@@ -66,6 +66,11 @@ register_algo("canonical", "samplers.canonical:CanonicalDiffusion", "sampler", "
 register_algo("pinn", "pde.solver:PINNSolver", "pde", "Physics-informed DeepONet, optional Lie point symmetry loss")
 register_algo("diffcsp", "crystals.models:DiffCSP", "crystal", "DiffCSP: crystal generation by joint diffusion of the cell")
 register_algo("symmcd", "crystals.models:SymmCD", "crystal", "SymmCD: crystal generation from the asymmetric unit")
+register_algo("ilcm", "causal.models:ILCMLearner", "causal", "ILCM over the task's family of target sets (subset extension)")
+register_algo("ilcm-atomic", "causal.models:ILCMAtomic", "causal", "ILCM as released: targets {} and singletons")
+register_algo("ilcm-oracle", "causal.models:ILCMOracle", "causal", "ILCM fed each pair's true target set")
+register_algo("dvae", "causal.models:DVAE", "causal", "dVAE baseline of ILCM: solution functions without context")
+register_algo("betavae", "causal.models:BetaVAE", "causal", "beta-VAE baseline of ILCM on single observations")
 register_algo("dqs", "agents.dqs:DQS", description="Diffusion Q-Sampling: a diffusion actor sampling exp(Q/T)")
 # Offline goal-conditioned algorithms (learn from a GoalDataset; timesteps are gradient steps).
 register_algo("merlin", "agents.merlin:Merlin", kind="offline", description="Merlin: goal-reaching as reversed diffusion")

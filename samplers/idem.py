@@ -257,7 +257,7 @@ class IDEM(BaseSampler):
         self.num_timesteps += 1
         return {"loss": loss.item(), "target_norm": target.norm(dim=-1).mean().item(), "grad_norm": grad_norm.item()}
 
-    def _before_learn(self) -> None:
+    def _before_learn(self, end: int) -> None:
         if self.buffer.size == 0:
             self.buffer.add(self._initial_samples())
 

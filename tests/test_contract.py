@@ -34,8 +34,9 @@ OFFLINE = sorted(name for name, spec in ALGOS.items() if spec.kind == "offline")
 SAMPLERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "sampler")
 PDE_SOLVERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "pde")
 CRYSTAL_MODELS = sorted(name for name, spec in ALGOS.items() if spec.kind == "crystal")
+CAUSAL_LEARNERS = sorted(name for name, spec in ALGOS.items() if spec.kind == "causal")
 COVERED_KINDS = {"online": ONLINE, "offline": OFFLINE, "sampler": SAMPLERS, "pde": PDE_SOLVERS,
-                 "crystal": CRYSTAL_MODELS}  # fmt: skip
+                 "crystal": CRYSTAL_MODELS, "causal": CAUSAL_LEARNERS}  # fmt: skip
 STEPS = 64
 _OFF_POLICY = {"learning_starts": 16, "batch_size": 8, "buffer_size": 500, "policy_kwargs": {"net_arch": [16, 16]}}
 TINY: dict[str, dict[str, Any]] = {
@@ -67,6 +68,12 @@ PDE_TINY: dict[str, Any] = {
     "eval_times": 2,
     "eval_freq": 0,
 }
+
+
+CAUSAL_TASK = "chain3-2-23.linear.rotation"
+#: A schedule of 10 steps, so that 5 + 5 resumed steps run the same phases and restarts as 10 uninterrupted ones.
+CAUSAL_TINY: dict[str, Any] = {"hidden_units": 8, "hidden_layers": 1, "batch_size": 16, "eval_pairs": 64, "eval_freq": 0,
+                               "schedule_steps": 10}  # fmt: skip
 
 
 def test_every_kind_has_a_runner_and_a_contract():
@@ -199,6 +206,27 @@ def test_pde_solver_save_load_resume_and_seed(name: str, tmp_path: Path) -> None
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = solver_class("Heat", seed=1, **PDE_TINY)
     assert not torch.equal(other.train_u0, model.train_u0)
+
+
+@pytest.mark.parametrize("name", CAUSAL_LEARNERS)
+def test_causal_learner_save_load_resume_and_seed(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSAL_CACHE_DIR", str(tmp_path / "cache"))
+    learner_class = ALGOS[name].load_class()
+    model = learner_class(CAUSAL_TASK, seed=0, **CAUSAL_TINY).learn(5)
+    assert isinstance(model, Trainer) and model.best_metrics["step"] == 5.0
+    model.save(tmp_path / "model.pt")
+    resumed = learner_class.load(tmp_path / "model.pt")
+    assert resumed.evaluate() == model.evaluate()
+    x = model.val_pairs.x[:32]
+    np.testing.assert_array_equal(resumed.encode(x), model.encode(x))
+    uninterrupted = learner_class(CAUSAL_TASK, seed=0, **CAUSAL_TINY).learn(10)
+    resumed.learn(5, reset_num_timesteps=False)
+    assert resumed.num_timesteps == 10
+    for a, b in zip(resumed.network.state_dict().values(), uninterrupted.network.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = learner_class(CAUSAL_TASK, seed=1, **CAUSAL_TINY)
+    assert not np.array_equal(other.train_pairs.x[:8], model.train_pairs.x[:8])  # the seed draws the data too
+    assert not torch.equal(next(iter(other.network.parameters())), next(iter(model.network.parameters())))
 
 
 def _same_crystals(first: Any, second: Any) -> bool:

@@ -3,6 +3,7 @@ table that `train`, the sweep engine and the contract tests read. A new kind is 
 its algorithms then register with ``kind=<its name>`` in `runner.registry`."""
 
 from runner.kinds.base import Runner
+from runner.kinds.causal import Causal
 from runner.kinds.crystal import Crystal
 from runner.kinds.offline import Offline
 from runner.kinds.online import Online
@@ -10,7 +11,7 @@ from runner.kinds.pde import PDE
 from runner.kinds.sampler import Sampler
 
 KINDS: dict[str, type[Runner]] = {"online": Online, "offline": Offline, "sampler": Sampler, "pde": PDE,
-                                  "crystal": Crystal}  # fmt: skip
+                                  "crystal": Crystal, "causal": Causal}  # fmt: skip
 
 
 def runner_of(kind: str) -> type[Runner]:
