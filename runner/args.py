@@ -23,7 +23,8 @@ class TrainArgs:
     env: str = "HalfCheetah"
     """Environment: a short name (HalfCheetah) or a full Gymnasium id (HalfCheetah-v5)."""
     total_timesteps: Annotated[int | None, tyro.conf.arg(aliases=["-n"])] = None
-    """Environment steps to train for; default: the algorithm's per-env default (runner/hyperparams.py)."""
+    """Environment steps to train for; default: the algorithm's per-env default (runner/hyperparams.py). With
+    --trained-agent, 0 trains nothing and only writes the agent's final results (evaluation, samples)."""
     seed: int | None = None
     """Random seed; a run with the same seed on the same machine is repeatable. Default: drawn and recorded."""
     eval_freq: int | None = None
@@ -86,7 +87,9 @@ def train_command(args: TrainArgs) -> str:
 
 def check_args(args: TrainArgs) -> None:
     """Raise a ValueError that says what to pass instead for every argument outside its range."""
-    positive = {"-n/--total-timesteps": args.total_timesteps, "--n-envs": args.n_envs, "--num-threads": args.num_threads}
+    positive = {"--n-envs": args.n_envs, "--num-threads": args.num_threads}
+    if args.trained_agent is None or args.total_timesteps != 0:  # -n 0 --trained-agent M: only M's final results
+        positive["-n/--total-timesteps"] = args.total_timesteps
     for flag, value in positive.items():
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")

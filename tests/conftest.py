@@ -3,7 +3,6 @@ every test that runs a sweep or a benchmark (starting Ray takes seconds), and be
 process where Ray is not the point. The suite runs on two pytest-xdist workers, each with its own private local Ray
 (address="local": the two never join each other)."""
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import torch
 
 import benchmarks.common
 from runner.sweep import Resources, Trial, load_records, pending_trials
-from runner.sweep.engine import trial_fingerprint
+from runner.sweep.engine import record_trial
 
 torch.set_num_threads(1)
 
@@ -34,12 +33,9 @@ def _run_in_this_process(
     resources: Resources,
     after_each: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """`runner.sweep.run_trials` without Ray: each pending trial's record, written where the engine writes it."""
+    """`runner.sweep.run_trials` without Ray: each pending trial recorded as the engine records it."""
     for trial in pending_trials(trials, sweep_dir):
-        record = {**run(trial.config), "trial_fingerprint": trial_fingerprint(trial.config)}
-        path = Path(sweep_dir) / "records" / f"{trial.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
+        record_trial(trial, run, sweep_dir)
         if after_each is not None:
             after_each()
     return load_records(sweep_dir, {trial.name for trial in trials})

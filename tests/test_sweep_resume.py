@@ -4,7 +4,7 @@ unrecorded run is not trained again, and a trial without checkpoints starts over
 
 from __future__ import annotations
 
-import shutil
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import torch
 
 from pde.solver import PINNSolver
 from runner.args import TrainArgs
-from runner.sweep.engine import run_train_trial, train_trial, trial_fingerprint
+from runner.sweep.engine import record_trial, run_train_trial, train_trial, trial_fingerprint
 from runner.sweep.runs import segments, segments_record, train_resumably
 
 SAC_TINY = {"learning_starts": "50", "batch_size": "16", "policy_kwargs": "{'net_arch': [16, 16]}"}
@@ -82,10 +82,36 @@ def test_without_checkpoints_a_killed_trial_starts_over_as_an_ordinary_run(tmp_p
     assert third.parent == tmp_path / "sac"
 
 
-def test_how_a_run_is_kept_is_not_what_a_trial_trains(tmp_path):
+def test_a_run_killed_after_its_last_checkpoint_or_whose_final_results_failed_only_writes_them(tmp_path):
+    args = TrainArgs(algo="pinn", env="Heat", total_timesteps=20, seed=0, eval_episodes=1, save_freq=10,
+                     hyperparams=PINN_TINY, log_dir=tmp_path, progress=False, verbose=0)  # fmt: skip
+    home = tmp_path / "trial"
+    [first] = train_resumably(args, home)
+    kill_after(first, 20)  # killed while evaluating at the end: iter_20.pt is there, results.json is not
+    runs = train_resumably(args, home)
+    assert len(runs) == 2 and segments_record(runs)["num_timesteps"] == 20
+    assert segments_record(runs)["resumed_at"] == [20] and segments_record(runs)["final_eval"]["relative_l2"] > 0
+    # a final evaluation that failed is not a finished run: its model is resumed with 0 steps
+    results = json.loads((runs[1] / "results.json").read_text())
+    (runs[1] / "results.json").write_text(json.dumps(results | {"final_eval": "failed: OSError: disk full"}))
+    again = train_resumably(args, home)
+    assert len(segments(home)) == 3 and again[-1] not in runs and isinstance(segments_record(again)["final_eval"], dict)
+
+
+def test_a_trial_runs_in_its_sweeps_folder_and_how_it_is_kept_is_not_what_it_trains(tmp_path):
     kept = train_trial("t", sac_args(tmp_path), {})
     plain = train_trial("t", sac_args(tmp_path, save_freq=-1, save_replay_buffer=False), {})
     assert trial_fingerprint(kept.config) == trial_fingerprint(plain.config)
-    record = run_train_trial(train_trial("t", sac_args(tmp_path / "runs", total_timesteps=100), {"seed": 0}).config)
-    assert record["seed"] == 0 and "/trials/" in record["run_dir"] and record["eval_timesteps"] == [100]
-    shutil.rmtree(tmp_path / "runs")
+    trial = train_trial("t", sac_args(tmp_path / "runs", total_timesteps=100), {"seed": 0})
+    record = record_trial(trial, run_train_trial, tmp_path / "sweep")
+    assert record["seed"] == 0 and record["eval_timesteps"] == [100]
+    assert Path(record["run_dir"]).is_relative_to(tmp_path / "sweep" / "trials" / "t")
+    assert json.loads((tmp_path / "sweep" / "records" / "t.json").read_text()) == record
+
+
+def test_a_run_started_from_an_outside_model_is_its_own_record(tmp_path):
+    [first] = train_resumably(sac_args(tmp_path, save_freq=0, total_timesteps=100), tmp_path / "unused")
+    args = sac_args(tmp_path, save_freq=0, total_timesteps=100, trained_agent=first / "model.zip")
+    [second] = train_resumably(args, tmp_path / "unused")
+    record = segments_record([second])
+    assert record["num_timesteps"] == 200 and "segments" not in record and record["eval_timesteps"] == [200]

@@ -142,16 +142,15 @@ def train_args(spec: SweepSpec, algo: str, env: str, seed: int, hyperparams: dic
 
 
 def train_trial(name: str, args: TrainArgs, described: dict[str, Any]) -> Trial:
-    """A trial that is one `train.py` run; its record is ``described`` plus the run's `run_record`."""
+    """A trial that is one `train.py` run; its record is ``described`` plus the run's (`segments_record`)."""
     return Trial(name, {"train_args": args, "described": described})
 
 
 def run_train_trial(config: dict[str, Any]) -> dict[str, Any]:
     """The run function of `train_trial` trials: one `train.py` run, which a trial that writes checkpoints keeps in its
-    own folder ``<log_dir>/trials/<fingerprint>`` and resumes from its newest one when an earlier attempt was killed
+    own folder (`TRIAL_DIR`) and resumes from its newest one when an earlier attempt was killed
     (`runner.sweep.runs`)."""
-    args: TrainArgs = config["train_args"]
-    runs = train_resumably(args, Path(args.log_dir) / "trials" / trial_fingerprint(config))
+    runs = train_resumably(config["train_args"], Path(config[TRIAL_DIR]))
     return {**config["described"], **segments_record(runs)}
 
 
@@ -193,11 +192,24 @@ def _record_trial(config: dict[str, Any]) -> None:
     record with the trial's fingerprint (atomically, so a killed sweep never leaves half a record) and its numbers
     reported to Tune."""
     torch.set_num_threads(config["threads"])
-    trial = config["trial"]
-    record = {**config["run"](trial.config), "trial_fingerprint": trial_fingerprint(trial.config)}
-    path = Path(config["records"]) / f"{trial.name}.json"
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    record = record_trial(config["trial"], config["run"], Path(config["records"]).parent)
     tune.report({key: value for key, value in record.items() if isinstance(value, (int, float))} or {"done": 1})
+
+
+#: The key of a trial's config under which its run function finds the trial's own folder,
+#: ``<sweep>/trials/<name>/<fingerprint>`` (a trial run again with other settings gets another).
+TRIAL_DIR = "trial_dir"
+
+
+def record_trial(trial: Trial, run: Callable[[dict[str, Any]], dict[str, Any]], sweep_dir: Path) -> dict[str, Any]:
+    """Run one trial (its config plus `TRIAL_DIR`) and write its record with the trial's fingerprint to
+    ``<sweep_dir>/records/<name>.json`` atomically, so a killed sweep never leaves half a record; the record."""
+    fingerprint = trial_fingerprint(trial.config)
+    record = {**run({**trial.config, TRIAL_DIR: Path(sweep_dir) / "trials" / trial.name / fingerprint}),
+              "trial_fingerprint": fingerprint}  # fmt: skip
+    path = Path(sweep_dir) / "records" / f"{trial.name}.json"
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+    return record
 
 
 class _AfterEachTrial(tune.Callback):
