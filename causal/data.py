@@ -5,7 +5,7 @@ observed through an invertible mixing to 16 dimensions (`causal.mixing`).
 
 A task is named ``<case>.<mechanism>.<mixing>[.shifted]``:
 
-* case — a graph and a family (1-indexed in the name, 0-indexed in code): ``chain4-singletons`` (spec id F1),
+* case — a graph and a family (1-indexed in the name, 0-indexed in code): ``chain4-singletons`` (case id F1),
   ``chain4-12-34`` (F2), ``chain4-1-2-34`` (F3), ``diamond-23-4`` (F4), ``chain3-2`` (P1), ``chain3-2-23`` (P2) and
   ``er5-singletons`` (ER); the ids F1..P2 and ER are accepted for the case;
 * mechanism — ``linear`` or ``nonlinear``; mixing — ``mlp`` (invertible leaky-ReLU MLP) or ``rotation``;
@@ -53,7 +53,7 @@ DEFAULT_CACHE_DIR = REPOSITORY_ROOT / "runs" / "cache" / "causal"
 #: Bump when generation changes what it writes for a (task, seed): every older cache file is then rebuilt.
 GENERATOR_VERSION = "causal-pairs-1"
 
-#: case name -> (spec id, graph name, family 1-indexed)
+#: case name -> (case id, graph name, family 1-indexed)
 CASES: dict[str, tuple[str, str, str]] = {
     "chain4-singletons": ("F1", "chain4", "1;2;3;4"),
     "chain4-12-34": ("F2", "chain4", "1,2;3,4"),
@@ -108,11 +108,11 @@ def _build_tasks() -> dict[str, TaskSpec]:
 
 
 TASKS: dict[str, TaskSpec] = _build_tasks()
-_CASE_IDS = {spec_id.lower(): case for case, (spec_id, _, _) in CASES.items()}
+_CASE_IDS = {case_id.lower(): case for case, (case_id, _, _) in CASES.items()}
 
 
 def resolve_task(name: str) -> str:
-    """The canonical task name of ``name`` (case-insensitive; the case may be a spec id, "f2.linear.mlp"); an unknown
+    """The canonical task name of ``name`` (case-insensitive; the case may be a case id, "f2.linear.mlp"); an unknown
     name is an error naming the closest registered ones."""
     case, _, rest = name.strip().lower().partition(".")
     canonical = f"{_CASE_IDS.get(case, case)}.{rest}" if rest else _CASE_IDS.get(case, case)

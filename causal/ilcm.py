@@ -13,21 +13,22 @@ the non-intervened components of both posteriors are replaced by a λ-mix of the
     ELBO_S = log p(x | ε) + log p(x̃ | ε̃) + log N(ε; 0, I) + Σ_{i∈S} [log N(z̃_i; 0, 1) + log|∂z̃_i/∂ε̃_i|]
              − log q(ε, ε̃_S) + log π(S) − log q(S).
 
-Context of the intervened solution functions (`ILCMConfig.context`). The encoding ε̃ of x̃ is the noise vector that
-the observational solution functions map to z̃, z̃ = s⁻¹(ε̃; ε̃) (the decoder reads x̃ so). Under a perfect intervention
-on S, z̃_S is fresh and independent of ε, and for i ∈ S the true ε̃_i = s_i(z̃_i; ε̃_An(i)) reads the ancestors'
+Context of the intervened solution functions (`ILCMConfig.context`). The encoding ε̃ of x̃ is the noise vector that the
+observational solution functions map to z̃, z̃ = s⁻¹(ε̃; ε̃) (the decoder reads x̃ so). Under a perfect intervention on
+S, z̃_S is fresh and independent of ε, and for i ∈ S the true ε̃_i = s_i(z̃_i; ε̃_An(i)) reads the ancestors'
 *post*-intervention noises, which differ from ε for ancestors inside S. The prior of ε̃_S given ε̃_{V∖S} = ε_{V∖S} is
 therefore the change of variables ε̃_S ↦ z̃_S with z̃_i = s_i⁻¹(ε̃_i; ε̃), Σ_{i∈S} [log N(z̃_i) + log|∂z̃_i/∂ε̃_i|],
 which is a normalised density exactly when that map is triangular: when the context is acyclic. Brehmer et al. (App. C)
 need no choice: for atomic S, ε̃_−i = ε_−i and the two contexts coincide. Hence "ordered" (the default: latent i reads
-ε_<i, a fixed-order model that holds every DAG after a permutation of the latents, which the encoder is free to make)
-solves z̃_S in the context of ε̃ and contains the true model for every family; "others" (the reference: every other
-noise) keeps the reference's pre-intervention context ε, since a cyclic context solved at ε̃ is no density. It is exact
-for atomic targets but cannot represent a target set holding a latent and an ancestor (chain z1 → z2 with S = {z1, z2}:
-the true z̃_2 = s_2⁻¹(ε̃_2; ε̃_1) reads the fresh ε̃_1, not ε_1); `ILCM.intervened_log_prob` is the term. The price of
-"ordered": the encoder must also find a topological order of the latents, and in a learned order that is not one the
-true model is again out of reach (seen once: chain z1 → z2 → z3 with targets {z2}, {z2, z3}, where a run ordered z3
-before z2 and leaked ε3 into its z2; `benchmarks.causal_abstraction` compares both contexts).
+ε_<i, a fixed-order model; the family's masks pin the latents' indices, so with the registered tasks, whose latents are
+indexed in topological order, it is told the causal order) solves z̃_S in the context of ε̃ and contains the true model
+for every family; "others" (the reference: every other noise) keeps the reference's pre-intervention context ε, since a
+cyclic context solved at ε̃ is no density. It is exact for atomic targets but cannot represent a target set holding a
+latent and an ancestor (chain z1 → z2 with S = {z1, z2}: the true z̃_2 = s_2⁻¹(ε̃_2; ε̃_1) reads the fresh ε̃_1, not
+ε_1); `ILCM.intervened_log_prob` is the term. The price of "ordered": the encoder must also find a topological order of
+the latents, and in a learned order that is not one the true model is again out of reach (seen once: chain z1 → z2 → z3
+with targets {z2}, {z2, z3}, where a run ordered z3 before z2 and leaked ε3 into its z2;
+`benchmarks.causal_abstraction` compares both contexts).
 
 The training loss is −log-likelihood + β·KL_ε + β_S·KL_S plus the reference's regularisers (``ws_crl/training.py``):
 0.01 × a consistency MSE of plain reconstructions, a ‖ε‖² penalty early in training, and KL(batch-mean q ‖ π) in place

@@ -118,7 +118,7 @@ class CausalLearner(Trainer):
     """A learner of `causal.ilcm` on a registered task; every knob of `CausalLearnerConfig` is open. The registered
     algorithms are its subclasses, each fixing the model and the family (`fixed_knobs`).
 
-    :param target: A registered task name (`causal.data.resolve_task`: spec ids such as "F2.linear.mlp" too)
+    :param target: A registered task name (`causal.data.resolve_task`: case ids such as "F2.linear.mlp" too)
     :param seed: Seeds the task's data, the generator of batches and draws, torch, numpy and random (None: 0)
     :param device: "auto", "cpu", "cuda", ...
     :param hyperparams: Fields of `CausalLearnerConfig`, except the `fixed_knobs`
