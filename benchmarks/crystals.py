@@ -173,19 +173,28 @@ COLUMNS: tuple[tuple[tuple[str, str], str, int, bool], ...] = (
 )
 
 
+#: Shares of everything sampled: 0 for a run in which nothing decoded (its metrics are None).
+SAMPLED_SHARES = frozenset({"struct_valid", "comp_valid", "valid", "cov_precision"})
+
+
 def _value(run: dict[str, Any], path: tuple[str, str]) -> float | None:
-    value = (run.get(path[0]) or {}).get(path[1])
+    section = run.get(path[0])
+    if section is None and path[0] == "metrics" and path[1] in SAMPLED_SHARES:
+        return 0.0
+    value = (section or {}).get(path[1])
     return None if value is None else float(value)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per dataset and model: mean ± std over seeds of every column (percentages as fractions), the test set's non-P1
-    share and number of groups, and the pooled space-group counts of the samples."""
+    """Per dataset and model: mean ± std over seeds of every column (percentages as fractions; a run in which nothing
+    decoded counts 0 for the shares of everything sampled and is left out of the others), the test set's non-P1 share
+    and number of groups, and the pooled space-group counts of the samples."""
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for dataset in sorted({run["env"] for run in runs}):
         for model in MODELS:
-            chosen = [run for run in runs if run["env"] == dataset and run["algo"] == model and run.get("metrics")]
-            if not chosen:
+            chosen = [run for run in runs if run["env"] == dataset and run["algo"] == model and "samples" in run]
+            evaluated = [run for run in chosen if run.get("metrics")]
+            if not evaluated:
                 continue
             cell: dict[str, Any] = {"seeds": len(chosen), "parameters": chosen[0].get("parameters"),
                                     "train_minutes": mean_and_std(r["train_wall_time_s"] / 60 for r in chosen)}  # fmt: skip
@@ -193,10 +202,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
                 values = [v for v in (_value(run, path) for run in chosen) if v is not None]
                 cell[path[1]] = mean_and_std(values) if values else None
             counts: dict[str, int] = {}
-            for run in chosen:
+            for run in evaluated:
                 for group, count in run["metrics"]["space_group_counts"].items():
                     counts[group] = counts.get(group, 0) + count
-            metrics = chosen[0]["metrics"]
+            metrics = evaluated[0]["metrics"]
             cell |= {"space_group_counts": counts, "reference_space_group_counts": metrics["reference_space_group_counts"],
                      "reference_non_p1": metrics["reference_non_p1"],
                      "reference_num_space_groups": metrics["reference_num_space_groups"]}  # fmt: skip

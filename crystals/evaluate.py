@@ -52,6 +52,8 @@ def read_samples(folder: Path) -> Generated:
         groups, failures, nodes, seconds = (index[k] for k in ("sampled_space_groups", "failures", "nodes", "seconds"))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{index_path} is not a samples index ({type(error).__name__}: {error})") from None
+    if len(groups) + len(failures) != len(nodes):
+        raise ValueError(f"{index_path}: {len(groups)} crystals and {len(failures)} failures for {len(nodes)} sampled")
     paths = [folder / f"{i:05d}.cif" for i in range(len(groups))]
     structures = []
     for path in paths:
@@ -124,7 +126,7 @@ def evaluate_run(config: EvaluateConfig) -> dict[str, Any]:
     if dataset is None:
         raise ValueError(f"no dataset: {config.run_dir}/config.yaml names none; pass --dataset NAME")
     model_config = run_config.get("config")
-    symprec = config.symprec or (model_config or {}).get("symprec", SYMPREC)
+    symprec = config.symprec if config.symprec is not None else (model_config or {}).get("symprec", SYMPREC)
     if not symprec > 0:
         raise ValueError(f"symprec must be a positive distance in Å, got {symprec}")
     generated = read_samples(config.run_dir / "samples")

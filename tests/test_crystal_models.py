@@ -211,5 +211,15 @@ def test_the_evaluation_command_fails_in_one_line(tiny_crystals, tmp_path):
     (tmp_path / "samples" / "samples.json").write_text(
         '{"sampled_space_groups": [1], "failures": [], "nodes": [1], "seconds": 1.0}'
     )
+    with pytest.raises(SystemExit, match="symprec must be a positive"):
+        evaluate_main([str(tmp_path), "--dataset", "Carbon24", "--symprec", "0"])
+    with pytest.raises(SystemExit, match="1 crystals and 0 failures for 2 sampled"):
+        (tmp_path / "samples" / "samples.json").write_text(
+            '{"sampled_space_groups": [1], "failures": [], "nodes": [1, 2], "seconds": 1.0}'
+        )
+        evaluate_main([str(tmp_path), "--dataset", "Carbon24"])
+    (tmp_path / "samples" / "samples.json").write_text(
+        '{"sampled_space_groups": [1], "failures": [], "nodes": [1], "seconds": 1.0}'
+    )
     with pytest.raises(SystemExit, match=r"00000\.cif"):
         evaluate_main([str(tmp_path), "--dataset", "Carbon24"])
