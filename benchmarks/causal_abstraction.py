@@ -40,6 +40,7 @@ from benchmarks.render import Result, Section, machine, mean_std
 from causal.data import CASES, SPLITS, load_split, resolve_task
 from causal.models import score_encoding, task_abstraction
 from runner.args import TrainArgs
+from runner.hyperparams import CAUSAL_STEPS
 from runner.sweep import Resources, Trial, run_train_trial, train_trial
 
 #: Each trained model: its train.py algorithm and the hyperparameters that set it apart. ``ilcm-others`` is ILCM with the
@@ -53,11 +54,13 @@ ICA = "pca-ica"
 MODELS = (*LEARNERS, ICA)
 SUBSET_LEARNERS = ("ilcm", "ilcm-others")
 CASE_IDS = {case_id: case for case, (case_id, _, _) in CASES.items()}
-SUBSET_CASES = ("F2", "F3", "F4")
+SUBSET_CASES = ("F2", "F3", "F4", "P2")
 #: The issue's thresholds on every R0 set: informativeness at least, leakage at most.
 MIN_INFORMATIVENESS, MAX_LEAKAGE = 0.9, 0.05
 #: Causal disentanglement (DCI) on all-singleton targets in the ILCM README (n = 4, linear SCM, rotation mixing).
 PUBLISHED_DISENTANGLEMENT = {"ilcm": 0.99, "dvae": 0.34, "betavae": 0.13}
+PUBLISHED_SETTING = "linear.rotation"
+PUBLISHED_TOLERANCE = 0.05  # the issue: "within a few points" of the README's numbers
 ICA_ITERATIONS = 1_000
 
 
@@ -68,9 +71,11 @@ class CausalProfile(Profile):
     steps: int
     """Gradient steps of every learner's run (the recipe's phases scale to them)."""
     cases: tuple[str, ...] = tuple(CASE_IDS)
-    """Spec ids of the cases (F1..F4, P1, P2)."""
+    """Case ids (F1..F4, P1, P2)."""
     mechanisms: tuple[str, ...] = ("linear", "nonlinear")
     mixing: str = "mlp"
+    extra: tuple[tuple[str, str], ...] = ()
+    """(case, "mechanism.mixing") settings run besides the grid: the setting of a published number."""
     metric_pairs: int = 5_000
     """Train pairs the metrics fit on and test pairs they score."""
     hyperparams: dict[str, str] = field(default_factory=dict)
@@ -84,11 +89,13 @@ PROFILES: dict[str, CausalProfile] = {
         rationale="a test of the plumbing, seconds",
     ),
     "cpu": CausalProfile(
-        steps=30_000,
+        steps=CAUSAL_STEPS,
+        extra=(("F1", "linear.rotation"),),
         rationale="30,000 steps at batch 64 (the reference: ~1.4e5): one ILCM run took 146-178 s on one core of the "
         "loaded 2-core machine (P1, P2 linear, seed 0; ~5-6 ms per step, the β-VAE ~3 ms) plus 5-15 s of metrics, so "
-        "36 (case, mechanism, seed) x (5 ILCM-like learners + β-VAE + PCA-ICA) is about 10 CPU hours, ~5 h wall-clock "
-        "at --max-concurrent 2. A 20,000-step ILCM run on F2 nonlinear reached R0 {z1,z2} I = 0.99, Λ = 0.045",
+        "39 (case, mechanism, seed), F1 with the README's rotation mixing among them, x (5 ILCM-like learners + "
+        "β-VAE + PCA-ICA) is about 11 CPU hours, ~5.5 h wall-clock at --max-concurrent 2. A 20,000-step ILCM run on F2 "
+        "nonlinear reached R0 {z1,z2} I = 0.99, Λ = 0.045",
     ),
 }  # fmt: skip
 
@@ -112,7 +119,8 @@ class CausalArgs(Resources, ResultsArgs):
 
 
 def task_name(case: str, mechanism: str, profile: CausalProfile) -> str:
-    return resolve_task(f"{case}.{mechanism}.{profile.mixing}")
+    """The task of a case and mechanism, with the profile's mixing unless the mechanism names its own."""
+    return resolve_task(f"{case}.{mechanism}" if "." in mechanism else f"{case}.{mechanism}.{profile.mixing}")
 
 
 def trial_name(case: str, mechanism: str, model: str, seed: int) -> str:
@@ -129,23 +137,23 @@ def causal_trials(args: CausalArgs, profile: CausalProfile) -> list[Trial]:
     if unknown:
         raise SystemExit(f"error: unknown models {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     trials = []
-    for case in profile.cases:
-        for mechanism in profile.mechanisms:
-            env = task_name(case, mechanism, profile)
-            for seed in args.seeds:
-                for model in args.models:
-                    described = {"case": case, "mechanism": mechanism, "env": env, "algo": model, "seed": seed}
-                    name = trial_name(case, mechanism, model, seed)
-                    if model == ICA:
-                        trials.append(Trial(name, {"described": described, "metric_pairs": profile.metric_pairs}))
-                        continue
-                    algo, own = LEARNERS[model]
-                    hyperparams = {**profile.hyperparams, "metric_pairs": str(profile.metric_pairs), **own}
-                    train_args = TrainArgs(algo=algo, env=env, total_timesteps=profile.steps, seed=seed,
-                                           log_dir=(args.work_dir / args.profile).resolve(), progress=False, verbose=0,
-                                           num_threads=args.threads_per_trial, device=args.device,
-                                           hyperparams=hyperparams)  # fmt: skip
-                    trials.append(train_trial(name, train_args, described))
+    settings = [(case, mechanism) for case in profile.cases for mechanism in profile.mechanisms] + list(profile.extra)
+    for case, mechanism in settings:
+        env = task_name(case, mechanism, profile)
+        for seed in args.seeds:
+            for model in args.models:
+                described = {"case": case, "mechanism": mechanism, "env": env, "algo": model, "seed": seed}
+                name = trial_name(case, mechanism, model, seed)
+                if model == ICA:
+                    trials.append(Trial(name, {"described": described, "metric_pairs": profile.metric_pairs}))
+                    continue
+                algo, own = LEARNERS[model]
+                hyperparams = {**profile.hyperparams, "metric_pairs": str(profile.metric_pairs), **own}
+                train_args = TrainArgs(algo=algo, env=env, total_timesteps=profile.steps, seed=seed,
+                                       log_dir=(args.work_dir / args.profile).resolve(), progress=False, verbose=0,
+                                       num_threads=args.threads_per_trial, device=args.device,
+                                       hyperparams=hyperparams)  # fmt: skip
+                trials.append(train_trial(name, train_args, described))
     return trials
 
 
@@ -239,13 +247,21 @@ def targets(summary: dict[str, Any], seeds: int) -> list[tuple[str, str, bool | 
                     rows.append((f"{case} {mechanism}: {model} I ≥ 0.9 and Λ ≤ 0.05 on every R0 set, {seeds}/{seeds} seeds",
                                  _safe_text(cell), ok if full else None))  # fmt: skip
                 elif case in SUBSET_CASES:
-                    rows.append((f"{case} {mechanism}: {model} fails that criterion", _safe_text(cell), not ok))
+                    rows.append((f"{case} {mechanism}: {model} fails that criterion", _safe_text(cell),
+                                 not ok if full else None))  # fmt: skip
     for mechanism, models in summary.get("F1", {}).items():
         if all(model in models for model in PUBLISHED_DISENTANGLEMENT):
             means = {model: float(np.mean(models[model]["disentanglement"])) for model in PUBLISHED_DISENTANGLEMENT}
             measured = ", ".join(f"{m} {v:.2f} (README {PUBLISHED_DISENTANGLEMENT[m]:.2f})" for m, v in means.items())
-            rows.append((f"F1 {mechanism}: ilcm DCI disentanglement ≥ 0.9 and above dvae's and betavae's", measured,
-                         means["ilcm"] >= 0.9 and means["ilcm"] > max(means["dvae"], means["betavae"])))  # fmt: skip
+            full = all(len(models[model]["seeds"]) >= seeds for model in PUBLISHED_DISENTANGLEMENT)
+            if mechanism == PUBLISHED_SETTING:  # the README's setting: each within a few points of its number
+                met = all(abs(means[m] - PUBLISHED_DISENTANGLEMENT[m]) <= PUBLISHED_TOLERANCE for m in means)
+                rows.append((f"F1 {mechanism}: DCI disentanglement of ilcm, dvae, betavae each within "
+                             f"{PUBLISHED_TOLERANCE:.2f} of the ILCM README's", measured, met if full else None))  # fmt: skip
+            else:
+                rows.append((f"F1 {mechanism}: ilcm DCI disentanglement ≥ 0.9 and above dvae's and betavae's", measured,
+                             (means["ilcm"] >= 0.9 and means["ilcm"] > max(means["dvae"], means["betavae"]))
+                             if full else None))  # fmt: skip
     return rows
 
 

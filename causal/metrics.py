@@ -51,12 +51,9 @@ class Encodings:
     noise: np.ndarray
 
     @classmethod
-    def of(cls, pairs: Pairs, codes: np.ndarray, codes_tilde: np.ndarray | None = None) -> Encodings:
-        """The encoding of ``pairs.x`` (and of ``pairs.x_tilde`` when ``codes_tilde`` is given, stacked after it)."""
-        if codes_tilde is None:
-            return cls(np.asarray(codes), pairs.z, pairs.noise)
-        return cls(np.concatenate([codes, codes_tilde]), np.concatenate([pairs.z, pairs.z_tilde]),
-                   np.concatenate([pairs.noise, pairs.noise_tilde]))  # fmt: skip
+    def of(cls, pairs: Pairs, codes: np.ndarray) -> Encodings:
+        """The encoding ``codes`` of ``pairs.x`` with its true latents and noises."""
+        return cls(np.asarray(codes), pairs.z, pairs.noise)
 
     def __post_init__(self) -> None:
         if not len(self.codes) == len(self.z) == len(self.noise):

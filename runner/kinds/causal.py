@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from causal.data import resolve_task
 from runner.args import TrainArgs
+from runner.hyperparams import CAUSAL_STEPS
 from runner.kinds.target_model import TargetModel
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 class Causal(TargetModel):
     """A learner of causal latents from pairs (``--env F2.linear.mlp``); scored against the task's abstraction."""
 
-    default_budget = 30_000
+    default_budget = CAUSAL_STEPS
     model: CausalLearner
 
     @classmethod
