@@ -33,6 +33,7 @@ import numpy as np
 import smact
 from pymatgen.core import Structure
 from scipy.spatial.distance import cdist, jensenshannon
+from scipy.special import gammaln
 from scipy.stats import wasserstein_distance
 from smact.screening import pauling_test
 
@@ -322,6 +323,7 @@ def space_group_metrics(sample_groups: np.ndarray, reference_groups: np.ndarray,
         "reference_non_p1": float(1.0 - reference_histogram[0]),
         "num_space_groups": int(np.count_nonzero(sample_histogram)),
         "reference_num_space_groups": int(np.count_nonzero(reference_histogram)),
+        "reference_num_space_groups_same_size": expected_distinct(reference_groups, len(sample_groups)),
         "space_group_js": float(jensenshannon(sample_histogram, reference_histogram, base=2)),
         "space_group_tv": float(0.5 * np.abs(sample_histogram - reference_histogram).sum()),
         "top10_overlap": len(_top_groups(sample_histogram) & top_reference) / len(top_reference),
@@ -329,6 +331,21 @@ def space_group_metrics(sample_groups: np.ndarray, reference_groups: np.ndarray,
         "space_group_counts": _counts(sample_groups),
         "reference_space_group_counts": _counts(reference_groups),
     }
+
+
+def expected_distinct(groups: np.ndarray, size: int) -> float:
+    """The expected number of distinct groups among ``size`` crystals drawn without replacement from ``groups``:
+    Σ_g 1 − C(N − c_g, size) / C(N, size), so that a sample's count is compared with the data's at its own size (the
+    count grows with the number of crystals)."""
+    _, counts = np.unique(np.asarray(groups), return_counts=True)
+    total = counts.sum()
+    if size >= total:
+        return float(len(counts))
+    possible = total - counts >= size  # elsewhere the group cannot be missed
+    rest = np.maximum(total - counts - size, 0)
+    log_absent = gammaln(total - counts + 1) - gammaln(rest + 1) - gammaln(total + 1) + gammaln(total - size + 1)
+    absent = np.where(possible, np.exp(log_absent), 0.0)
+    return float(np.sum(1.0 - absent))
 
 
 def _counts(groups: np.ndarray) -> dict[str, int]:

@@ -34,7 +34,8 @@ def test_smoke_grid_runs_both_models_and_renders(tiny_crystals, tmp_path, trials
 def test_a_run_in_which_nothing_decoded_counts_as_invalid_not_as_missing():
     metrics = {"struct_valid": 1.0, "comp_valid": 1.0, "valid": 1.0, "cov_recall": 0.5, "cov_precision": 1.0,
                "non_p1": 1.0, "space_group_counts": {"221": 4}, "reference_space_group_counts": {"221": 2},
-               "reference_non_p1": 1.0, "reference_num_space_groups": 1}  # fmt: skip
+               "reference_non_p1": 1.0, "reference_num_space_groups": 1,
+               "reference_num_space_groups_same_size": 1.0}  # fmt: skip
     samples = {"decode_success_rate": 1.0, "nodes_per_crystal": 5.0}
     runs = [{"env": "Perov5", "algo": "diffcsp", "seed": 0, "train_wall_time_s": 60.0, "samples": samples,
              "metrics": metrics},

@@ -2,6 +2,8 @@
 with pymatgen: validity, coverage, distribution distances, symmetry metrics, the cached test-set features and the CIF
 folder reader. No dataset files are needed."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from crystals.metrics import (
     detected_space_group,
     distribution_distances,
     evaluate_crystals,
+    expected_distinct,
     read_cif_folder,
     reference_features,
     space_group_metrics,
@@ -120,6 +123,17 @@ def test_space_group_histogram_distances():
     assert matched["reference_space_group_counts"] == {"221": 1}
     with pytest.raises(ValueError, match=r"1\.\.230"):
         space_group_metrics(np.array([0]), np.array([1]))
+
+
+def test_the_expected_number_of_groups_at_a_sample_size_matches_enumeration():
+    groups = np.array([1, 1, 1, 2, 2, 3, 4, 4, 4, 4])
+    for size in (1, 3, 6):
+        exact = np.mean([len(set(chosen)) for chosen in itertools.combinations(groups, size)])
+        assert expected_distinct(groups, size) == pytest.approx(exact)
+    assert expected_distinct(groups, 10) == expected_distinct(groups, 50) == 4.0
+    assert space_group_metrics(np.array([1, 2, 3]), groups)["reference_num_space_groups_same_size"] == pytest.approx(
+        expected_distinct(groups, 3)
+    )
 
 
 def test_distribution_distances_use_at_most_count_valid_samples(features):
