@@ -9,11 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pde.solver import PINNSolver
 from runner.args import TrainArgs
-from runner.sweep.engine import record_trial, run_train_trial, train_trial, trial_fingerprint
+from runner.sweep.engine import SweepSpec, record_trial, run_search, run_train_trial, train_trial, trial_fingerprint
 from runner.sweep.runs import segments, segments_record, train_resumably
 
 SAC_TINY = {"learning_starts": "50", "batch_size": "16", "policy_kwargs": "{'net_arch': [16, 16]}"}
@@ -115,3 +116,9 @@ def test_a_run_started_from_an_outside_model_is_its_own_record(tmp_path):
     [second] = train_resumably(args, tmp_path / "unused")
     record = segments_record([second])
     assert record["num_timesteps"] == 200 and "segments" not in record and record["eval_timesteps"] == [200]
+
+
+def test_a_search_refuses_checkpoints_it_would_never_resume(tmp_path):
+    spec = SweepSpec(algo=["sac"], env=["Pendulum"], seeds=[0], save_freq=100, sweep_root=tmp_path)
+    with pytest.raises(ValueError, match="--save-freq resumes the trials of `run`"):
+        run_search(spec, None, n_trials=1)

@@ -459,6 +459,8 @@ def run_search(
         raise ValueError(f"a search needs --trials >= 1 and at least one --seeds value, got {n_trials} and {spec.seeds}")
     if len(spec.algo) != 1 or len(spec.env) != 1:
         raise ValueError("a search tunes one algorithm on one env: pass exactly one --algo and one --env")
+    if spec.save_freq > 0:
+        raise ValueError("--save-freq resumes the trials of `run`; a search restarts its samples: leave it out")
     algo = spec.algo[0]
     env = runner_of(get_algo(algo).kind).resolve_target(spec.env[0])
     space = search_space(algo, entries)
