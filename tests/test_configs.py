@@ -15,6 +15,8 @@ from agents.merlin.base import GoalConfig
 from agents.merlin.baselines import WGCSLConfig
 from agents.merlin.reverse_model import ReverseModelConfig
 from agents.merlin.stitching import StitchingConfig
+from causal.ilcm import ILCMConfig, Phase
+from causal.models import CausalLearnerConfig
 from core.config import CheckedConfig, _field_types, _members
 from crystals.models import DiffCSPConfig, SymmCDConfig
 from envs.experts import ExpertConfig
@@ -27,7 +29,7 @@ from samplers.idem import IDEMConfig
 
 CONFIGS = [DQSConfig, GoalConfig, WGCSLConfig, ReverseModelConfig, StitchingConfig, ExpertConfig, CSPNetConfig,
            DeepONetConfig, PINNConfig, PINNSolverConfig, CanonicalConfig, IDEMConfig, DiffCSPConfig,
-           SymmCDConfig]  # fmt: skip
+           SymmCDConfig, CausalLearnerConfig, ILCMConfig, Phase]  # fmt: skip
 
 
 def cases() -> list[tuple[type, str, Any]]:
