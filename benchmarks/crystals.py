@@ -215,8 +215,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
 
 
 def targets(cells: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]] | None:
-    """The issue's targets on one dataset, (target, measured, met), from the mean over seeds; None without both
-    models."""
+    """The issue's targets on one dataset, (target, measured, met), from the means over seeds; None without both
+    models. "Within 5 points of DiffCSP's" (validity, COV-R) is read one-sided: SymmCD at most 5 points below; the
+    non-P1 share is two-sided. Sampling seconds are measured with the benchmark's concurrent trials beside them, the
+    same for both models."""
     if not all(model in cells for model in MODELS):
         return None
     diffcsp, symmcd = cells["diffcsp"], cells["symmcd"]
