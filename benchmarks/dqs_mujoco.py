@@ -256,16 +256,17 @@ def steps_of(result: Result, env: str, algo: str) -> str:
 
 
 def learning_curves(result: Result, key: str, ylabel: str, figures: Path, name: str, alt: str) -> str:
-    """Mean ± std over seeds of each algorithm's evaluation curve ``key``, one panel per env."""
+    """Mean ± std over seeds of each algorithm's evaluation curve ``key`` at the steps every seed evaluated at (a run
+    resumed from an interrupted model evaluates on a shifted grid), one panel per env."""
     panels = []
     for env, algos in result["summary"].items():
         curves = []
         for color, algo in enumerate(algos):
             runs = runs_of(result, env, algo)
-            length = min(len(r[key]) for r in runs)
-            values = np.array([r[key][:length] for r in runs])
-            curves.append(Curve(f"{algo} ({len(runs)} seeds)", runs[0]["eval_timesteps"][:length], values.mean(0),
-                                f"C{color}", spread=values.std(0)))  # fmt: skip
+            steps = sorted(set.intersection(*(set(r["eval_timesteps"]) for r in runs)))
+            values = np.array([[dict(zip(r["eval_timesteps"], r[key]))[step] for step in steps] for r in runs])
+            curves.append(Curve(f"{algo} ({len(runs)} seeds)", steps, values.mean(0), f"C{color}",
+                                spread=values.std(0)))  # fmt: skip
         panels.append(Panel(curves, "environment steps", ylabel, title=env))
     return figure(panels, figures, name, alt)
 
