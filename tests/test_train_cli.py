@@ -327,6 +327,13 @@ def test_a_checkpoint_resumes_with_its_own_replay_buffer(tmp_path):
     assert json.loads((resumed / "results.json").read_text())["num_timesteps"] == 120
 
 
+def test_a_resumed_model_evaluates_on_its_runs_step_grid(tmp_path):
+    first = train(tiny_args(tmp_path, total_timesteps=150, eval_freq=100))
+    resumed = train(tiny_args(tmp_path / "resumed", total_timesteps=150, eval_freq=100,
+                              trained_agent=first / "model.zip"))  # fmt: skip
+    assert np.load(resumed / "evaluations.npz")["timesteps"].tolist() == [200, 300]
+
+
 def test_periodic_checkpoints_include_the_replay_buffer_when_asked(tmp_path):
     train(tiny_args(tmp_path, total_timesteps=200, save_freq=100, save_replay_buffer=True))
     (run_dir,) = (tmp_path / "sac").iterdir()

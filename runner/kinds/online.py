@@ -83,17 +83,18 @@ class Online(GymRunner):
         eval_freq = DEFAULT_EVAL_FREQ if args.eval_freq is None else args.eval_freq
         callbacks: list[BaseCallback] = [StopOnFlag(stop)]
         if eval_freq > 0:
-            callbacks.append(
-                EvalCallback(
-                    self.eval_env(TRAIN_EVAL_SEED),
-                    callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
-                    callback_after_eval=None if self.on_evaluation is None else ReportEvaluation(self.on_evaluation),
-                    n_eval_episodes=args.eval_episodes,
-                    eval_freq=max(eval_freq // self.n_envs, 1),
-                    log_path=str(run_dir),
-                    verbose=args.verbose,
-                )
+            evaluation = EvalCallback(
+                self.eval_env(TRAIN_EVAL_SEED),
+                callback_on_new_best=SaveBestCallback(run_dir / "best_model.zip"),
+                callback_after_eval=None if self.on_evaluation is None else ReportEvaluation(self.on_evaluation),
+                n_eval_episodes=args.eval_episodes,
+                eval_freq=max(eval_freq // self.n_envs, 1),
+                log_path=str(run_dir),
+                verbose=args.verbose,
             )
+            # SB3 counts calls from the start of this learn: a resumed model keeps evaluating on its run's step grid.
+            evaluation.n_calls = self.model.num_timesteps // self.n_envs
+            callbacks.append(evaluation)
         if args.save_freq > 0:
             callbacks.append(
                 CheckpointCallback(args.save_freq, run_dir / "checkpoints", args.verbose, args.save_replay_buffer)
