@@ -90,6 +90,19 @@ def _yaml_safe(value: Any) -> Any:
     return repr(value)
 
 
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's config.yaml (`write_run_config`): ``{}`` when it has none or holds no mapping; a ValueError that
+    names the file when it is not YAML."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not a run's config.yaml ({str(error).splitlines()[0]})") from None
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def write_run_config(run_dir: Path, config: dict[str, Any], command: str) -> Path:
     """Write ``config.yaml``: the given config plus the ``command`` that reproduces the run, the process's own command
     line (``argv``: a sweep worker's or a benchmark's when they started it), versions, commit, host and start time."""

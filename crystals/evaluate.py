@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import tyro
-import yaml
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
 
 from core.cli import run_cli
 from core.io import atomic_write
+from core.run import read_run_config
 from crystals.asu import SYMPREC
 from crystals.metrics import evaluate_crystals, reference_features
 from crystals.models import Generated
@@ -108,20 +108,9 @@ class EvaluateConfig:
     """spglib tolerance (Å) for samples and test crystals alike; default: the run's model config, else 0.1."""
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path} is not a run's config.yaml ({str(error).splitlines()[0]})") from None
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def evaluate_run(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate ``config.run_dir``'s samples, print the metrics and write them to ``RUN_DIR/metrics.json``."""
-    run_config = _run_config(config.run_dir)
+    run_config = read_run_config(config.run_dir)
     dataset = config.dataset or run_config.get("env")
     if dataset is None:
         raise ValueError(f"no dataset: {config.run_dir}/config.yaml names none; pass --dataset NAME")

@@ -17,10 +17,10 @@ from typing import Protocol
 import numpy as np
 import torch
 import tyro
-import yaml
 from torch import Tensor
 
 from core.cli import run_cli
+from core.run import read_run_config
 from samplers.energies import make_energy
 from samplers.metrics import sampler_metrics
 
@@ -70,15 +70,10 @@ def _target_name(config: EvaluateConfig) -> str | None:
     """The --energy flag, else ``env`` from RUN_DIR/config.yaml, else None."""
     if config.energy is not None:
         return config.energy
-    config_path = config.run_dir / "config.yaml"
-    if not config_path.is_file():
-        return None
     try:
-        run_config = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as error:
-        detail = str(error).splitlines()[0]
-        raise ValueError(f"{config_path} is not a run's config.yaml ({detail}): pass --energy NAME instead") from None
-    return run_config.get("env") if isinstance(run_config, dict) else None
+        return read_run_config(config.run_dir).get("env")
+    except ValueError as error:
+        raise ValueError(f"{error}: pass --energy NAME instead") from None
 
 
 def _reference(config: EvaluateConfig, target: Target | None) -> tuple[np.ndarray, str]:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from core.run import read_run_config
 from runner.args import TrainArgs
 from runner.experiment import train
 from runner.kinds.sb3 import replay_buffer_beside
@@ -75,10 +75,9 @@ def _results(run_dir: Path) -> dict[str, Any] | None:
 def _run_config(run_dir: Path) -> dict[str, Any] | None:
     """A segment's config.yaml, None when a kill left it unreadable."""
     try:
-        loaded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return read_run_config(run_dir) or None
+    except (OSError, ValueError):
         return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def finished(results: dict[str, Any] | None) -> bool:
