@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from causal.flows import SolutionFunctions
 from causal.interventions import TargetFamily, TargetPosterior
-from core.config import CheckedConfig
+from core.config import CheckedConfig, require_non_negative, require_positive
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -119,9 +119,7 @@ class ILCMConfig(CheckedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("hidden_units", "hidden_layers", "encoder_min_std", "decoder_std", "solution_min_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        require_positive(self, ("hidden_units", "hidden_layers", "encoder_min_std", "decoder_std", "solution_min_scale"))
         if not self.encoder_init_std > self.encoder_min_std:
             raise ValueError(f"encoder_init_std must exceed encoder_min_std, got {self.encoder_init_std}")
         if not self.solution_init_scale > self.solution_min_scale:
@@ -155,10 +153,9 @@ class Phase(CheckedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("pretrain_beta", "beta", "beta_targets", "consistency", "latent_norm", "marginal_kl",
-                     "posterior_floor"):  # fmt: skip
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        require_non_negative(
+            self, ("pretrain_beta", "beta", "beta_targets", "consistency", "latent_norm", "marginal_kl", "posterior_floor")
+        )
 
 
 def recipe_phase(progress: float) -> Phase:

@@ -38,6 +38,7 @@ from causal.ilcm import ILCM, ILCMConfig, Phase, recipe_phase
 from causal.interventions import TargetFamily
 from causal.metrics import Encodings, evaluate
 from causal.pairs import Pairs
+from core.config import require_positive
 from core.trainer import Trainer
 
 FamilyMode = Literal["given", "atomic", "oracle"]
@@ -75,9 +76,9 @@ class CausalLearnerConfig(ILCMConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("batch_size", "learning_rate", "restarts", "grad_clip", "eval_pairs", "metric_pairs", "log_interval"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        require_positive(
+            self, ("batch_size", "learning_rate", "restarts", "grad_clip", "eval_pairs", "metric_pairs", "log_interval")
+        )
         if self.schedule_steps < 0 or self.eval_freq < 0:
             raise ValueError(f"schedule_steps and eval_freq must be >= 0, got {self.schedule_steps}, {self.eval_freq}")
 

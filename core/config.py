@@ -110,6 +110,20 @@ class CheckedConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
+def require_positive(config: Any, names: Iterable[str]) -> None:
+    """A ValueError naming the first of ``names`` whose value on ``config`` is not > 0."""
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
+
+
+def require_non_negative(config: Any, names: Iterable[str]) -> None:
+    """A ValueError naming the first of ``names`` whose value on ``config`` is < 0."""
+    for name in names:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+
+
 def _is_instance(value: Any, annotation: Any) -> bool:
     """Whether ``value`` is of the plain type ``annotation`` (None for NoneType; other annotations: no)."""
     if annotation is type(None):

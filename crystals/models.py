@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from core.config import CheckedConfig
+from core.config import CheckedConfig, require_positive
 from core.trainer import Preset, Trainer
 from crystals.asu import SYMPREC, AsymmetricUnit
 from crystals.batch import CrystalBatch, CrystalSet, asymmetric_units, niggli_cells
@@ -131,9 +131,7 @@ class CrystalModelConfig(CheckedConfig):
         positive = ("hidden_dim", "n_layers", "n_frequencies", "time_dim", "batch_size", "lr_patience",
                     "sampling_steps", "sample_batch_size", "eval_crystals", "log_interval", "learning_rate",
                     "grad_clip_value", "min_learning_rate", "step_lr", "symprec")  # fmt: skip
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        require_positive(self, positive)
         if self.eval_freq < 0:
             raise ValueError(f"eval_freq must be >= 0, got {self.eval_freq}")
         if not 0 < self.lr_decay_factor < 1:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from core.config import require_positive
 from core.trainer import Trainer
 from pde.networks import DeepONetConfig, PIDeepONet
 from pde.problems import PDEProblem, make_pde_problem
@@ -57,9 +58,7 @@ class PINNSolver(Trainer):
         self.problem = make_pde_problem(target) if isinstance(target, str) else target
         super().__init__(self.problem.name, 0 if seed is None else seed, device, "auto", hyperparams)
         cfg = self.config
-        for name in ("train_initial_conditions", "sensors", "test_initial_conditions", "eval_times", "log_interval"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+        require_positive(cfg, ("train_initial_conditions", "sensors", "test_initial_conditions", "eval_times", "log_interval"))
         if cfg.augment_copies < 0 or cfg.eval_freq < 0:
             raise ValueError(f"augment_copies and eval_freq must be >= 0, got {cfg.augment_copies}, {cfg.eval_freq}")
         if self.problem.grid_points % cfg.sensors:
