@@ -168,8 +168,7 @@ def train_resumably(args: TrainArgs, home: Path) -> list[Path]:
     newest = max(found, key=lambda checkpoint: checkpoint.steps, default=None)
     if newest is None:
         return [train(replace(args, log_dir=_segment_dir(home)))]
-    first = next(run for run in earlier if newest.model.is_relative_to(run))
-    total = (_run_config(lineage(earlier[: earlier.index(first) + 1])[0][0]) or {})["total_timesteps"]
+    total = read_run_config(earlier[0])["total_timesteps"]  # the first segment started afresh with the trial's budget
     # At the last step (killed while evaluating or sampling at the end) it trains 0 steps and writes the final results.
     resumed = replace(args, log_dir=_segment_dir(home), trained_agent=newest.model,
                       load_replay_buffer=newest.replay_buffer is not None, total_timesteps=max(total - newest.steps, 0),
