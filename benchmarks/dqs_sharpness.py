@@ -119,7 +119,7 @@ class PolicyView(NamedTuple):
 
 @torch.no_grad()
 def dqs_view(model: DQS, obs: np.ndarray) -> PolicyView:
-    """DQS: T, min_j Q_j, the reverse SDE that acts, the PF-ODE entropy (`DiffusionPolicy.entropy`)."""
+    """DQS: T, min_j Q_j, the reverse SDE that acts, the PF-ODE entropy (`DiffusionActor.entropy`)."""
     policy = model.policy
     observation, _ = policy.obs_to_tensor(obs)
     critic_features = policy.critic.features(observation)
@@ -130,10 +130,10 @@ def dqs_view(model: DQS, obs: np.ndarray) -> PolicyView:
 
     def entropy(n: int) -> float:
         with torch.enable_grad():
-            return float(policy.entropy(actor_features.expand(n, -1)))
+            return float(policy.actor_target.entropy(actor_features.expand(n, -1)))
 
     deterministic = torch.as_tensor(policy.scale_action(model.predict(obs, deterministic=True)[0]), dtype=torch.float32)
-    return PolicyView(float(policy.temperature), q, lambda n: policy.sample_actions(actor_features.expand(n, -1)),
+    return PolicyView(float(policy.temperature), q, lambda n: policy.actor_target.sample_actions(actor_features.expand(n, -1)),
                       entropy, float(q(deterministic[None])))  # fmt: skip
 
 

@@ -125,7 +125,7 @@ def test_automatic_temperature_is_tau_times_the_q_spread_and_the_policy_follows_
     # states, averaged over the training run.
     exact_entropy = 0.5 * math.log(2 * math.pi * math.e * temperature / 100)
     with torch.enable_grad():
-        entropy = float(model.policy.entropy(model.actor_target.features(torch.zeros(2000, 1))))
+        entropy = float(model.actor_target.entropy(model.actor_target.features(torch.zeros(2000, 1))))
     assert abs(entropy - exact_entropy) < 0.2
     assert math.isfinite(model.logger.name_to_value["train/entropy"])
     # The learned temperature is saved and restored with the model, and acting uses it.
@@ -166,24 +166,24 @@ def test_the_actor_features_extractor_trains():
 @pytest.mark.parametrize("schedule", ["ve_geometric", "vp_cosine"])
 @pytest.mark.parametrize("parameterization", ["noise", "score"])
 def test_the_fused_sampler_takes_the_integrators_steps(schedule, parameterization):
-    """The policy's fused sampling loop is `euler_maruyama` (eta = 1 and 0) and the DDIM steps of
+    """The actor's fused sampling loop is `euler_maruyama` (eta = 1 and 0) and the DDIM steps of
     `probability_flow_sample`, up to float rounding."""
     model = DQS("MlpPolicy", "Pendulum-v1", schedule=schedule, score_parameterization=parameterization, **TINY)
-    policy = model.policy
-    policy.squash = "tanh"  # compare inside the box: tanh is invertible
-    for param in policy.actor_target.parameters():
+    actor = model.actor_target
+    actor.squash = "tanh"  # compare inside the box: tanh is invertible
+    for param in actor.parameters():
         torch.nn.init.normal_(param, std=0.05)
     features, prior = torch.randn(7, 3), 0.5 * torch.randn(7, 1)
     with torch.no_grad():
         for (method, eta), steps in itertools.product((("sde", 1.0), ("drift", 0.0), ("ode", None)), (20, 5)):
             torch.manual_seed(3)
-            fused = policy._integrate(prior, features, method, steps)
+            fused = actor.integrate(prior, features, method, steps)
             torch.manual_seed(3)
             if eta is None:
-                reference, _ = probability_flow_sample(policy.score, prior, policy.schedule, steps, context=features)
+                reference, _ = probability_flow_sample(actor.score, prior, actor.schedule, steps, context=features)
             else:
-                reference = euler_maruyama(policy.score, prior, policy.schedule, steps, context=features,
-                                           diffusion_scale=eta, denoise_last_step=True)  # fmt: skip
+                reference = euler_maruyama(actor.score, prior, actor.schedule, steps, context=features,
+                                          diffusion_scale=eta, denoise_last_step=True)  # fmt: skip
             torch.testing.assert_close(fused, torch.tanh(reference), atol=1e-5, rtol=1e-5)
 
 
@@ -193,7 +193,7 @@ def test_sampling_terms_split_the_input_layer_exactly():
     features, actions, t, temperature = torch.randn(5, 3), torch.randn(5, 1), torch.rand(5), torch.full((5,), 0.3)
     constant, time_terms, w_actions = network.sampling_terms(features, temperature, t)
     split = network.trunk(constant + torch.diagonal(time_terms[:, None, :].expand(5, 5, -1)).T + actions @ w_actions.T)
-    torch.testing.assert_close(split, network(features, actions, t, temperature), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(split, network.network_output(features, actions, t, temperature), atol=1e-5, rtol=1e-5)
 
 
 def test_mode_resolution_and_mixing(tmp_path):
@@ -282,6 +282,33 @@ def test_deterministic_predict_save_load_and_logging(mode, tmp_path):
         for key, value in model.proposal.state_dict().items():
             torch.testing.assert_close(loaded.proposal.state_dict()[key], value, rtol=0, atol=0)
         assert loaded.proposal.optimizer.state_dict()["state"].keys() == model.proposal.optimizer.state_dict()["state"].keys()
+
+
+def test_policy_and_actor_stand_alone_save_load_and_act(tmp_path):
+    """SB3's test_save_load_policy with DQS as SAC: the policy and its actor each predict, save and load on their own
+    and act identically after loading; the actor alone samples (its deterministic action is its first fixed prior
+    draw's, without argmax-Q, which needs the critic)."""
+    model = DQS("MlpPolicy", "Pendulum-v1", **TINY)
+    model.learn(60)
+    model.policy.set_temperature(0.37)
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(5, 3)).astype(np.float32)
+    policy, actor = model.policy, model.actor
+    policy_action, actor_action = policy.predict(obs, deterministic=True)[0], actor.predict(obs, deterministic=True)[0]
+    assert actor_action.shape == (5, 1) and np.all(np.abs(actor_action) <= 2.0)  # rescaled to Pendulum's box
+    stochastic = actor(torch.as_tensor(obs))
+    assert stochastic.shape == (5, 1) and torch.all(stochastic.abs() <= 1.0)
+    policy.save(tmp_path / "policy.pkl")
+    actor.save(tmp_path / "actor.pkl")
+    loaded_policy = type(policy).load(tmp_path / "policy.pkl")
+    loaded_actor = type(actor).load(tmp_path / "actor.pkl")
+    np.testing.assert_array_equal(loaded_policy.predict(obs, deterministic=True)[0], policy_action)
+    np.testing.assert_array_equal(loaded_actor.predict(obs, deterministic=True)[0], actor_action)
+    assert float(loaded_policy.temperature) == float(loaded_actor.temperature) == pytest.approx(0.37)
+    # With one action candidate the policy's deterministic action is the actor's.
+    single = DQS("MlpPolicy", "Pendulum-v1", n_action_candidates=1, **TINY)
+    np.testing.assert_array_equal(
+        single.predict(obs, deterministic=True)[0], single.actor_target.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_faithful_mode_reproduces_its_recorded_outputs():
@@ -398,7 +425,7 @@ def test_load_keeps_the_stored_temperature_unless_a_temperature_knob_is_passed(t
     """SB3's randomise-save-load-compare: the policy's temperature buffer is the one source of truth on load."""
     model = DQS("MlpPolicy", "Pendulum-v1", **TINY)
     model.learn(60)
-    model.policy.temperature.fill_(0.123)
+    model.policy.set_temperature(0.123)
     model.save(tmp_path / "dqs.zip")
     assert float(DQS.load(tmp_path / "dqs.zip").policy.temperature) == pytest.approx(0.123)
     assert float(DQS.load(tmp_path / "dqs.zip", temperature=0.5).policy.temperature) == pytest.approx(0.5)

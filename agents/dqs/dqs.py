@@ -35,7 +35,7 @@ from stable_baselines3.common.type_aliases import (
 from stable_baselines3.common.utils import FloatSchedule, get_parameters_by_name, polyak_update, update_learning_rate
 from torch import Tensor
 
-from agents.dqs.policies import CnnDiffusionPolicy, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy, ScoreNetwork
+from agents.dqs.policies import CnnDiffusionPolicy, DiffusionActor, DiffusionPolicy, EnsembleCritic, MultiInputDiffusionPolicy
 from agents.dqs.proposal import ProposalNetwork, backup_actions, importance_log_partition
 from core.config import CheckedConfig, fold_config_attributes, with_overrides
 from samplers.estimators import mc_score_estimate, softmax_score_estimate
@@ -307,8 +307,8 @@ class DQS(OffPolicyAlgorithm):
         "MultiInputPolicy": MultiInputDiffusionPolicy,
     }
     policy: DiffusionPolicy
-    actor: ScoreNetwork
-    actor_target: ScoreNetwork
+    actor: DiffusionActor
+    actor_target: DiffusionActor
     critic: EnsembleCritic
     critic_target: EnsembleCritic
     proposal: ProposalNetwork | None
@@ -410,7 +410,7 @@ class DQS(OffPolicyAlgorithm):
         critic_lr = self.config.critic_learning_rate
         self.own_critic_lr_schedule = None if critic_lr is None else FloatSchedule(critic_lr)
         update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
-        self.policy.temperature.fill_(self.temperature_at(self._n_updates))
+        self.policy.set_temperature(self.temperature_at(self._n_updates))
         if self.verbose >= 1:
             print("DQS configuration: " + ", ".join(f"{key}={value}" for key, value in self.dqs_config.items()))
 
@@ -482,7 +482,7 @@ class DQS(OffPolicyAlgorithm):
             if self.automatic_temperature:
                 self._track_q_spread(q[:, q.shape[1] - self.config.n_backup_uniform :])
         if self.config.backup == "hard":
-            next_actions = self.policy.sample_actions(self.actor_target.features(next_observations))
+            next_actions = self.actor_target.sample_actions(self.actor_target.features(next_observations))
             return self.critic_target.min_q(features, next_actions).unsqueeze(1)
         # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m [Q(s', a_m)/T - log q(a_m|s')] - log M), a_m ~ q.
         return temperature * importance_log_partition(q / temperature, log_proposal).unsqueeze(1)
@@ -539,7 +539,7 @@ class DQS(OffPolicyAlgorithm):
                 target = softmax_score_estimate(
                     grouped_energy, noisy_actions, t, schedule, n_kernel, bounds=(-1.0, 1.0), **proposals
                 )
-        output = self.actor(features, noisy_actions, t, self.policy.temperature.expand(n))
+        output = self.actor.network_output(features, noisy_actions, t, self.actor.temperature.expand(n))
         if self.config.score_parameterization == "noise":
             # score = -eps / sigma, so sigma^2 |score - S|^2 = |eps_theta + sigma S|^2: an eps-prediction MSE.
             loss = (output + sigma * target).pow(2).mean()
@@ -561,7 +561,7 @@ class DQS(OffPolicyAlgorithm):
         """The measured entropy of the acting policy on the batch's first `ENTROPY_STATES` states (a diagnostic)."""
         with th.no_grad(), th.profiler.record_function("dqs/entropy"):
             observations = _first_rows(data.observations, ENTROPY_STATES)
-            return float(self.policy.entropy(self.actor_target.features(observations)))
+            return float(self.actor_target.entropy(self.actor_target.features(observations)))
 
     def _finite(self, loss: float, name: str, data: Batch) -> float:
         """``loss`` if finite; else a FloatingPointError naming the step and the likely cause (the batch's env data,
@@ -593,7 +593,7 @@ class DQS(OffPolicyAlgorithm):
             start = time.perf_counter()
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             temperature = self.temperature_at(self._n_updates)
-            self.policy.temperature.fill_(temperature)
+            self.policy.set_temperature(temperature)
 
             critic_loss = self._critic_loss(data, temperature)
             metrics["critic_loss"].append(self._finite(critic_loss.item(), "critic", data))  # before any NaN step
@@ -637,7 +637,7 @@ class DQS(OffPolicyAlgorithm):
         self.logger.record("train/temperature", temperature)
         if self.q_spread is not None:
             self.logger.record("train/q_spread", self.q_spread)
-        self.policy.temperature.fill_(self.temperature_at(self._n_updates))  # acting uses the current temperature
+        self.policy.set_temperature(self.temperature_at(self._n_updates))  # acting uses the current temperature
         self.logger.record("train/critic_learning_rate", critic_lr)
         for key, values in metrics.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
@@ -682,7 +682,7 @@ class DQS(OffPolicyAlgorithm):
         the temperature of the new configuration."""
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if kwargs.keys() & TEMPERATURE_KNOBS:
-            model.policy.temperature.fill_(model.temperature_at(model._n_updates))
+            model.policy.set_temperature(model.temperature_at(model._n_updates))
         return model
 
     def _excluded_save_params(self) -> list[str]:

@@ -1,5 +1,5 @@
-"""DQS policy: a temperature-conditioned score network over actions, a critic ensemble and its target, in SB3's
-SACPolicy layout (the policy owns every network; ``actor`` is the score network).
+"""DQS policy: a temperature-conditioned diffusion actor (score network and sampler), a critic ensemble and its
+target, in SB3's SACPolicy layout (the policy owns every network; ``actor`` samples actions on its own).
 
 Actions live in [-1, 1]^d (``squash_output=True``): SB3's ``predict`` rescales them to the env's bounds.
 """
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BaseModel, BasePolicy, ContinuousCritic
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -65,17 +65,31 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-class ScoreNetwork(BaseModel):
-    """DQS ScoreMLP on concat(features(s), a_t, emb(t), emb(T)) -> Dense -> GELU -> ``n_blocks`` x
+class DiffusionActor(BasePolicy):
+    """The actor of DQS: a temperature-conditioned score network and the reverse process that samples actions with
+    it, a ~ pi_T(a|s) ∝ exp(Q(s, a)/T) as far as the score is learned. It plays SB3's actor role: ``forward`` and
+    ``predict`` map observations to actions, and it saves and loads on its own. Argmax-Q over several candidates needs
+    the critic, so it is `DiffusionPolicy`'s: the actor's deterministic action is the one of its first fixed prior draw.
+
+    The network is the DQS ScoreMLP on concat(features(s), a_t, emb(t), emb(T)) -> Dense -> GELU -> ``n_blocks`` x
     [h + GELU(Dense(h))] -> Dense(|A|), as ``src/components/mlp.py`` of the reference code
-    (vineetjain96/Diffusion_Q_Sampling). The output is the score itself or the noise prediction, depending on the
-    policy's parameterisation; t and the raw temperature T share one 1000-period embedding.
+    (vineetjain96/Diffusion_Q_Sampling). Its output is the score itself or the noise prediction, depending on
+    ``score_parameterization``; t and the raw temperature T share one 1000-period embedding.
 
     :param features_extractor: Network mapping observations to a flat feature vector
     :param features_dim: Size of that feature vector
     :param hidden_dim: Width of every hidden layer
     :param n_blocks: Number of residual blocks
     :param embedding_dim: Size of each sinusoidal embedding (t and T)
+    :param schedule: Noise schedule name, see `SCHEDULES`
+    :param schedule_kwargs: Overrides of the schedule's defaults
+    :param sampler_steps: Integration steps of the reverse SDE (and of the PF-ODE of the entropy estimate)
+    :param deterministic_steps: Integration steps of deterministic sampling; None: ``sampler_steps``
+    :param denoise_last_step: Skip the noise of the final SDE step (the reference adds it)
+    :param squash: Map samples into the box with ``"tanh"`` (original DQS) or ``"clip"``
+    :param score_parameterization: Network output is the score (``"score"``) or the noise eps (``"noise"``,
+        score = -eps / sigma(t))
+    :param deterministic_mode: Integrator of deterministic sampling: ``"ode"`` or ``"drift"``
     """
 
     def __init__(
@@ -87,24 +101,77 @@ class ScoreNetwork(BaseModel):
         hidden_dim: int = 256,
         n_blocks: int = 2,
         embedding_dim: int = 128,
+        schedule: ScheduleName = "ve_geometric",
+        schedule_kwargs: dict[str, float] | None = None,
+        sampler_steps: int = 20,
+        deterministic_steps: int | None = None,
+        denoise_last_step: bool = True,
+        squash: Squash = "clip",
+        score_parameterization: Parameterization = "noise",
+        deterministic_mode: DeterministicMode = "ode",
         normalize_images: bool = True,
     ) -> None:
         super().__init__(
-            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+            squash_output=True,
         )
-        action_dim = get_action_dim(action_space)
+        _check_choice("squash", squash, ("tanh", "clip"))
+        _check_choice("score_parameterization", score_parameterization, ("score", "noise"))
+        _check_choice("deterministic_mode", deterministic_mode, ("ode", "drift"))
+        deterministic_steps = sampler_steps if deterministic_steps is None else deterministic_steps
+        if min(sampler_steps, deterministic_steps) < 1:
+            raise ValueError("sampler_steps and deterministic_steps must be >= 1")
+        self.features_dim = features_dim
+        self.hidden_dim = hidden_dim
+        self.n_blocks = n_blocks
+        self.schedule_name = schedule
+        self.schedule_kwargs = schedule_kwargs
+        self.schedule = make_schedule(schedule, schedule_kwargs)
+        self.sampler_steps = sampler_steps
+        self.deterministic_steps = deterministic_steps
+        self.denoise_last_step = denoise_last_step
+        self.squash = squash
+        self.score_parameterization = score_parameterization
+        self.deterministic_mode = deterministic_mode
+        self.action_dim = get_action_dim(action_space)
         self.embedding = SinusoidalEmbedding(embedding_dim, max_period=1000.0)
-        self.input = nn.Linear(features_dim + action_dim + 2 * embedding_dim, hidden_dim)
+        self.input = nn.Linear(features_dim + self.action_dim + 2 * embedding_dim, hidden_dim)
         self.blocks = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(n_blocks))
-        self.output = nn.Linear(hidden_dim, action_dim)
+        self.output = nn.Linear(hidden_dim, self.action_dim)
+        # The temperature the network is conditioned on; set by the algorithm, saved with the weights.
+        self.register_buffer("temperature", th.tensor(1.0))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            features_extractor=self.features_extractor,
+            features_dim=self.features_dim,
+            hidden_dim=self.hidden_dim,
+            n_blocks=self.n_blocks,
+            embedding_dim=self.embedding.dim,
+            schedule=self.schedule_name,
+            schedule_kwargs=self.schedule_kwargs,
+            sampler_steps=self.sampler_steps,
+            deterministic_steps=self.deterministic_steps,
+            denoise_last_step=self.denoise_last_step,
+            squash=self.squash,
+            score_parameterization=self.score_parameterization,
+            deterministic_mode=self.deterministic_mode,
+        )
+        return data
+
+    # --- the network ----------------------------------------------------------------------------------------------
 
     def features(self, obs: PyTorchObs) -> Tensor:
         """Flat features of a batch of observations."""
         return self.extract_features(obs, self.features_extractor)
 
-    def forward(self, features: Tensor, noisy_actions: Tensor, t: Tensor, temperature: Tensor) -> Tensor:
-        """Raw network output for row-aligned ``features`` (N, F), ``noisy_actions`` (N, |A|), ``t`` and
-        ``temperature`` (both (N,))."""
+    def network_output(self, features: Tensor, noisy_actions: Tensor, t: Tensor, temperature: Tensor) -> Tensor:
+        """Raw network output (the score or the noise prediction) for row-aligned ``features`` (N, F),
+        ``noisy_actions`` (N, |A|), ``t`` and ``temperature`` (both (N,))."""
         inputs = [features, noisy_actions, self.embedding(t), self.embedding(temperature)]
         return self.trunk(self.input(th.cat(inputs, dim=1)))
 
@@ -132,11 +199,99 @@ class ScoreNetwork(BaseModel):
         The input layer is linear in concat(features, a_t, emb(t), emb(T)): over a run the features and T are fixed
         and t takes only the grid's values, so W_f f + W_T emb(T) + b is computed once per row and W_t emb(t) once
         per grid time. Returns (per-row constant (N, H), per-time term (len(times), H), W_a (H, |A|)); the
-        pre-activation of step i is ``constant + time_terms[i] + a_t @ W_a.T``, exactly `forward`'s up to rounding.
+        pre-activation of step i is ``constant + time_terms[i] + a_t @ W_a.T``, exactly `network_output`'s up to rounding.
         """
         w_features, w_actions, w_time, w_temperature = self._input_weights()
         constant = th.addmm(self.input.bias, features, w_features.T) + self.embedding(temperature) @ w_temperature.T
         return constant, self.embedding(times) @ w_time.T, w_actions
+
+    # --- the score and the samplers -------------------------------------------------------------------------------
+
+    def score(self, noisy_actions: Tensor, t: Tensor, features: Tensor) -> Tensor:
+        """Score grad_a log p_t(a_t | s) at the current temperature (``score_fn`` of the integrators)."""
+        output = self.network_output(features, noisy_actions, t, self.temperature.expand(len(noisy_actions)))
+        if self.score_parameterization == "score":
+            return output
+        return self.schedule.score_from_noise(output, t)
+
+    def squash_actions(self, actions: Tensor) -> Tensor:
+        """Map integrator output into [-1, 1]."""
+        return actions.clamp(-1.0, 1.0) if self.squash == "clip" else th.tanh(actions)
+
+    def integrate(self, prior: Tensor, features: Tensor, method: Literal["sde", "ode", "drift"], steps: int) -> Tensor:
+        """Run the reverse process from ``prior`` (row-aligned with ``features``) and squash the result.
+
+        ``"sde"`` and ``"drift"`` are the steps of `samplers.integrators.euler_maruyama` with eta = 1 and 0:
+        x <- x - [f(x, t) - g(t)^2 s(x, t)] dt + eta g(t) sqrt(dt) eps. ``"ode"`` takes the DDIM steps of the
+        PF-ODE (`samplers.integrators.ddim_coefficients`), which are exact for a constant noise prediction where
+        Euler in t contracts the samples on the geometric schedule (docs/dqs.md). Every step evaluates the score at
+        its upper time t >= 1/n, never at t = 0 where sigma = 0. The loop is fused for the score network: its input
+        layer is split by `sampling_terms`, and the schedule's coefficients are computed once (acting
+        is launch-bound: a step is a dozen small kernels, so every one saved counts).
+        """
+        n = len(prior)
+        times = make_time_grid(steps, device=prior.device, dtype=prior.dtype)
+        upper, dt = times[:-1], times[:-1] - times[1:]
+        constant, time_terms, w_actions = self.sampling_terms(features, self.temperature.expand(n), upper)
+        # Step i: x <- x_scale[i] x (- f dt for the SDE) + output_scale[i] * network output (+ noise_scale[i] eps).
+        if method == "ode":
+            x_scale, eps_scale = ddim_coefficients(self.schedule, times)
+            output_scale = eps_scale if self.score_parameterization == "noise" else -eps_scale * self.schedule.sigma(upper)
+        else:
+            x_scale = th.ones_like(upper)
+            output_scale = self.schedule.g(upper) ** 2 * dt  # times the score
+            if self.score_parameterization == "noise":  # score = -eps / sigma
+                output_scale = -output_scale / self.schedule.sigma(upper)
+        noise_scale = (self.schedule.g(upper) * dt.sqrt()).tolist()
+        x_scale, output_scale, dt_list = x_scale.tolist(), output_scale.tolist(), dt.tolist()
+        x = prior
+        for i in range(steps):
+            output = self.trunk(th.addmm(constant + time_terms[i], x, w_actions.T))
+            if x_scale[i] != 1.0:
+                x = x * x_scale[i]
+            if method != "ode" and not self.schedule.drift_free:
+                x = x - self.schedule.drift(x, upper[i].expand(n)) * dt_list[i]
+            x = x + output_scale[i] * output
+            if method == "sde" and not (self.denoise_last_step and i == steps - 1):
+                x = x + noise_scale[i] * th.randn_like(x)
+        return self.squash_actions(x)
+
+    def entropy(self, features: Tensor) -> Tensor:
+        """Monte-Carlo estimate of the mean entropy of the actor's policy over the states of ``features``.
+
+        One PF-ODE sample per state with the exact log-density of the DDIM sampler's law
+        (`samplers.integrators.probability_flow_sample`): H = -mean log q(a), the entropy of the actions of
+        deterministic sampling (the reverse SDE's law agrees with it as far as the score is exact). With a tanh
+        squash the log-density of the squashed action includes the Jacobian, as SAC's. With ``"clip"`` it is the
+        pre-clip entropy: mass the clip moves onto the box's faces is not accounted for, so it cannot fall with a
+        policy that concentrates on a face (docs/dqs.md).
+        """
+        prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
+        latent, log_density = probability_flow_sample(self.score, prior, self.schedule, self.sampler_steps, context=features)
+        if self.squash == "tanh":
+            log_density = log_density - tanh_log_abs_det_jacobian(latent)
+        return -log_density.mean()
+
+    def sample_actions(self, features: Tensor) -> Tensor:
+        """One stochastic sample a ~ pi_T(.|s) per row of ``features`` (reverse SDE, eta = 1), in [-1, 1]."""
+        prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
+        return self.integrate(prior, features, "sde", self.sampler_steps)
+
+    def fixed_prior_actions(self, features: Tensor, n: int) -> Tensor:
+        """Deterministic sampling: per row of ``features``, the actions integrated (``deterministic_mode``) from the
+        first ``n`` of a fixed sequence of prior draws (seeded and shared by every state, so independent of the global
+        RNG); n consecutive rows per state."""
+        generator = th.Generator().manual_seed(DETERMINISTIC_PRIOR_SEED)
+        prior = self.schedule.sample_prior(n, self.action_dim, generator=generator).to(features)
+        rows = features.repeat_interleave(n, dim=0)
+        return self.integrate(prior.repeat(len(features), 1), rows, self.deterministic_mode, self.deterministic_steps)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> Tensor:
+        features = self.features(observation)
+        return self.fixed_prior_actions(features, 1) if deterministic else self.sample_actions(features)
 
 
 class EnsembleCritic(ContinuousCritic):
@@ -219,12 +374,11 @@ class DiffusionPolicy(BasePolicy):
     :param optimizer_kwargs: Its keyword arguments, excluding the learning rate
     """
 
-    actor: ScoreNetwork
-    actor_target: ScoreNetwork
+    actor: DiffusionActor
+    actor_target: DiffusionActor
     critic: EnsembleCritic
     critic_target: EnsembleCritic
     proposal: ProposalNetwork | None
-    temperature: Tensor
 
     def __init__(
         self,
@@ -272,12 +426,8 @@ class DiffusionPolicy(BasePolicy):
             squash_output=True,
             normalize_images=normalize_images,
         )
-        _check_choice("squash", squash, ("tanh", "clip"))
-        _check_choice("score_parameterization", score_parameterization, ("score", "noise"))
-        _check_choice("deterministic_mode", deterministic_mode, ("ode", "drift"))
-        deterministic_steps = sampler_steps if deterministic_steps is None else deterministic_steps
-        if min(sampler_steps, deterministic_steps, n_action_candidates, n_explore_candidates) < 1:
-            raise ValueError("sampler_steps, deterministic_steps, n_action_candidates and n_explore_candidates must be >= 1")
+        if min(n_action_candidates, n_explore_candidates) < 1:
+            raise ValueError("n_action_candidates and n_explore_candidates must be >= 1")
         self.net_arch = [256, 256] if net_arch is None else net_arch
         self.activation_fn = activation_fn
         self.n_critics = n_critics
@@ -286,7 +436,6 @@ class DiffusionPolicy(BasePolicy):
         self.embedding_dim = embedding_dim
         self.schedule_name = schedule
         self.schedule_kwargs = schedule_kwargs
-        self.schedule = make_schedule(schedule, schedule_kwargs)
         self.sampler_steps = sampler_steps
         self.deterministic_steps = deterministic_steps
         self.denoise_last_step = denoise_last_step
@@ -297,8 +446,6 @@ class DiffusionPolicy(BasePolicy):
         self.n_explore_candidates = n_explore_candidates
         self.use_proposal = use_proposal
         self.action_dim = get_action_dim(action_space)
-        # The temperature the score network is conditioned on; set by the algorithm, saved with the weights.
-        self.register_buffer("temperature", th.tensor(1.0))
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -325,14 +472,22 @@ class DiffusionPolicy(BasePolicy):
         module.apply(partial(self.init_weights, gain=math.sqrt(2)))
         return module.to(self.device)
 
-    def make_actor(self) -> ScoreNetwork:
+    def make_actor(self) -> DiffusionActor:
         kwargs = self._update_features_extractor({"normalize_images": self.normalize_images})
-        network = ScoreNetwork(
+        network = DiffusionActor(
             self.observation_space,
             self.action_space,
             hidden_dim=self.score_hidden_dim,
             n_blocks=self.score_n_blocks,
             embedding_dim=self.embedding_dim,
+            schedule=self.schedule_name,
+            schedule_kwargs=self.schedule_kwargs,
+            sampler_steps=self.sampler_steps,
+            deterministic_steps=self.deterministic_steps,
+            denoise_last_step=self.denoise_last_step,
+            squash=self.squash,
+            score_parameterization=self.score_parameterization,
+            deterministic_mode=self.deterministic_mode,
             **kwargs,
         )
         network = self._orthogonal_init(network)
@@ -391,79 +546,22 @@ class DiffusionPolicy(BasePolicy):
         )
         return data
 
-    # --- the score and the samplers -------------------------------------------------------------------------------
+    # --- acting -----------------------------------------------------------------------------------------------------
 
-    def score(self, noisy_actions: Tensor, t: Tensor, features: Tensor) -> Tensor:
-        """Score grad_a log p_t(a_t | s) at the current temperature (``score_fn`` of the integrators), from the
-        sampling copy ``actor_target`` of the score network (an EMA of ``actor``, or ``actor`` itself)."""
-        temperature = self.temperature.expand(len(noisy_actions))
-        output = self.actor_target(features, noisy_actions, t, temperature)
-        if self.score_parameterization == "score":
-            return output
-        return self.schedule.score_from_noise(output, t)
+    @property
+    def schedule(self) -> NoiseSchedule:
+        """The noise schedule of the score networks."""
+        return self.actor_target.schedule
 
-    def squash_actions(self, actions: Tensor) -> Tensor:
-        """Map integrator output into [-1, 1]."""
-        return actions.clamp(-1.0, 1.0) if self.squash == "clip" else th.tanh(actions)
+    @property
+    def temperature(self) -> Tensor:
+        """The temperature T the score networks are conditioned on (saved with their weights; `set_temperature`)."""
+        return self.actor_target.temperature
 
-    def _integrate(self, prior: Tensor, features: Tensor, method: Literal["sde", "ode", "drift"], steps: int) -> Tensor:
-        """Run the reverse process from ``prior`` (row-aligned with ``features``) and squash the result.
-
-        ``"sde"`` and ``"drift"`` are the steps of `samplers.integrators.euler_maruyama` with eta = 1 and 0:
-        x <- x - [f(x, t) - g(t)^2 s(x, t)] dt + eta g(t) sqrt(dt) eps. ``"ode"`` takes the DDIM steps of the
-        PF-ODE (`samplers.integrators.ddim_coefficients`), which are exact for a constant noise prediction where
-        Euler in t contracts the samples on the geometric schedule (docs/dqs.md). Every step evaluates the score at
-        its upper time t >= 1/n, never at t = 0 where sigma = 0. The loop is fused for the score network: its input
-        layer is split by `ScoreNetwork.sampling_terms`, and the schedule's coefficients are computed once (acting
-        is launch-bound: a step is a dozen small kernels, so every one saved counts).
-        """
-        n = len(prior)
-        times = make_time_grid(steps, device=prior.device, dtype=prior.dtype)
-        upper, dt = times[:-1], times[:-1] - times[1:]
-        constant, time_terms, w_actions = self.actor_target.sampling_terms(features, self.temperature.expand(n), upper)
-        # Step i: x <- x_scale[i] x (- f dt for the SDE) + output_scale[i] * network output (+ noise_scale[i] eps).
-        if method == "ode":
-            x_scale, eps_scale = ddim_coefficients(self.schedule, times)
-            output_scale = eps_scale if self.score_parameterization == "noise" else -eps_scale * self.schedule.sigma(upper)
-        else:
-            x_scale = th.ones_like(upper)
-            output_scale = self.schedule.g(upper) ** 2 * dt  # times the score
-            if self.score_parameterization == "noise":  # score = -eps / sigma
-                output_scale = -output_scale / self.schedule.sigma(upper)
-        noise_scale = (self.schedule.g(upper) * dt.sqrt()).tolist()
-        x_scale, output_scale, dt_list = x_scale.tolist(), output_scale.tolist(), dt.tolist()
-        x = prior
-        for i in range(steps):
-            output = self.actor_target.trunk(th.addmm(constant + time_terms[i], x, w_actions.T))
-            if x_scale[i] != 1.0:
-                x = x * x_scale[i]
-            if method != "ode" and not self.schedule.drift_free:
-                x = x - self.schedule.drift(x, upper[i].expand(n)) * dt_list[i]
-            x = x + output_scale[i] * output
-            if method == "sde" and not (self.denoise_last_step and i == steps - 1):
-                x = x + noise_scale[i] * th.randn_like(x)
-        return self.squash_actions(x)
-
-    def entropy(self, features: Tensor) -> Tensor:
-        """Monte-Carlo estimate of the mean entropy of the sampling copy's policy over the states of ``features``.
-
-        One PF-ODE sample per state with the exact log-density of the DDIM sampler's law
-        (`samplers.integrators.probability_flow_sample`): H = -mean log q(a), the entropy of the actions of
-        deterministic sampling (the reverse SDE's law agrees with it as far as the score is exact). With a tanh
-        squash the log-density of the squashed action includes the Jacobian, as SAC's. With ``"clip"`` it is the
-        pre-clip entropy: mass the clip moves onto the box's faces is not accounted for, so it cannot fall with a
-        policy that concentrates on a face (docs/dqs.md).
-        """
-        prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
-        latent, log_density = probability_flow_sample(self.score, prior, self.schedule, self.sampler_steps, context=features)
-        if self.squash == "tanh":
-            log_density = log_density - tanh_log_abs_det_jacobian(latent)
-        return -log_density.mean()
-
-    def sample_actions(self, features: Tensor) -> Tensor:
-        """One stochastic sample a ~ pi_T(.|s) per row of ``features`` (reverse SDE, eta = 1), in [-1, 1]."""
-        prior = self.schedule.sample_prior(len(features), self.action_dim, device=features.device, dtype=features.dtype)
-        return self._integrate(prior, features, "sde", self.sampler_steps)
+    def set_temperature(self, temperature: float) -> None:
+        """Condition both score networks on ``temperature`` (the algorithm's rule decides it)."""
+        for actor in (self.actor, self.actor_target):
+            actor.temperature.fill_(temperature)
 
     def _best_of(self, observation: PyTorchObs, candidates: Tensor, n: int) -> Tensor:
         """Per state, the candidate with the highest min-ensemble Q; ``candidates`` holds n consecutive rows per state."""
@@ -471,23 +569,17 @@ class DiffusionPolicy(BasePolicy):
         best = q.argmax(dim=1)
         return candidates.view(-1, n, self.action_dim)[th.arange(len(best), device=best.device), best]
 
-    def _deterministic_actions(self, observation: PyTorchObs, features: Tensor) -> Tensor:
-        n = self.n_action_candidates
-        generator = th.Generator().manual_seed(DETERMINISTIC_PRIOR_SEED)
-        prior = self.schedule.sample_prior(n, self.action_dim, generator=generator).to(features)
-        rows = features.repeat_interleave(n, dim=0)
-        actions = self._integrate(prior.repeat(len(features), 1), rows, self.deterministic_mode, self.deterministic_steps)
-        return actions if n == 1 else self._best_of(observation, actions, n)
-
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> Tensor:
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> Tensor:
         features = self.actor_target.features(observation)
         if deterministic:
-            return self._deterministic_actions(observation, features)
-        n = self.n_explore_candidates
-        actions = self.sample_actions(features.repeat_interleave(n, dim=0))
+            n = self.n_action_candidates
+            actions = self.actor_target.fixed_prior_actions(features, n)
+        else:
+            n = self.n_explore_candidates
+            actions = self.actor_target.sample_actions(features.repeat_interleave(n, dim=0))
         return actions if n == 1 else self._best_of(observation, actions, n)
 
     def set_training_mode(self, mode: bool) -> None:
