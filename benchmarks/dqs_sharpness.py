@@ -10,7 +10,7 @@ states visited by the agent's deterministic policy, per state:
   mean exp(Q/T)), E_B[Q], and the effective sample size of the weights;
 * the agent's stochastic policy (DQS: the reverse SDE that acts; SAC: its squashed Gaussian): E_π[Q] over
   ``policy_samples`` samples, and its entropy H_π (DQS: of its deterministic sampler's law, the PF-ODE log-likelihood
-  of `DiffusionPolicy.entropy`; SAC: −E log π);
+  of `DiffusionActor.entropy`; SAC: −E log π);
 * the greedy reference: the largest Q among the uniform actions and the Q of the deterministic action.
 
 and, for DQS, how far its two estimators are from what they estimate: the soft backup's V_soft from M uniform
