@@ -154,7 +154,7 @@ def render(result: Result, figures: Path) -> str:
     return "\n".join([text, *rows])
 
 
-SECTION = Section(("throughput", "throughput_proposal"), render)
+SECTION = Section(("throughput", "throughput_proposal", "throughput_crossq"), render)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ Batch = ReplayBufferSamples | DictReplayBufferSamples
 
 #: Knobs that configure the policy's sampler; DQS owns them and passes them on as policy kwargs.
 POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "deterministic_steps", "denoise_last_step", "squash",
-                "score_parameterization", "deterministic_mode", "n_action_candidates", "n_explore_candidates")  # fmt: skip
+                "score_parameterization", "deterministic_mode", "n_action_candidates", "n_explore_candidates",
+                "crossq_critic")  # fmt: skip
 #: Smallest diffusion time of score training with the softmax estimator, whose target divides by sigma(t) > 0.
 SOFTMAX_T_MIN = 1e-3
 #: Relative temperature tau of ``temperature="auto"``: T = tau * (spread of Q over the action box); docs/dqs.md.
@@ -163,6 +164,10 @@ class DQSConfig(CheckedConfig):
     steps; 0 never."""
     n_explore_candidates: int = 1
     """Stochastic samples per exploration step, argmax-Q among them when > 1."""
+    crossq_critic: bool = False
+    """CrossQ's critic (Bhatt et al., ICLR 2024, arXiv 1902.05605): BatchRenorm layers, no target critics (the
+    backup evaluates the critics themselves, so ``tau`` and ``target_update_interval`` have no effect), and one joint
+    forward of the batch's (s, a) and the backup's (s', a') rows, which share the batch statistics."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -310,7 +315,7 @@ class DQS(OffPolicyAlgorithm):
     actor: DiffusionActor
     actor_target: DiffusionActor
     critic: EnsembleCritic
-    critic_target: EnsembleCritic
+    critic_target: EnsembleCritic | None
     proposal: ProposalNetwork | None
     config: DQSConfig
     mode: Mode
@@ -405,8 +410,9 @@ class DQS(OffPolicyAlgorithm):
             self.policy_kwargs = user_kwargs
         self._create_aliases()
         self._setup_temperature()
-        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
-        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        if self.critic_target is not None:
+            self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+            self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         critic_lr = self.config.critic_learning_rate
         self.own_critic_lr_schedule = None if critic_lr is None else FloatSchedule(critic_lr)
         update_learning_rate(self.critic.optimizer, self.critic_lr_schedule(1.0))
@@ -472,28 +478,60 @@ class DQS(OffPolicyAlgorithm):
         proposal = self.proposal.distribution(next_observations) if cfg.learned_backup else None  # type: ignore[union-attr]
         return backup_actions(n, cfg.n_backup_samples, self.policy.action_dim, self.device, proposal, cfg.n_backup_uniform)
 
-    def _next_state_value(self, next_observations: Any, temperature: float) -> Tensor:
-        """Backed-up value of s' (shape (B, 1)): min_j Q'_j(s', a'), a' ~ pi_T ("hard"), or V_soft(s') ("soft").
-        With the automatic temperature it also updates the Q spread, from the backup's uniform actions."""
-        features = self.critic_target.features(next_observations)
+    def _next_actions(self, next_observations: Any, n: int) -> tuple[Tensor, Tensor | None]:
+        """The actions the backup evaluates at each of the ``n`` next states, (n, M', |A|): the soft value's M
+        (`backup_actions`; with a soft backup or the automatic temperature), then, for the hard backup, one
+        a' ~ pi_T; and the soft value's log proposal densities (n, M), None without them."""
+        actions, log_proposal = [], None
         if self.config.backup == "soft" or self.automatic_temperature:
-            actions, log_proposal = self.backup_actions(next_observations, len(features))
-            q = self.critic_target.min_q_grouped(features, actions)
-            if self.automatic_temperature:
-                self._track_q_spread(q[:, q.shape[1] - self.config.n_backup_uniform :])
+            soft_actions, log_proposal = self.backup_actions(next_observations, n)
+            actions.append(soft_actions)
         if self.config.backup == "hard":
-            next_actions = self.actor_target.sample_actions(self.actor_target.features(next_observations))
-            return self.critic_target.min_q(features, next_actions).unsqueeze(1)
+            features = self.actor_target.features(next_observations)
+            actions.append(self.actor_target.sample_actions(features).unsqueeze(1))
+        return th.cat(actions, dim=1), log_proposal
+
+    def _next_state_value(self, next_q: Tensor, log_proposal: Tensor | None, temperature: float) -> Tensor:
+        """Backed-up value of s' (shape (B, 1)) from min_j Q_j at the `_next_actions` (B, M'): at a' ~ pi_T, the last
+        column ("hard"), or V_soft(s') ("soft"). With the automatic temperature it also updates the Q spread, from
+        the soft value's uniform actions."""
+        if self.automatic_temperature:
+            assert log_proposal is not None
+            m = log_proposal.shape[1]
+            self._track_q_spread(next_q[:, m - self.config.n_backup_uniform : m])
+        if self.config.backup == "hard":
+            return next_q[:, -1:]
         # V_soft = T log ∫_box exp(Q/T) da ≈ T (logsumexp_m [Q(s', a_m)/T - log q(a_m|s')] - log M), a_m ~ q.
-        return temperature * importance_log_partition(q / temperature, log_proposal).unsqueeze(1)
+        return temperature * importance_log_partition(next_q / temperature, log_proposal).unsqueeze(1)
+
+    def _joint_q_values(self, data: Batch, next_actions: Tensor) -> tuple[Tensor, Tensor]:
+        """CrossQ's joint forward (Bhatt et al. 2024, §3): the batch's (s, a) and every (s', a'_m) through the
+        critics as one batch with BatchRenorm normalising by its statistics, so that the Q-values of both come from
+        the same normalisation. Returns Q_j(s, a) (B, n_critics), with gradients, and min_j Q_j(s', a'_m) (B, M'),
+        detached."""
+        n, m = next_actions.shape[:2]
+        features = self.critic.features(data.observations)
+        next_features = self.critic.features(data.next_observations).repeat_interleave(m, dim=0)
+        self.critic.set_batch_renorm_training(True)
+        q_all = self.critic.q_values(th.cat([features, next_features]), th.cat([data.actions, next_actions.flatten(0, 1)]))
+        self.critic.set_batch_renorm_training(False)
+        return q_all[:n], q_all[n:].detach().min(dim=1).values.view(n, m)
 
     def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
-        """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC)."""
+        """0.5 sum_j MSE(Q_j(s, a), y), every member regressing onto the same target y (as SB3's SAC); the target
+        critics evaluate the backup, or with ``crossq_critic`` the critics themselves in `_joint_q_values`."""
         with th.no_grad(), th.profiler.record_function("dqs/critic_target"):
+            next_actions, log_proposal = self._next_actions(data.next_observations, len(data.actions))
+            if self.critic_target is not None:
+                next_features = self.critic_target.features(data.next_observations)
+                next_q = self.critic_target.min_q_grouped(next_features, next_actions)
+        if self.critic_target is None:
+            q, next_q = self._joint_q_values(data, next_actions)
+        else:
+            q = self.critic.q_values(self.critic.features(data.observations), data.actions)
+        with th.no_grad():
             discounts = data.discounts if data.discounts is not None else self.gamma
-            next_value = self._next_state_value(data.next_observations, temperature)
-            target = data.rewards + (1.0 - data.dones) * discounts * next_value
-        q = self.critic.q_values(self.critic.features(data.observations), data.actions)
+            target = data.rewards + (1.0 - data.dones) * discounts * self._next_state_value(next_q, log_proposal, temperature)
         return 0.5 * (q - target).pow(2).mean(dim=0).sum()
 
     def score_proposals(self, observations: Any, k: int) -> dict[str, Any]:
@@ -585,6 +623,7 @@ class DQS(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         self.policy.set_training_mode(True)
+        self.critic.set_batch_renorm_training(False)  # batch statistics only in the joint forward (crossq_critic)
         self._update_learning_rate([net.optimizer for net in (self.actor, self.proposal) if net is not None])
         critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.critic.optimizer, critic_lr)
@@ -625,7 +664,7 @@ class DQS(OffPolicyAlgorithm):
                         self.temperature_optimizer.zero_grad()
                         temperature_loss.backward()
                         self.temperature_optimizer.step()
-            if self._n_updates % self.target_update_interval == 0:
+            if self.critic_target is not None and self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 # Running BatchNorm statistics are copied, as SAC does (none in an MLP critic).
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)

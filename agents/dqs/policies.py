@@ -12,9 +12,16 @@ from typing import Any, Literal
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -295,7 +302,45 @@ class DiffusionActor(BasePolicy):
 
 
 class EnsembleCritic(ContinuousCritic):
-    """SB3's critic ensemble with feature-level access, so that many actions per state reuse one feature pass."""
+    """SB3's critic ensemble with feature-level access, so that many actions per state reuse one feature pass.
+
+    With ``batch_renorm`` every hidden layer is preceded by sb3-contrib's BatchRenorm1d, as CrossQ's critic (Bhatt et
+    al., ICLR 2024, arXiv 1902.05605 §3; sb3-contrib ``crossq/policies.py``): its layers normalise with batch
+    statistics only in the joint forward of the critic update (`set_batch_renorm_training`) and with their running
+    statistics everywhere else.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = True,
+        batch_renorm: bool = False,
+    ) -> None:
+        # The parent builds no Q-network (n_critics=0): they are built here, with or without BatchRenorm.
+        super().__init__(observation_space, action_space, net_arch, features_extractor, features_dim, activation_fn,
+                         normalize_images, n_critics=0, share_features_extractor=share_features_extractor)  # fmt: skip
+        self.n_critics = n_critics
+        input_dim = features_dim + get_action_dim(action_space)
+        for idx in range(n_critics):
+            layers = create_mlp(
+                input_dim, 1, net_arch, activation_fn, pre_linear_modules=[BatchRenorm1d] if batch_renorm else None
+            )
+            q_net = nn.Sequential(*layers)
+            self.add_module(f"qf{idx}", q_net)
+            self.q_networks.append(q_net)
+
+    def set_batch_renorm_training(self, mode: bool) -> None:
+        """Normalise with (and update) batch statistics (True) or use the running statistics (False)."""
+        for module in self.modules():
+            if isinstance(module, BatchRenorm1d):
+                module.train(mode)
 
     def features(self, obs: PyTorchObs) -> Tensor:
         """Flat features of a batch of observations."""
@@ -366,6 +411,8 @@ class DiffusionPolicy(BasePolicy):
         highest Q (greedier exploration; the samples then no longer follow pi_T)
     :param use_proposal: Also build ``proposal``, the learned tanh-Gaussian q_phi(a|s) of the algorithm's estimators
         (`agents.dqs.proposal`; an MLP with the critics' sizes); it does not act
+    :param crossq_critic: Critics with BatchRenorm layers and no target critics (CrossQ's critic, `EnsembleCritic`);
+        ``critic_target`` is then None
     :param features_extractor_class: Features extractor (one per network, never shared)
     :param features_extractor_kwargs: Its keyword arguments
     :param normalize_images: Divide image observations by 255
@@ -377,7 +424,7 @@ class DiffusionPolicy(BasePolicy):
     actor: DiffusionActor
     actor_target: DiffusionActor
     critic: EnsembleCritic
-    critic_target: EnsembleCritic
+    critic_target: EnsembleCritic | None
     proposal: ProposalNetwork | None
 
     def __init__(
@@ -402,6 +449,7 @@ class DiffusionPolicy(BasePolicy):
         n_action_candidates: int = 4,
         n_explore_candidates: int = 1,
         use_proposal: bool = False,
+        crossq_critic: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -445,6 +493,7 @@ class DiffusionPolicy(BasePolicy):
         self.n_action_candidates = n_action_candidates
         self.n_explore_candidates = n_explore_candidates
         self.use_proposal = use_proposal
+        self.crossq_critic = crossq_critic
         self.action_dim = get_action_dim(action_space)
         self._build(lr_schedule)
 
@@ -456,9 +505,10 @@ class DiffusionPolicy(BasePolicy):
         self.actor_target.set_training_mode(False)
         self.critic = self.make_critic()
         self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-        self.critic_target = self.make_critic()
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.set_training_mode(False)
+        self.critic_target = None if self.crossq_critic else self.make_critic()
+        if self.critic_target is not None:
+            self.critic_target.load_state_dict(self.critic.state_dict())
+            self.critic_target.set_training_mode(False)
         # Built last, so that the other networks start from the same weights with or without it.
         self.proposal = self.make_proposal() if self.use_proposal else None
         if self.proposal is not None:
@@ -505,6 +555,7 @@ class DiffusionPolicy(BasePolicy):
             activation_fn=self.activation_fn,
             n_critics=self.n_critics,
             share_features_extractor=False,
+            batch_renorm=self.crossq_critic,
             **kwargs,
         )
         return self._orthogonal_init(critic)
@@ -538,6 +589,7 @@ class DiffusionPolicy(BasePolicy):
             n_action_candidates=self.n_action_candidates,
             n_explore_candidates=self.n_explore_candidates,
             use_proposal=self.use_proposal,
+            crossq_critic=self.crossq_critic,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
