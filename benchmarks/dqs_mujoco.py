@@ -132,16 +132,17 @@ def run_trials_of(
 
 def defaults_fingerprint(algo: str, env: str) -> str | None:
     """A short hash of the defaults an (algo, env) run trains with, for an algorithm with a config dataclass (DQS): its
-    hyperparameter-table entry for the env, its constructor's defaults and the dataclass's defaults; None for the
-    others (SB3's own)."""
+    hyperparameter-table entry for the env, its constructor's defaults and the dataclass's defaults, less the knobs at
+    the value that behaves as before they existed (``NEUTRAL_KNOBS``); None for the others (SB3's own)."""
     algo_class = get_algo(algo).load_class()
     config_class = getattr(algo_class, "config_class", None)
     if config_class is None:
         return None
     constructor = {name: parameter.default for name, parameter in inspect.signature(algo_class).parameters.items()
                    if parameter.default is not inspect.Parameter.empty}  # fmt: skip
-    payload = {"table": default_hyperparams(algo, resolve_env_id(env)), "constructor": constructor,
-               "config": asdict(config_class())}  # fmt: skip
+    neutral = getattr(config_class, "NEUTRAL_KNOBS", {})
+    config = {key: value for key, value in asdict(config_class()).items() if key not in neutral or value != neutral[key]}
+    payload = {"table": default_hyperparams(algo, resolve_env_id(env)), "constructor": constructor, "config": config}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

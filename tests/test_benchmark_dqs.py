@@ -51,3 +51,17 @@ def test_a_dqs_record_trained_with_other_defaults_is_rerun_and_sb3_records_are_k
     assert ran_other_defaults({"algo": "dqs", "env": "HalfCheetah"})
     assert ran_other_defaults({"algo": "dqs", "env": "HalfCheetah", "defaults": "0123456789ab"})
     assert not ran_other_defaults({"algo": "dqs", "env": "HalfCheetah", "defaults": today})
+
+
+def test_a_knob_at_its_neutral_value_is_left_out_of_the_defaults_fingerprint(monkeypatch):
+    """An opt-in knob added after runs were recorded (``DQSConfig.NEUTRAL_KNOBS``) does not change the fingerprint
+    at the value that behaves as before it existed; counted without that entry, or at another value, it does."""
+    from agents.dqs import DQSConfig
+    from benchmarks.dqs_mujoco import defaults_fingerprint
+
+    today = defaults_fingerprint("dqs", "HalfCheetah")
+    assert DQSConfig.NEUTRAL_KNOBS == {"crossq_critic": False}
+    monkeypatch.setattr(DQSConfig, "NEUTRAL_KNOBS", {})
+    assert defaults_fingerprint("dqs", "HalfCheetah") != today
+    monkeypatch.setattr(DQSConfig, "NEUTRAL_KNOBS", {"crossq_critic": True})
+    assert defaults_fingerprint("dqs", "HalfCheetah") != today

@@ -262,6 +262,9 @@ def test_the_crossq_critic_normalises_by_batch_statistics_only_in_its_joint_forw
     assert model.critic_target is None
     norms = [m for m in model.critic.modules() if isinstance(m, BatchRenorm1d)]
     assert len(norms) == 3 * model.policy.n_critics  # before the input, hidden and output layers
+    model.policy.train()  # nn.Module's training mode leaves them on their running statistics
+    model.policy(torch.zeros(4, 3), deterministic=True)  # argmax-Q over candidates
+    assert not any(m.training for m in norms) and all(int(m.steps) == 0 for m in norms)
     model.learn(80)
     updates = model._n_updates
     assert updates > 0 and all(int(m.steps) == updates for m in norms)
@@ -283,6 +286,8 @@ def test_the_crossq_critic_normalises_by_batch_statistics_only_in_its_joint_forw
     assert loaded.config.crossq_critic and loaded.critic_target is None
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
     loaded.learn(20, reset_num_timesteps=False)  # trains on after loading
+    with pytest.raises(ValueError, match="crossq_critic changes the critics' layers"):
+        DQS.load(tmp_path / "dqs.zip", crossq_critic=False)
 
 
 def test_the_crossq_critic_learns_pendulum():
@@ -352,6 +357,18 @@ def test_policy_and_actor_stand_alone_save_load_and_act(tmp_path):
     np.testing.assert_array_equal(
         single.predict(obs, deterministic=True)[0], single.actor_target.predict(obs, deterministic=True)[0]
     )
+
+
+def test_a_checkpoint_with_the_policy_level_temperature_loads_into_both_actors():
+    """Checkpoints written before the actors held the temperature stored one policy-level ``temperature`` buffer."""
+    model = DQS("MlpPolicy", "Pendulum-v1", **TINY)
+    model.policy.set_temperature(0.42)
+    state = model.policy.state_dict()
+    old = {key: value for key, value in state.items() if key not in ("actor.temperature", "actor_target.temperature")}
+    old["temperature"] = state["actor.temperature"]
+    fresh = DQS("MlpPolicy", "Pendulum-v1", **TINY)
+    fresh.policy.load_state_dict(old)
+    assert float(fresh.policy.temperature) == float(fresh.actor.temperature) == pytest.approx(0.42)
 
 
 def test_faithful_mode_reproduces_its_recorded_outputs():

@@ -45,7 +45,7 @@ Mode = Literal["improved", "faithful"]
 Batch = ReplayBufferSamples | DictReplayBufferSamples
 
 
-#: Knobs that configure the policy's sampler; DQS owns them and passes them on as policy kwargs.
+#: Knobs that configure the policy (its sampler and critics); DQS owns them and passes them on as policy kwargs.
 POLICY_KNOBS = ("schedule", "schedule_kwargs", "sampler_steps", "deterministic_steps", "denoise_last_step", "squash",
                 "score_parameterization", "deterministic_mode", "n_action_candidates", "n_explore_candidates",
                 "crossq_critic")  # fmt: skip
@@ -95,6 +95,11 @@ def parse_temperature(temperature: float | str) -> tuple[TemperatureRule, float]
 class DQSConfig(CheckedConfig):
     """DQS's own knobs (the SB3 ones are constructor arguments, as in SAC). The defaults are ``mode="improved"``, the
     fast and principled variant of docs/dqs.md; `MODES` holds both modes. Every field is also a `DQS` keyword."""
+
+    #: Knobs added after benchmark runs were recorded, each with the value that behaves as DQS did before it existed.
+    #: A fingerprint of the defaults (`benchmarks.dqs_mujoco.defaults_fingerprint`) leaves a knob out at that value,
+    #: so adding an opt-in knob does not invalidate those runs.
+    NEUTRAL_KNOBS: ClassVar[dict[str, Any]] = {"crossq_critic": False}
 
     learning_starts: int = 1_000
     """Uniform-random steps before learning (faithful 10000). SB3 SAC's 100 learns SB3's IdentityEnvBox test in 400
@@ -513,8 +518,10 @@ class DQS(OffPolicyAlgorithm):
         features = self.critic.features(data.observations)
         next_features = self.critic.features(data.next_observations).repeat_interleave(m, dim=0)
         self.critic.set_batch_renorm_training(True)
-        q_all = self.critic.q_values(th.cat([features, next_features]), th.cat([data.actions, next_actions.flatten(0, 1)]))
-        self.critic.set_batch_renorm_training(False)
+        try:
+            q_all = self.critic.q_values(th.cat([features, next_features]), th.cat([data.actions, next_actions.flatten(0, 1)]))
+        finally:
+            self.critic.set_batch_renorm_training(False)
         return q_all[:n], q_all[n:].detach().min(dim=1).values.view(n, m)
 
     def _critic_loss(self, data: Batch, temperature: float) -> Tensor:
@@ -623,7 +630,6 @@ class DQS(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 256) -> None:
         self.policy.set_training_mode(True)
-        self.critic.set_batch_renorm_training(False)  # batch statistics only in the joint forward (crossq_critic)
         self._update_learning_rate([net.optimizer for net in (self.actor, self.proposal) if net is not None])
         critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.critic.optimizer, critic_lr)
@@ -719,6 +725,8 @@ class DQS(OffPolicyAlgorithm):
         """SB3's load. The policy acts at the temperature stored with its weights (the one source of truth), unless a
         temperature knob is passed (``temperature=``, ``final_temperature=``, ``temperature_anneal_steps=``): then at
         the temperature of the new configuration."""
+        if "crossq_critic" in kwargs:
+            raise ValueError("crossq_critic changes the critics' layers and cannot change on load: train a new model")
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if kwargs.keys() & TEMPERATURE_KNOBS:
             model.policy.set_temperature(model.temperature_at(model._n_updates))

@@ -328,13 +328,20 @@ class EnsembleCritic(ContinuousCritic):
                          normalize_images, n_critics=0, share_features_extractor=share_features_extractor)  # fmt: skip
         self.n_critics = n_critics
         input_dim = features_dim + get_action_dim(action_space)
+        normalization: list[type[nn.Module]] | None = [BatchRenorm1d] if batch_renorm else None
         for idx in range(n_critics):
-            layers = create_mlp(
-                input_dim, 1, net_arch, activation_fn, pre_linear_modules=[BatchRenorm1d] if batch_renorm else None
-            )
+            layers = create_mlp(input_dim, 1, net_arch, activation_fn, pre_linear_modules=normalization)
             q_net = nn.Sequential(*layers)
             self.add_module(f"qf{idx}", q_net)
             self.q_networks.append(q_net)
+        self.set_batch_renorm_training(False)
+
+    def train(self, mode: bool = True) -> EnsembleCritic:
+        """`nn.Module.train`, except that BatchRenorm layers stay on their running statistics: only
+        `set_batch_renorm_training` turns batch statistics on (for the joint forward)."""
+        super().train(mode)
+        self.set_batch_renorm_training(False)
+        return self
 
     def set_batch_renorm_training(self, mode: bool) -> None:
         """Normalise with (and update) batch statistics (True) or use the running statistics (False)."""
@@ -374,6 +381,17 @@ class EnsembleCritic(ContinuousCritic):
             result = q if result is None else th.minimum(result, q)
         assert result is not None
         return result
+
+
+def _policy_level_temperature(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load a checkpoint written before the actors held the temperature (before 2026-12-08: one policy-level
+    ``temperature`` buffer) into both actors."""
+    temperature = state_dict.pop(prefix + "temperature", None)
+    if temperature is not None:
+        for actor in ("actor", "actor_target"):
+            state_dict.setdefault(f"{prefix}{actor}.temperature", temperature.clone())
 
 
 class DiffusionPolicy(BasePolicy):
@@ -496,6 +514,7 @@ class DiffusionPolicy(BasePolicy):
         self.crossq_critic = crossq_critic
         self.action_dim = get_action_dim(action_space)
         self._build(lr_schedule)
+        self.register_load_state_dict_pre_hook(_policy_level_temperature)
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_actor()
