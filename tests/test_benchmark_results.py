@@ -41,3 +41,22 @@ def test_a_section_notes_results_from_uncommitted_code_under_its_heading(tmp_pat
     assert section.text({**clean, "dirty": True}, tmp_path) == f"## Bench\n\n{DIRTY_NOTE}\n\nvalue 1"
     # files written before "dirty" was recorded say it by their commit
     assert section.text({"value": 1, "git_commit": "abc123-dirty"}, tmp_path).splitlines()[2] == DIRTY_NOTE
+
+
+def test_a_rejected_record_leaves_the_results_file_even_outside_this_runs_grid(tmp_path, monkeypatch):
+    """A benchmark run on a subset of its grid (e.g. one seed) restores every committed record; a record that ``rerun``
+    rejects (trained with other defaults) must not stay in the rewritten results file beside the new ones."""
+    from benchmarks.common import BenchmarkGrid, run_grid
+    from runner.sweep import Resources, Trial
+
+    monkeypatch.setattr(benchmarks.common, "git_commit", lambda: "abc123")
+    out = ResultsArgs(results_dir=tmp_path / "results")
+    committed = [{"seed": 0, "defaults": "today"}, {"seed": 1, "defaults": "old"}, {"seed": 2, "defaults": "today"}]
+    write_results("bench", {"profile": "cpu", "profile_config": {}, "runs": committed}, out)
+    grid = BenchmarkGrid(name="bench", out=out, profile="cpu", settings={}, sweep_dir=tmp_path / "sweep",
+                         trials=[Trial("seed0", {})], run=lambda config: {}, record_name=lambda r: f"seed{r['seed']}",
+                         results=lambda runs: {"runs": sorted(runs, key=lambda r: r["seed"])})  # fmt: skip
+    finished = run_grid(grid, Resources(), rerun=lambda record: record["defaults"] != "today")
+    assert finished == [committed[0]]  # its record was restored, nothing ran
+    kept = json.loads(out.results_path("bench").read_text())["runs"]
+    assert kept == [committed[0], committed[2]]
