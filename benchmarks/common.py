@@ -184,19 +184,26 @@ def run_grid(
     resources: Resources,
     rerun: Callable[[dict[str, Any]], bool] | None = None,
     prepare: Callable[[list[Trial]], None] | None = None,
+    stale: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Restore the committed records, drop every record ``rerun`` rejects (those of the grid's trials are run again,
-    the others leave the results file), run every trial without a record through the sweep engine, and rewrite the
-    results file after each finished trial and at the end; returns the records of the grid's trials.
+    """Restore the committed records, drop those of the grid's trials that ``rerun`` selects and every record that
+    ``stale`` rejects (those outside the grid then leave the results file: e.g. trained with other defaults), run
+    every trial without a record through the sweep engine, and rewrite the results file after each finished trial
+    and at the end; returns the records of the grid's trials.
     ``prepare(pending)`` runs here first, for what the pending trials share (e.g. datasets to build). Refuses to
     start from a dirty tree unless ``grid.out.allow_dirty`` (`source_commit`)."""
     source_commit(grid.out.allow_dirty)
     previous = previous_results(grid.out.results_path(grid.name), grid.profile, grid.settings)
     records = grid.sweep_dir / "records"
     restore_missing((records / f"{grid.record_name(r)}.json", r) for r in grid.committed(previous))
-    if rerun is not None:  # every rejected record goes, in the grid or not: the results file must not report it
+    if rerun is not None:
+        for trial in grid.trials:
+            path = records / f"{trial.name}.json"
+            if path.is_file() and rerun(json.loads(path.read_text())):
+                path.unlink()
+    if stale is not None:
         for path in records.glob("*.json"):
-            if rerun(json.loads(path.read_text())):
+            if stale(json.loads(path.read_text())):
                 path.unlink()
     pending = pending_trials(grid.trials, grid.sweep_dir)
     if prepare is not None and pending:

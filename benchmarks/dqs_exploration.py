@@ -79,7 +79,7 @@ def run(args: ExplorationArgs) -> None:
     steps, eval_freq = args.steps or profile.steps, args.eval_freq or profile.eval_freq
     settings = {"steps": steps, "eval_freq": eval_freq, "eval_episodes": args.eval_episodes, "step_factor": STEP_FACTOR}
     trials = run_trials_of(args, lambda env: steps * STEP_FACTOR[env], eval_freq, maze_overrides)
-    print_summary(run_grid(mujoco_grid(args, settings, trials), args, rerun=ran_other_defaults))
+    print_summary(run_grid(mujoco_grid(args, settings, trials), args, stale=ran_other_defaults))
 
 
 TEXT = """\

@@ -242,7 +242,7 @@ def main(args: MujocoArgs) -> None:
             ratio = throughput(env, args)
             atomic_write(measured, lambda p, ratio=ratio: p.write_text(json.dumps(ratio, indent=2)))
             print(f"{env}: throughput {ratio['median_steps_per_s']} ratio {ratio['ratio']:.2f}", flush=True)
-    print_summary(run_grid(grid, args, rerun=ran_other_defaults))
+    print_summary(run_grid(grid, args, stale=ran_other_defaults))
     print(f"wrote {args.results_path(args.name)}")
 
 

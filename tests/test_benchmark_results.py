@@ -44,8 +44,9 @@ def test_a_section_notes_results_from_uncommitted_code_under_its_heading(tmp_pat
 
 
 def test_a_rejected_record_leaves_the_results_file_even_outside_this_runs_grid(tmp_path, monkeypatch):
-    """A benchmark run on a subset of its grid (e.g. one seed) restores every committed record; a record that ``rerun``
-    rejects (trained with other defaults) must not stay in the rewritten results file beside the new ones."""
+    """A benchmark run on a subset of its grid (e.g. one seed) restores every committed record; a record that ``stale``
+    rejects (trained with other defaults) must not stay in the rewritten results file beside the new ones, while
+    ``rerun`` (e.g. --force) only selects among the grid's trials."""
     from benchmarks.common import BenchmarkGrid, run_grid
     from runner.sweep import Resources, Trial
 
@@ -56,7 +57,9 @@ def test_a_rejected_record_leaves_the_results_file_even_outside_this_runs_grid(t
     grid = BenchmarkGrid(name="bench", out=out, profile="cpu", settings={}, sweep_dir=tmp_path / "sweep",
                          trials=[Trial("seed0", {})], run=lambda config: {}, record_name=lambda r: f"seed{r['seed']}",
                          results=lambda runs: {"runs": sorted(runs, key=lambda r: r["seed"])})  # fmt: skip
-    finished = run_grid(grid, Resources(), rerun=lambda record: record["defaults"] != "today")
+    finished = run_grid(grid, Resources(), stale=lambda record: record["defaults"] != "today")
     assert finished == [committed[0]]  # its record was restored, nothing ran
     kept = json.loads(out.results_path("bench").read_text())["runs"]
     assert kept == [committed[0], committed[2]]
+    run_grid(grid, Resources(), rerun=lambda record: record["seed"] == 2)  # not a trial of this grid: kept
+    assert json.loads(out.results_path("bench").read_text())["runs"] == kept
