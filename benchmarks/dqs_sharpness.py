@@ -253,8 +253,9 @@ def dqs_estimates(model: DQS, obs: np.ndarray, view: PolicyView, entry: dict[str
         return model.score_proposals(observation.expand(rows, -1), k)
 
     fraction = config.score_proposal_fraction if model.proposal is not None else 0.0
+    actor = policy.actor_target
     for k in args.target_proposals if with_sampler else []:
-        q = target_sampler_mean_q(view, dim, policy.schedule, policy.sampler_steps, policy.denoise_last_step, k,
+        q = target_sampler_mean_q(view, dim, actor.schedule, actor.sampler_steps, actor.denoise_last_step, k,
                                   args.target_samples, fraction, learned)  # fmt: skip
         estimates[f"target_sampler_q_gap_in_t_k{k}"] = (entry["boltzmann_mean_q"] - q) / entry["temperature"]
     return estimates

@@ -208,8 +208,8 @@ def test_mode_resolution_and_mixing(tmp_path):
     assert mixed.config.schedule_kwargs == {}  # a new schedule takes its own defaults, not the mode's parameters
     improved = DQS("MlpPolicy", env, **TINY)
     assert improved.mode == "improved" and improved.config == dataclasses.replace(MODES["improved"], learning_starts=50)
-    assert improved.automatic_temperature and improved.policy.squash == "clip"
-    assert improved.policy.sampler_steps == improved.config.sampler_steps == 20
+    assert improved.automatic_temperature and improved.actor_target.squash == "clip"
+    assert improved.actor_target.sampler_steps == improved.config.sampler_steps == 20
     assert improved.policy.schedule.sigma_min == improved.config.schedule_kwargs["sigma_min"] == 1e-2
     # SB3's load keywords change a knob, and the stored policy_kwargs stay the user's own (SAC accepts the same call).
     improved.save(tmp_path / "dqs.zip")
@@ -320,7 +320,7 @@ def test_deterministic_predict_save_load_and_logging(mode, tmp_path):
     model.save(tmp_path / "dqs.zip")
     loaded = DQS.load(tmp_path / "dqs.zip")
     assert loaded.dqs_config == model.dqs_config
-    assert isinstance(loaded.policy, DiffusionPolicy) and loaded.policy.sampler_steps == model.config.sampler_steps
+    assert isinstance(loaded.policy, DiffusionPolicy) and loaded.actor_target.sampler_steps == model.config.sampler_steps
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
     assert float(loaded.policy.temperature) == float(model.policy.temperature)
     # The learned proposal (improved mode only) comes back with its optimiser state.
@@ -393,7 +393,7 @@ def test_faithful_update_with_the_reference_sample_and_step_counts():
     """One update with K = 1000 Monte-Carlo samples and 500 Euler-Maruyama steps (batch 8)."""
     model = DQS("MlpPolicy", "Pendulum-v1", mode="faithful", learning_starts=20, batch_size=8, seed=0,
                 policy_kwargs=SMALL_NETS)  # fmt: skip
-    assert (model.config.n_mc_samples, model.config.sampler_steps, model.policy.sampler_steps) == (1000, 500, 500)
+    assert (model.config.n_mc_samples, model.config.sampler_steps, model.actor_target.sampler_steps) == (1000, 500, 500)
     model.learn(20)  # warm-up only
     before = [p.detach().clone() for p in (*model.actor.parameters(), *model.critic.parameters())]
     model.train(gradient_steps=1, batch_size=8)

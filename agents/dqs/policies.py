@@ -500,14 +500,18 @@ class DiffusionPolicy(BasePolicy):
         self.score_hidden_dim = score_hidden_dim
         self.score_n_blocks = score_n_blocks
         self.embedding_dim = embedding_dim
-        self.schedule_name = schedule
-        self.schedule_kwargs = schedule_kwargs
-        self.sampler_steps = sampler_steps
-        self.deterministic_steps = deterministic_steps
-        self.denoise_last_step = denoise_last_step
-        self.squash = squash
-        self.score_parameterization = score_parameterization
-        self.deterministic_mode = deterministic_mode
+        # The actors' sampler settings (`DiffusionActor` keywords): each actor holds and uses them; the policy keeps
+        # them only to build its actors and to save its own constructor arguments.
+        self.sampler_kwargs: dict[str, Any] = dict(
+            schedule=schedule,
+            schedule_kwargs=schedule_kwargs,
+            sampler_steps=sampler_steps,
+            deterministic_steps=deterministic_steps,
+            denoise_last_step=denoise_last_step,
+            squash=squash,
+            score_parameterization=score_parameterization,
+            deterministic_mode=deterministic_mode,
+        )
         self.n_action_candidates = n_action_candidates
         self.n_explore_candidates = n_explore_candidates
         self.use_proposal = use_proposal
@@ -549,18 +553,11 @@ class DiffusionPolicy(BasePolicy):
             hidden_dim=self.score_hidden_dim,
             n_blocks=self.score_n_blocks,
             embedding_dim=self.embedding_dim,
-            schedule=self.schedule_name,
-            schedule_kwargs=self.schedule_kwargs,
-            sampler_steps=self.sampler_steps,
-            deterministic_steps=self.deterministic_steps,
-            denoise_last_step=self.denoise_last_step,
-            squash=self.squash,
-            score_parameterization=self.score_parameterization,
-            deterministic_mode=self.deterministic_mode,
+            **self.sampler_kwargs,
             **kwargs,
         )
         network = self._orthogonal_init(network)
-        if self.score_parameterization == "noise":
+        if network.score_parameterization == "noise":
             # An untrained noise predictor then predicts no noise: the first policy samples the (clipped) prior.
             nn.init.zeros_(network.output.weight)
         return network
@@ -597,14 +594,7 @@ class DiffusionPolicy(BasePolicy):
             score_hidden_dim=self.score_hidden_dim,
             score_n_blocks=self.score_n_blocks,
             embedding_dim=self.embedding_dim,
-            schedule=self.schedule_name,
-            schedule_kwargs=self.schedule_kwargs,
-            sampler_steps=self.sampler_steps,
-            deterministic_steps=self.deterministic_steps,
-            denoise_last_step=self.denoise_last_step,
-            squash=self.squash,
-            score_parameterization=self.score_parameterization,
-            deterministic_mode=self.deterministic_mode,
+            **self.sampler_kwargs,
             n_action_candidates=self.n_action_candidates,
             n_explore_candidates=self.n_explore_candidates,
             use_proposal=self.use_proposal,
